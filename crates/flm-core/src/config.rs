@@ -1,0 +1,234 @@
+//! Known configuration keys, their defaults and validation.
+//!
+//! Keys are `<category>.<name>` (spec 20-cli §4.7). Only known keys can be set: a typo
+//! is refused with the list of valid keys instead of being stored and silently ignored.
+
+use std::time::Duration;
+
+use crate::error::CoreError;
+
+/// Value type of a setting, used for validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingType {
+    /// Integer in an inclusive range.
+    Int {
+        /// Smallest value.
+        min: i64,
+        /// Largest value.
+        max: i64,
+    },
+    /// `true` / `false`.
+    Bool,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// Any JSON document.
+    Json,
+    /// Computed by FLM; cannot be set.
+    ReadOnly,
+}
+
+/// Description of one known key.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    /// Key.
+    pub key: &'static str,
+    /// Default value as text (empty for read-only keys).
+    pub default: &'static str,
+    /// Type.
+    pub ty: SettingType,
+    /// One-line description.
+    pub help: &'static str,
+}
+
+/// Every key `flm config` accepts.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "engine.health_latency_threshold_ms",
+        default: "1500",
+        ty: SettingType::Int {
+            min: 1,
+            max: 600_000,
+        },
+        help: "Latency at or above which a running engine is reported RunningDegraded",
+    },
+    SettingSpec {
+        key: "engine.max_network_failures",
+        default: "3",
+        ty: SettingType::Int { min: 1, max: 100 },
+        help: "Consecutive failed checks before the proxy stops offering an engine",
+    },
+    SettingSpec {
+        key: "engine.detect_timeout_ms",
+        default: "5000",
+        ty: SettingType::Int {
+            min: 50,
+            max: 60_000,
+        },
+        help: "Upper bound for probing one engine during detection",
+    },
+    SettingSpec {
+        key: "engine.request_timeout_secs",
+        default: "30",
+        ty: SettingType::Int { min: 1, max: 3600 },
+        help: "Timeout of non-streaming engine requests (model listing, embeddings, chat)",
+    },
+    SettingSpec {
+        key: "engine.cache_ttl_secs",
+        default: "300",
+        ty: SettingType::Int {
+            min: 0,
+            max: 86_400,
+        },
+        help: "How long `flm engines detect` reuses cached results",
+    },
+    SettingSpec {
+        key: "engine.probe_default_ports",
+        default: "true",
+        ty: SettingType::Bool,
+        help: "Probe each engine kind's default address in addition to configured endpoints",
+    },
+    SettingSpec {
+        key: "proxy.port",
+        default: "8780",
+        ty: SettingType::Int {
+            min: 1,
+            max: 65_535,
+        },
+        help: "Default HTTP port of the proxy (HTTPS uses port+1)",
+    },
+    SettingSpec {
+        key: "preferred_language",
+        default: "en",
+        ty: SettingType::Choice(&["en", "ja"]),
+        help: "Language of the desktop UI",
+    },
+    SettingSpec {
+        key: "alert_rules",
+        default: "[]",
+        ty: SettingType::Json,
+        help: "Alert rules of the desktop UI (JSON)",
+    },
+    SettingSpec {
+        key: "paths.config",
+        default: "",
+        ty: SettingType::ReadOnly,
+        help: "Location of config.db (diagnostic, read-only)",
+    },
+];
+
+/// The spec of a known key.
+pub fn spec(key: &str) -> Result<&'static SettingSpec, CoreError> {
+    SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
+        let known: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        CoreError::ConfigNotSet(format!(
+            "unknown config key `{key}`; known keys: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Validates `value` for `key` and returns its normalised text form.
+pub fn validate(key: &str, value: &str) -> Result<String, CoreError> {
+    let spec = spec(key)?;
+    let value = value.trim();
+    match spec.ty {
+        SettingType::Int { min, max } => {
+            let n: i64 = value.parse().map_err(|_| {
+                CoreError::InvalidInput(format!(
+                    "invalid value `{value}` for `{key}`: expected an integer from {min} to {max}"
+                ))
+            })?;
+            if n < min || n > max {
+                return Err(CoreError::InvalidInput(format!(
+                    "invalid value `{value}` for `{key}`: must be from {min} to {max}"
+                )));
+            }
+            Ok(n.to_string())
+        }
+        SettingType::Bool => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok("true".into()),
+            "false" | "0" | "no" | "off" => Ok("false".into()),
+            _ => Err(CoreError::InvalidInput(format!(
+                "invalid value `{value}` for `{key}`: expected true or false"
+            ))),
+        },
+        SettingType::Choice(options) => {
+            if options.contains(&value) {
+                Ok(value.to_owned())
+            } else {
+                Err(CoreError::InvalidInput(format!(
+                    "invalid value `{value}` for `{key}`: expected one of {}",
+                    options.join(", ")
+                )))
+            }
+        }
+        SettingType::Json => serde_json::from_str::<serde_json::Value>(value)
+            .map(|v| v.to_string())
+            .map_err(|e| CoreError::InvalidInput(format!("invalid JSON for `{key}`: {e}"))),
+        SettingType::ReadOnly => Err(CoreError::InvalidInput(format!(
+            "`{key}` is computed by FLM and cannot be set"
+        ))),
+    }
+}
+
+/// Engine-related settings, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Healthy/Degraded boundary.
+    pub health_latency_threshold_ms: u64,
+    /// Consecutive failures before an engine is taken out of service.
+    pub max_network_failures: u32,
+    /// Upper bound for one engine's probe.
+    pub detect_timeout: Duration,
+    /// Timeout of non-streaming engine requests.
+    pub request_timeout: Duration,
+    /// Detection cache lifetime.
+    pub cache_ttl: Duration,
+    /// Probe default addresses.
+    pub probe_default_ports: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            health_latency_threshold_ms: 1500,
+            max_network_failures: 3,
+            detect_timeout: Duration::from_millis(5000),
+            request_timeout: Duration::from_secs(30),
+            cache_ttl: Duration::from_secs(300),
+            probe_default_ports: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        for s in SETTINGS {
+            if s.ty != SettingType::ReadOnly {
+                assert_eq!(validate(s.key, s.default).unwrap(), s.default, "{}", s.key);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_are_precise() {
+        let e = validate("engine.max_network_failures", "zero").unwrap_err();
+        assert!(
+            e.to_string().contains("expected an integer from 1 to 100"),
+            "{e}"
+        );
+        let e = validate("engine.nope", "1").unwrap_err();
+        assert_eq!(e.code(), "CONFIG_NOT_SET");
+        assert!(e.to_string().contains("engine.health_latency_threshold_ms"));
+        assert_eq!(
+            validate("engine.probe_default_ports", "OFF").unwrap(),
+            "false"
+        );
+        assert!(validate("paths.config", "/x").is_err());
+        assert!(validate("alert_rules", "{").is_err());
+    }
+}

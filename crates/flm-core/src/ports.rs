@@ -1,0 +1,176 @@
+//! Ports: the traits adapters implement. Services hold them as `Arc<dyn Trait>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse};
+use crate::engine::{EngineCapabilities, EngineKind, EngineState, EngineTarget, ModelInfo};
+use crate::error::{EngineError, RepoError};
+use crate::ids::EngineId;
+
+/// One engine instance FLM can send requests to.
+///
+/// Streaming and non-streaming chat are separate operations; all wire-format
+/// translation (Ollama NDJSON, OpenAI SSE) stays inside the adapter.
+#[async_trait]
+pub trait LlmEngine: Send + Sync {
+    /// Engine id.
+    fn id(&self) -> &EngineId;
+    /// Engine kind.
+    fn kind(&self) -> EngineKind;
+    /// API base URL.
+    fn base_url(&self) -> &str;
+    /// Capabilities of the engine as a whole.
+    fn capabilities(&self) -> EngineCapabilities;
+    /// Models the engine serves, ids normalised to `flm://{engine_id}/{model}`.
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError>;
+    /// Non-streaming chat completion.
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, EngineError>;
+    /// Streaming chat completion. Errors before the first chunk are returned here;
+    /// errors after it arrive as the stream's last item.
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, EngineError>;
+    /// Embeddings, one vector per input.
+    async fn embeddings(&self, request: EmbeddingRequest)
+        -> Result<EmbeddingResponse, EngineError>;
+}
+
+/// Builds engine adapters for detected targets (the engine registry).
+pub trait EngineFactory: Send + Sync {
+    /// An adapter for `target`, using `request_timeout` for non-streaming calls.
+    fn build(&self, target: &EngineTarget, request_timeout: Duration) -> Arc<dyn LlmEngine>;
+}
+
+/// What one API probe of a target found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeOutcome {
+    /// Nothing answers (connection refused, host unreachable, DNS failure…).
+    Unreachable {
+        /// What failed.
+        reason: String,
+    },
+    /// Something accepted the connection but did not answer in time.
+    TimedOut {
+        /// What timed out.
+        reason: String,
+    },
+    /// Something answers, but it is not the expected kind of engine.
+    WrongIdentity {
+        /// What it is instead (`llama.cpp`, `an FLM proxy`, `an unknown HTTP server`…).
+        found: String,
+    },
+    /// It is the expected engine, but its answer is not well-formed.
+    BadResponse {
+        /// What was wrong.
+        reason: String,
+    },
+    /// It is the expected engine and it answered.
+    Answered {
+        /// Latency of the model-listing request.
+        latency_ms: u64,
+        /// Engine version, when it tells.
+        version: Option<String>,
+        /// Number of models listed.
+        model_count: usize,
+        /// A warning sign (429/503, loading, no model loaded…), if any.
+        warning: Option<String>,
+        /// Capabilities of the engine.
+        capabilities: EngineCapabilities,
+    },
+}
+
+/// Detection probes (HTTP identity checks and binary discovery).
+#[async_trait]
+pub trait EngineProber: Send + Sync {
+    /// Probes the target's API; never takes longer than `timeout`.
+    async fn probe(&self, target: &EngineTarget, timeout: Duration) -> ProbeOutcome;
+    /// Path of an installed binary of this kind, if one is found (file-system only).
+    fn find_binary(&self, kind: EngineKind) -> Option<String>;
+}
+
+/// Source of the current time, injected so rules with durations are testable.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// One row of the `settings` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingRow {
+    /// `<category>.<name>` key.
+    pub key: String,
+    /// Stored value.
+    pub value: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Key/value settings (`config.db` → `settings`).
+#[async_trait]
+pub trait SettingsRepository: Send + Sync {
+    /// The stored value of `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<SettingRow>, RepoError>;
+    /// Inserts or replaces `key`.
+    async fn set(&self, key: &str, value: &str) -> Result<(), RepoError>;
+    /// Deletes `key`; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool, RepoError>;
+    /// Every stored setting, ordered by key.
+    async fn list(&self) -> Result<Vec<SettingRow>, RepoError>;
+}
+
+/// A detection run as cached in `engines_cache`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedDetection {
+    /// When the run finished.
+    pub detected_at: DateTime<Utc>,
+    /// Engines found by that run.
+    pub engines: Vec<EngineState>,
+}
+
+/// Cache of detection results (`config.db` → `engines_cache`).
+#[async_trait]
+pub trait EngineCacheRepository: Send + Sync {
+    /// The last detection run, if one is cached.
+    async fn load(&self) -> Result<Option<CachedDetection>, RepoError>;
+    /// Replaces the cache with this run.
+    async fn store(&self, run: &CachedDetection) -> Result<(), RepoError>;
+    /// Empties the cache.
+    async fn clear(&self) -> Result<(), RepoError>;
+}
+
+/// An engine endpoint added by the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineEndpoint {
+    /// Engine id.
+    pub id: EngineId,
+    /// Expected kind.
+    pub kind: EngineKind,
+    /// Normalised base URL.
+    pub base_url: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Explicitly configured engine endpoints (`config.db` → `engine_endpoints`).
+#[async_trait]
+pub trait EndpointRepository: Send + Sync {
+    /// All endpoints, ordered by id.
+    async fn list(&self) -> Result<Vec<EngineEndpoint>, RepoError>;
+    /// Adds an endpoint; the id must be new.
+    async fn add(&self, endpoint: &EngineEndpoint) -> Result<(), RepoError>;
+    /// Removes an endpoint; returns whether it existed.
+    async fn remove(&self, id: &EngineId) -> Result<bool, RepoError>;
+}

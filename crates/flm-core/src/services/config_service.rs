@@ -1,0 +1,180 @@
+//! `flm config get|set|list`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{self, EngineSettings, SettingType, SETTINGS};
+use crate::error::CoreError;
+use crate::ports::SettingsRepository;
+
+/// Where a value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueSource {
+    /// Stored with `flm config set`.
+    Set,
+    /// The built-in default.
+    Default,
+    /// Computed by FLM.
+    Computed,
+}
+
+/// One key with its effective value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigEntry {
+    /// Key.
+    pub key: String,
+    /// Effective value.
+    pub value: String,
+    /// Origin of the value.
+    pub source: ValueSource,
+    /// Last change, for stored values (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// Reads and writes validated settings.
+#[derive(Clone)]
+pub struct ConfigService {
+    repo: Arc<dyn SettingsRepository>,
+    config_path: String,
+}
+
+impl ConfigService {
+    /// `config_path` is reported as the read-only `paths.config` key.
+    pub fn new(repo: Arc<dyn SettingsRepository>, config_path: impl Into<String>) -> Self {
+        Self {
+            repo,
+            config_path: config_path.into(),
+        }
+    }
+
+    /// Effective value of a known key.
+    pub async fn get(&self, key: &str) -> Result<ConfigEntry, CoreError> {
+        let spec = config::spec(key)?;
+        if spec.ty == SettingType::ReadOnly {
+            return Ok(self.computed(key));
+        }
+        Ok(match self.repo.get(key).await? {
+            Some(row) => ConfigEntry {
+                key: row.key,
+                value: row.value,
+                source: ValueSource::Set,
+                updated_at: Some(row.updated_at.to_rfc3339()),
+            },
+            None => ConfigEntry {
+                key: key.to_owned(),
+                value: spec.default.to_owned(),
+                source: ValueSource::Default,
+                updated_at: None,
+            },
+        })
+    }
+
+    /// Validates and stores a value; returns the stored entry.
+    pub async fn set(&self, key: &str, value: &str) -> Result<ConfigEntry, CoreError> {
+        let normalised = config::validate(key, value)?;
+        self.repo.set(key, &normalised).await?;
+        self.get(key).await
+    }
+
+    /// Every known key with its effective value, plus stored keys FLM no longer knows.
+    pub async fn list(&self) -> Result<Vec<ConfigEntry>, CoreError> {
+        let stored = self.repo.list().await?;
+        let mut out = Vec::with_capacity(SETTINGS.len());
+        for spec in SETTINGS {
+            if spec.ty == SettingType::ReadOnly {
+                out.push(self.computed(spec.key));
+                continue;
+            }
+            match stored.iter().find(|r| r.key == spec.key) {
+                Some(row) => out.push(ConfigEntry {
+                    key: row.key.clone(),
+                    value: row.value.clone(),
+                    source: ValueSource::Set,
+                    updated_at: Some(row.updated_at.to_rfc3339()),
+                }),
+                None => out.push(ConfigEntry {
+                    key: spec.key.to_owned(),
+                    value: spec.default.to_owned(),
+                    source: ValueSource::Default,
+                    updated_at: None,
+                }),
+            }
+        }
+        for row in stored {
+            if config::spec(&row.key).is_err() {
+                out.push(ConfigEntry {
+                    key: row.key,
+                    value: row.value,
+                    source: ValueSource::Set,
+                    updated_at: Some(row.updated_at.to_rfc3339()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Engine settings, typed. A stored value that no longer validates falls back to
+    /// the default with a warning instead of failing every command.
+    pub async fn engine_settings(&self) -> Result<EngineSettings, CoreError> {
+        let rows = self.repo.list().await?;
+        let int = |key: &str, default: u64| -> u64 {
+            rows.iter()
+                .find(|r| r.key == key)
+                .and_then(|r| match config::validate(key, &r.value) {
+                    Ok(v) => v.parse().ok(),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "ignoring invalid stored setting");
+                        None
+                    }
+                })
+                .unwrap_or(default)
+        };
+        let d = EngineSettings::default();
+        let probe_default_ports = rows
+            .iter()
+            .find(|r| r.key == "engine.probe_default_ports")
+            .map(|r| r.value != "false")
+            .unwrap_or(d.probe_default_ports);
+        Ok(EngineSettings {
+            health_latency_threshold_ms: int(
+                "engine.health_latency_threshold_ms",
+                d.health_latency_threshold_ms,
+            ),
+            max_network_failures: u32::try_from(int(
+                "engine.max_network_failures",
+                u64::from(d.max_network_failures),
+            ))
+            .unwrap_or(d.max_network_failures),
+            detect_timeout: Duration::from_millis(int(
+                "engine.detect_timeout_ms",
+                millis(d.detect_timeout),
+            )),
+            request_timeout: Duration::from_secs(int(
+                "engine.request_timeout_secs",
+                d.request_timeout.as_secs(),
+            )),
+            cache_ttl: Duration::from_secs(int("engine.cache_ttl_secs", d.cache_ttl.as_secs())),
+            probe_default_ports,
+        })
+    }
+
+    fn computed(&self, key: &str) -> ConfigEntry {
+        ConfigEntry {
+            key: key.to_owned(),
+            value: match key {
+                "paths.config" => self.config_path.clone(),
+                _ => String::new(),
+            },
+            source: ValueSource::Computed,
+            updated_at: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,12 @@
+//! Services: the business rules, written against ports only.
+
+pub mod config_service;
+pub mod detection;
+pub mod engine_service;
+
+pub use config_service::{ConfigEntry, ConfigService, ValueSource};
+pub use detection::{classify, DetectionThresholds};
+pub use engine_service::{
+    DetectOptions, DetectionReport, EngineService, EngineServiceParts, ModelListing,
+    ModelListingError,
+};

@@ -1,0 +1,204 @@
+//! The running emulator and its control handle.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server::{self, AppState};
+use crate::{Behavior, EmulatedKind, EmulatorOptions};
+
+/// How long [`Emulator::shutdown`] waits for in-flight requests before giving up on them.
+/// Every handler and stream also watches the shutdown signal, so this is only a backstop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Locks a mutex, ignoring poisoning: the guarded values are plain records that stay
+/// valid even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// === impl ControlInner ===
+
+/// State shared between the control handle and the server.
+#[derive(Debug, Default)]
+pub(crate) struct ControlInner {
+    behavior: Mutex<Behavior>,
+    requests: AtomicU64,
+    chat_requests: AtomicU64,
+    last_chat_body: Mutex<Option<Value>>,
+    last_headers: Mutex<Option<HeaderMap>>,
+    /// Models that served a request (Ollama `/api/ps`).
+    loaded: Mutex<BTreeSet<String>>,
+}
+
+impl ControlInner {
+    pub(crate) fn behavior(&self) -> Behavior {
+        lock(&self.behavior).clone()
+    }
+
+    pub(crate) fn record_request(&self, headers: &HeaderMap) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.last_headers) = Some(headers.clone());
+    }
+
+    pub(crate) fn record_chat(&self, body: Option<Value>) {
+        self.chat_requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(body) = body {
+            *lock(&self.last_chat_body) = Some(body);
+        }
+    }
+
+    pub(crate) fn mark_loaded(&self, model: &str) {
+        lock(&self.loaded).insert(model.to_owned());
+    }
+
+    pub(crate) fn loaded(&self) -> Vec<String> {
+        lock(&self.loaded).iter().cloned().collect()
+    }
+}
+
+// === impl EmulatorControl ===
+
+/// Thread-safe handle to steer a running [`Emulator`] and observe what it received.
+/// Cloning is cheap (an `Arc`).
+#[derive(Debug, Clone)]
+pub struct EmulatorControl {
+    inner: Arc<ControlInner>,
+}
+
+impl EmulatorControl {
+    /// Sets the behaviour for subsequent requests.
+    pub fn set_behavior(&self, b: Behavior) {
+        *lock(&self.inner.behavior) = b;
+    }
+
+    /// The current behaviour.
+    pub fn behavior(&self) -> Behavior {
+        self.inner.behavior()
+    }
+
+    /// Total HTTP requests received on any route, including refused ones (`Host` guard,
+    /// unknown routes).
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests received on chat routes (`POST /api/chat`, `POST /v1/chat/completions`,
+    /// LM Studio `POST /api/v0/chat/completions`), whatever the behaviour.
+    pub fn chat_requests(&self) -> u64 {
+        self.inner.chat_requests.load(Ordering::SeqCst)
+    }
+
+    /// Body of the last chat request whose body was valid JSON.
+    pub fn last_chat_body(&self) -> Option<Value> {
+        lock(&self.inner.last_chat_body).clone()
+    }
+
+    /// Headers of the last request received on any route.
+    pub fn last_headers(&self) -> Option<HeaderMap> {
+        lock(&self.inner.last_headers).clone()
+    }
+
+    /// Resets counters and recorded requests (not the behaviour).
+    pub fn reset(&self) {
+        self.inner.requests.store(0, Ordering::SeqCst);
+        self.inner.chat_requests.store(0, Ordering::SeqCst);
+        *lock(&self.inner.last_chat_body) = None;
+        *lock(&self.inner.last_headers) = None;
+    }
+}
+
+// === impl Emulator ===
+
+/// A running emulated engine. The server stops when this value is dropped (without
+/// waiting) or on [`Emulator::shutdown`] (waiting for the server task to end).
+#[derive(Debug)]
+pub struct Emulator {
+    kind: EmulatedKind,
+    addr: SocketAddr,
+    control: EmulatorControl,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Emulator {
+    /// Binds `opts.bind:opts.port` and starts serving the `kind` API in a background task.
+    ///
+    /// Must be called inside a Tokio runtime. Fails when the address cannot be bound.
+    pub async fn start(kind: EmulatedKind, opts: EmulatorOptions) -> io::Result<Emulator> {
+        let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port)).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(ControlInner::default());
+        *lock(&inner.behavior) = opts.behavior.clone();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState::new(kind, &opts, addr, Arc::clone(&inner), shutdown_rx.clone());
+        let task = tokio::spawn(server::serve(listener, state, shutdown_rx));
+        Ok(Emulator {
+            kind,
+            addr,
+            control: EmulatorControl { inner },
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// The engine kind.
+    pub fn kind(&self) -> EmulatedKind {
+        self.kind
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`; an unspecified bind address (`0.0.0.0`, `::`) is replaced by the
+    /// loopback address so the URL is usable by a client.
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// A handle to steer and observe the emulator.
+    pub fn control(&self) -> EmulatorControl {
+        self.control.clone()
+    }
+
+    /// Stops accepting connections, ends hanging requests and streams, and waits (at most
+    /// a few seconds) for the server task to finish.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.shutdown.send_replace(true);
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(io::Error::other(join)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "emulator did not shut down in time",
+            )),
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // The server task watches this signal and ends on its own; the listener closes as
+        // soon as the task next runs.
+        self.shutdown.send_replace(true);
+    }
+}

