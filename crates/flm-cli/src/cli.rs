@@ -130,6 +130,7 @@ pub enum ConfigCmd {
         /// Key.
         key: String,
         /// New value.
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Print every key with its value and where it comes from.
