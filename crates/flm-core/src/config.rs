@@ -97,6 +97,36 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Default HTTP port of the proxy (HTTPS uses port+1)",
     },
     SettingSpec {
+        key: "proxy.request_timeout_secs",
+        default: "60",
+        ty: SettingType::Int { min: 1, max: 3600 },
+        help: "Timeout of non-streaming proxy requests (408 request_timeout)",
+    },
+    SettingSpec {
+        key: "proxy.stream_timeout_secs",
+        default: "1800",
+        ty: SettingType::Int { min: 1, max: 86_400 },
+        help: "Ceiling of one streaming response; there is no idle timeout, so a slow first token is never cut",
+    },
+    SettingSpec {
+        key: "proxy.max_body_bytes",
+        default: "10485760",
+        ty: SettingType::Int { min: 1024, max: 1_073_741_824 },
+        help: "Largest request body the proxy accepts (413 payload_too_large)",
+    },
+    SettingSpec {
+        key: "proxy.engine_check_interval_secs",
+        default: "5",
+        ty: SettingType::Int { min: 1, max: 3600 },
+        help: "How often the running proxy re-checks engines",
+    },
+    SettingSpec {
+        key: "proxy.shutdown_grace_secs",
+        default: "10",
+        ty: SettingType::Int { min: 0, max: 3600 },
+        help: "How long `flm proxy stop` lets in-flight requests and streams finish",
+    },
+    SettingSpec {
         key: "preferred_language",
         default: "en",
         ty: SettingType::Choice(&["en", "ja"]),
@@ -197,6 +227,33 @@ impl Default for EngineSettings {
             request_timeout: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(300),
             probe_default_ports: true,
+        }
+    }
+}
+
+/// Proxy settings, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Non-streaming request timeout.
+    pub request_timeout: Duration,
+    /// Ceiling of one streaming response.
+    pub stream_timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Engine re-check interval.
+    pub engine_check_interval: Duration,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            stream_timeout: Duration::from_secs(1800),
+            max_body_bytes: 10 * 1024 * 1024,
+            engine_check_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

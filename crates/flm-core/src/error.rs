@@ -90,6 +90,12 @@ pub enum CoreError {
     /// Something that already exists (engine id, URL…).
     #[error("{0}")]
     Conflict(String),
+    /// No API key with that id.
+    #[error("{0}")]
+    KeyNotFound(String),
+    /// A proxy lifecycle failure.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
 }
 
 impl CoreError {
@@ -108,6 +114,8 @@ impl CoreError {
             CoreError::ConfigNotSet(_) => "CONFIG_NOT_SET",
             CoreError::InvalidInput(_) => "INVALID_ARGUMENT",
             CoreError::Conflict(_) => "ALREADY_EXISTS",
+            CoreError::KeyNotFound(_) => "API_KEY_NOT_FOUND",
+            CoreError::Proxy(p) => p.code(),
         }
     }
 
@@ -117,6 +125,7 @@ impl CoreError {
             CoreError::Repo(
                 RepoError::MigrationFailed(_) | RepoError::Io(_) | RepoError::Database(_),
             ) => 2,
+            CoreError::Proxy(crate::proxy::ProxyError::Daemon(_)) => 2,
             _ => 1,
         }
     }

@@ -24,7 +24,10 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod ports;
+pub mod proxy;
+pub mod upstream;
 pub mod services;
 
 pub use chat::{
@@ -36,7 +39,7 @@ pub use engine::{
     ModelInfo,
 };
 pub use error::{CoreError, EngineError, RepoError};
-pub use ids::{EngineId, ModelId};
+pub use ids::{EngineId, ModelId, MODEL_ID_SCHEME};
 
 /// Response header every FLM server sets. Detection refuses any endpoint that carries
 /// it, so FLM never reports its own proxy as an engine.

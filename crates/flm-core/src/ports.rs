@@ -36,6 +36,22 @@ pub trait LlmEngine: Send + Sync {
     /// Embeddings, one vector per input.
     async fn embeddings(&self, request: EmbeddingRequest)
         -> Result<EmbeddingResponse, EngineError>;
+
+    /// Whether the engine speaks the OpenAI API natively, so that OpenAI requests can
+    /// be relayed byte for byte with [`LlmEngine::relay`] instead of being translated.
+    fn speaks_openai(&self) -> bool {
+        false
+    }
+
+    /// Sends a raw HTTP request to the engine and returns the response unparsed, its
+    /// body streamed as it arrives. No overall timeout is applied: callers bound it.
+    async fn relay(&self, request: RawRequest) -> Result<RawResponse, EngineError> {
+        let _ = request;
+        Err(EngineError::Unsupported(format!(
+            "engine `{}` does not support raw requests",
+            self.id()
+        )))
+    }
 }
 
 /// Builds engine adapters for detected targets (the engine registry).
@@ -173,4 +189,62 @@ pub trait EndpointRepository: Send + Sync {
     async fn add(&self, endpoint: &EngineEndpoint) -> Result<(), RepoError>;
     /// Removes an endpoint; returns whether it existed.
     async fn remove(&self, id: &EngineId) -> Result<bool, RepoError>;
+}
+
+/// API keys (`security.db` → `api_keys`). Stores digests only.
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Every key, active and revoked, oldest first.
+    async fn list(&self) -> Result<Vec<crate::keys::ApiKeyRecord>, RepoError>;
+    /// Stores a new key.
+    async fn insert(&self, key: &crate::keys::ApiKeyRecord) -> Result<(), RepoError>;
+    /// Marks a key revoked at `at`; returns `false` when no active key has that id.
+    async fn revoke(&self, id: &str, at: DateTime<Utc>) -> Result<bool, RepoError>;
+    /// Revokes `old_id` and stores `new` atomically; `false` when `old_id` is not an
+    /// active key (nothing is changed then).
+    async fn rotate(
+        &self,
+        old_id: &str,
+        new: &crate::keys::ApiKeyRecord,
+        at: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
+    /// A cheap fingerprint of the table (e.g. counts and latest timestamps) that
+    /// changes whenever a key is added or revoked; the proxy polls it.
+    async fn fingerprint(&self) -> Result<String, RepoError>;
+}
+
+/// A raw HTTP request to an engine (OpenAI relay and `/engine/{id}/*` pass-through).
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// HTTP method (`GET`, `POST`, …).
+    pub method: String,
+    /// Path and query, starting with `/`.
+    pub path_and_query: String,
+    /// Headers to forward (already filtered of hop-by-hop and sensitive ones).
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: bytes::Bytes,
+}
+
+/// Body of a raw engine response, relayed chunk by chunk.
+pub type RawBody =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, EngineError>> + Send>>;
+
+/// A raw HTTP response from an engine.
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Response headers (hop-by-hop ones removed).
+    pub headers: Vec<(String, String)>,
+    /// Body stream.
+    pub body: RawBody,
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{self, EngineSettings, SettingType, SETTINGS};
+use crate::config::{self, EngineSettings, ProxySettings, SettingType, SETTINGS};
 use crate::error::CoreError;
 use crate::ports::SettingsRepository;
 
@@ -159,6 +159,30 @@ impl ConfigService {
             )),
             cache_ttl: Duration::from_secs(int("engine.cache_ttl_secs", d.cache_ttl.as_secs())),
             probe_default_ports,
+        })
+    }
+
+    /// Proxy settings, typed; invalid stored values fall back to defaults.
+    pub async fn proxy_settings(&self) -> Result<ProxySettings, CoreError> {
+        let rows = self.repo.list().await?;
+        let int = |key: &str, default: u64| -> u64 {
+            rows.iter()
+                .find(|r| r.key == key)
+                .and_then(|r| config::validate(key, &r.value).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let d = ProxySettings::default();
+        Ok(ProxySettings {
+            request_timeout: Duration::from_secs(int("proxy.request_timeout_secs", d.request_timeout.as_secs())),
+            stream_timeout: Duration::from_secs(int("proxy.stream_timeout_secs", d.stream_timeout.as_secs())),
+            max_body_bytes: usize::try_from(int("proxy.max_body_bytes", d.max_body_bytes as u64))
+                .unwrap_or(d.max_body_bytes),
+            engine_check_interval: Duration::from_secs(int(
+                "proxy.engine_check_interval_secs",
+                d.engine_check_interval.as_secs(),
+            )),
+            shutdown_grace: Duration::from_secs(int("proxy.shutdown_grace_secs", d.shutdown_grace.as_secs())),
         })
     }
 

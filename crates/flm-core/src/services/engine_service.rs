@@ -311,6 +311,33 @@ impl EngineService {
         self.engine(&model.engine_id).await
     }
 
+    /// Detects engines (bypassing the cache when `fresh`) and returns adapters for the
+    /// running ones, in detection order — what the proxy routes to.
+    pub async fn running_engines(
+        &self,
+        fresh: bool,
+    ) -> Result<Vec<(EngineState, Arc<dyn LlmEngine>)>, CoreError> {
+        let report = self
+            .detect(&DetectOptions {
+                filter: None,
+                fresh,
+            })
+            .await?;
+        let mut out = Vec::new();
+        for state in report.engines {
+            if state.status.is_running() {
+                let adapter = self.adapter_for(&state).await?;
+                out.push((state, adapter));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The engine settings currently in force.
+    pub async fn settings(&self) -> Result<EngineSettings, CoreError> {
+        self.parts.config.engine_settings().await
+    }
+
     async fn adapter_for(&self, state: &EngineState) -> Result<Arc<dyn LlmEngine>, CoreError> {
         if !state.status.is_running() {
             return Err(EngineError::Network(format!(

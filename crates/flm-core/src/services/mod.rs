@@ -3,6 +3,7 @@
 pub mod config_service;
 pub mod detection;
 pub mod engine_service;
+pub mod key_service;
 
 pub use config_service::{ConfigEntry, ConfigService, ValueSource};
 pub use detection::{classify, DetectionThresholds};
@@ -10,3 +11,4 @@ pub use engine_service::{
     DetectOptions, DetectionReport, EngineService, EngineServiceParts, ModelListing,
     ModelListingError,
 };
+pub use key_service::KeyService;

@@ -1,0 +1,253 @@
+//! API keys: format, hashing and verification (DESIGN.md §3.2).
+//!
+//! A key is a high-entropy token, not a password: `flm_<id>_<secret>` where `id` is 16
+//! lower-case hex characters and `secret` 32 characters of `[A-Za-z0-9]` (≈190 random
+//! bits). Only the SHA-256 digest of the whole key is stored. Verification looks the
+//! key up by its id (O(1)) and compares fixed-size digests in constant time. A slow
+//! KDF (Argon2) is deliberately not used on the request path: with this much entropy
+//! it adds no security, and it would turn every bad key into a CPU denial of service.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::CoreError;
+
+/// Prefix of every plaintext key.
+pub const KEY_PREFIX: &str = "flm_";
+/// Prefix of key ids as shown to users (`key_<16 hex>`).
+pub const KEY_ID_PREFIX: &str = "key_";
+const ID_HEX_LEN: usize = 16;
+const SECRET_LEN: usize = 32;
+
+/// SHA-256 digest of a plaintext key.
+pub type KeyDigest = [u8; 32];
+
+/// A stored key: metadata plus the digest, never the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// `key_<16 hex>`.
+    pub id: String,
+    /// Free text, not unique.
+    pub label: String,
+    /// SHA-256 of the plaintext key.
+    pub digest: KeyDigest,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Revocation time; `None` while active.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What `flm api-keys list` shows: never the digest or the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyMetadata {
+    /// Key id.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Revocation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the key is revoked.
+    pub revoked: bool,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyMetadata {
+    fn from(r: &ApiKeyRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            label: r.label.clone(),
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            revoked: r.revoked_at.is_some(),
+        }
+    }
+}
+
+/// A freshly created key: the plaintext exists only here, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewApiKey {
+    /// Metadata of the key.
+    #[serde(flatten)]
+    pub metadata: ApiKeyMetadata,
+    /// The plaintext key, shown exactly once.
+    pub key: String,
+    /// For rotation: the key this one replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_key_id: Option<String>,
+}
+
+/// Generates a new key: returns the record to store and the plaintext to show once.
+pub fn generate(label: &str, now: DateTime<Utc>) -> Result<(ApiKeyRecord, String), CoreError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 200 {
+        return Err(CoreError::InvalidInput(
+            "a key label is required (1-200 characters)".into(),
+        ));
+    }
+    let mut rng = rand::rng();
+    let id_bytes: [u8; ID_HEX_LEN / 2] = rng.random();
+    let id_hex = hex::encode(id_bytes);
+    let secret = Alphanumeric.sample_string(&mut rng, SECRET_LEN);
+    let plain = format!("{KEY_PREFIX}{id_hex}_{secret}");
+    let record = ApiKeyRecord {
+        id: format!("{KEY_ID_PREFIX}{id_hex}"),
+        label: label.to_owned(),
+        digest: digest(&plain),
+        created_at: now,
+        revoked_at: None,
+    };
+    Ok((record, plain))
+}
+
+/// SHA-256 of a plaintext key.
+pub fn digest(plain: &str) -> KeyDigest {
+    Sha256::digest(plain.as_bytes()).into()
+}
+
+/// The key id (`key_<hex>`) embedded in a plaintext key, if it has the FLM shape.
+pub fn key_id_of(plain: &str) -> Option<&str> {
+    let rest = plain.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let ok = id.len() == ID_HEX_LEN
+        && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && secret.len() == SECRET_LEN
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then_some(id)
+}
+
+/// Why a request failed authentication (audit `details.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFailure {
+    /// No `Authorization` header.
+    MissingAuthorizationHeader,
+    /// Not `Bearer <token>`.
+    InvalidAuthorizationFormat,
+    /// Unknown, malformed or revoked key.
+    InvalidOrRevokedApiKey,
+}
+
+impl AuthFailure {
+    /// The reason string of spec 40-security §12.2.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthFailure::MissingAuthorizationHeader => "missing_authorization_header",
+            AuthFailure::InvalidAuthorizationFormat => "invalid_authorization_format",
+            AuthFailure::InvalidOrRevokedApiKey => "invalid_or_revoked_api_key",
+        }
+    }
+}
+
+/// In-memory table of active keys, built from the store and swapped atomically by the
+/// proxy when keys change. Lookups are O(1) by id; digests compare in constant time.
+#[derive(Debug, Clone, Default)]
+pub struct KeyTable {
+    by_hex_id: HashMap<String, (String, KeyDigest)>,
+}
+
+impl KeyTable {
+    /// A table of the active (non-revoked) keys among `records`.
+    pub fn new<'a>(records: impl IntoIterator<Item = &'a ApiKeyRecord>) -> Self {
+        let by_hex_id = records
+            .into_iter()
+            .filter(|r| r.revoked_at.is_none())
+            .filter_map(|r| {
+                r.id.strip_prefix(KEY_ID_PREFIX)
+                    .map(|hex| (hex.to_owned(), (r.id.clone(), r.digest)))
+            })
+            .collect();
+        Self { by_hex_id }
+    }
+
+    /// Adds an extra active key (e.g. the daemon's local CLI key, never stored).
+    pub fn insert(&mut self, id: &str, plain: &str) -> Result<(), CoreError> {
+        let hex = key_id_of(plain)
+            .ok_or_else(|| CoreError::InvalidInput("not an FLM key".into()))?
+            .to_owned();
+        self.by_hex_id.insert(hex, (id.to_owned(), digest(plain)));
+        Ok(())
+    }
+
+    /// Number of active keys.
+    pub fn len(&self) -> usize {
+        self.by_hex_id.len()
+    }
+
+    /// Whether there is no active key.
+    pub fn is_empty(&self) -> bool {
+        self.by_hex_id.is_empty()
+    }
+
+    /// Verifies an `Authorization` header value; returns the key id.
+    pub fn verify(&self, authorization: Option<&[u8]>) -> Result<&str, AuthFailure> {
+        let header = authorization.ok_or(AuthFailure::MissingAuthorizationHeader)?;
+        let token = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .ok_or(AuthFailure::InvalidAuthorizationFormat)?;
+        let token = std::str::from_utf8(token)
+            .map_err(|_| AuthFailure::InvalidOrRevokedApiKey)?
+            .trim();
+        let hex = key_id_of(token).ok_or(AuthFailure::InvalidOrRevokedApiKey)?;
+        let (id, stored) = self
+            .by_hex_id
+            .get(hex)
+            .ok_or(AuthFailure::InvalidOrRevokedApiKey)?;
+        if bool::from(digest(token).ct_eq(stored)) {
+            Ok(id)
+        } else {
+            Err(AuthFailure::InvalidOrRevokedApiKey)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape_and_verify() {
+        let (rec, plain) = generate("ci", Utc::now()).unwrap();
+        assert!(plain.starts_with("flm_"));
+        assert_eq!(plain.len(), 4 + 16 + 1 + 32);
+        assert_eq!(key_id_of(&plain), rec.id.strip_prefix("key_"));
+        let table = KeyTable::new([&rec]);
+        let header = format!("Bearer {plain}");
+        assert_eq!(table.verify(Some(header.as_bytes())), Ok(rec.id.as_str()));
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let (rec, plain) = generate("x", Utc::now()).unwrap();
+        let table = KeyTable::new([&rec]);
+        assert_eq!(table.verify(None), Err(AuthFailure::MissingAuthorizationHeader));
+        assert_eq!(
+            table.verify(Some(format!("Basic {plain}").as_bytes())),
+            Err(AuthFailure::InvalidAuthorizationFormat)
+        );
+        assert_eq!(table.verify(Some(b"Bearer nope")), Err(AuthFailure::InvalidOrRevokedApiKey));
+        // Right id, wrong secret.
+        let forged = format!("Bearer {}{}", &plain[..plain.len() - 1], if plain.ends_with('a') { 'b' } else { 'a' });
+        assert_eq!(table.verify(Some(forged.as_bytes())), Err(AuthFailure::InvalidOrRevokedApiKey));
+        // Revoked keys are not in the table.
+        let revoked = ApiKeyRecord { revoked_at: Some(Utc::now()), ..rec };
+        let table = KeyTable::new([&revoked]);
+        assert_eq!(
+            table.verify(Some(format!("Bearer {plain}").as_bytes())),
+            Err(AuthFailure::InvalidOrRevokedApiKey)
+        );
+    }
+
+    #[test]
+    fn labels_are_required() {
+        assert!(generate("  ", Utc::now()).is_err());
+    }
+}

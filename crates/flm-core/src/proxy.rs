@@ -1,0 +1,183 @@
+//! Proxy configuration and handles (spec 30-proxy §2).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+
+/// Default HTTP port of the proxy. Not 8080: that is llama-server's default.
+pub const DEFAULT_PROXY_PORT: u16 = 8780;
+
+/// TLS strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyMode {
+    /// Plain HTTP.
+    #[default]
+    LocalHttp,
+    /// Self-signed certificate, HTTPS on port+1.
+    DevSelfsigned,
+    /// ACME certificate, HTTPS on port+1.
+    HttpsAcme,
+    /// Certificate signed by a local root CA, HTTPS on port+1.
+    PackagedCa,
+}
+
+impl ProxyMode {
+    /// Slug (`local-http`, …).
+    pub fn slug(self) -> &'static str {
+        match self {
+            ProxyMode::LocalHttp => "local-http",
+            ProxyMode::DevSelfsigned => "dev-selfsigned",
+            ProxyMode::HttpsAcme => "https-acme",
+            ProxyMode::PackagedCa => "packaged-ca",
+        }
+    }
+}
+
+/// Outbound path of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressMode {
+    /// OS routing.
+    #[default]
+    Direct,
+    /// Through Tor's SOCKS5 port.
+    Tor,
+    /// Through a SOCKS5 proxy.
+    Socks5,
+}
+
+/// Egress settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EgressConfig {
+    /// Mode.
+    pub mode: EgressMode,
+    /// `host:port` of the SOCKS5 endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks5_endpoint: Option<String>,
+    /// Fall back to direct when the SOCKS endpoint is down.
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+/// What to start (spec 30-proxy §2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyConfig {
+    /// TLS mode.
+    #[serde(default)]
+    pub mode: ProxyMode,
+    /// HTTP port (TLS modes also use port+1).
+    pub port: u16,
+    /// Listen address.
+    pub listen_addr: String,
+    /// Egress.
+    #[serde(default)]
+    pub egress: EgressConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            mode: ProxyMode::LocalHttp,
+            port: DEFAULT_PROXY_PORT,
+            listen_addr: "127.0.0.1".into(),
+            egress: EgressConfig::default(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Validates the configuration (port range, address syntax, mode support).
+    pub fn validate(&self) -> Result<std::net::IpAddr, CoreError> {
+        if self.port == 0 {
+            return Err(CoreError::InvalidInput(
+                "invalid port 0: choose a port from 1 to 65535".into(),
+            ));
+        }
+        let ip: std::net::IpAddr = self.listen_addr.parse().map_err(|_| {
+            CoreError::InvalidInput(format!(
+                "invalid bind address `{}`: expected an IPv4 or IPv6 address such as 127.0.0.1 or 0.0.0.0",
+                self.listen_addr
+            ))
+        })?;
+        if self.mode != ProxyMode::LocalHttp && self.port == u16::MAX {
+            return Err(CoreError::InvalidInput(
+                "TLS modes also use port+1; choose a port below 65535".into(),
+            ));
+        }
+        Ok(ip)
+    }
+}
+
+/// A running proxy instance (spec 30-proxy §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyHandle {
+    /// Handle id.
+    pub id: String,
+    /// Process id of the process serving it.
+    pub pid: u32,
+    /// HTTP port.
+    pub port: u16,
+    /// HTTPS port (TLS modes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+    /// Mode.
+    pub mode: ProxyMode,
+    /// Listen address.
+    pub listen_addr: String,
+    /// Egress.
+    pub egress: EgressConfig,
+    /// Whether it serves.
+    pub running: bool,
+    /// Last error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Start time (RFC 3339).
+    pub started_at: String,
+    /// URLs a person can use (never a wildcard address).
+    pub endpoints: ProxyEndpoints,
+}
+
+/// User-facing URLs of a proxy (spec 30-proxy §2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProxyEndpoints {
+    /// This machine.
+    pub localhost: String,
+    /// The same network, when listening beyond loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_network: Option<String>,
+}
+
+/// Proxy lifecycle errors.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// A proxy already runs on this port.
+    #[error("{0}")]
+    AlreadyRunning(String),
+    /// The port (or port+1) is taken.
+    #[error("{0}")]
+    PortInUse(String),
+    /// Invalid configuration.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// No such running proxy.
+    #[error("{0}")]
+    NotRunning(String),
+    /// The daemon could not be started or reached.
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl ProxyError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::AlreadyRunning(_) => "PROXY_ALREADY_RUNNING",
+            ProxyError::PortInUse(_) => "PROXY_PORT_IN_USE",
+            ProxyError::InvalidConfig(_) => "PROXY_INVALID_CONFIG",
+            ProxyError::NotRunning(_) => "PROXY_NOT_RUNNING",
+            ProxyError::Daemon(_) => "PROXY_DAEMON_ERROR",
+        }
+    }
+}

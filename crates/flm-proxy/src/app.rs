@@ -1,0 +1,185 @@
+//! The proxy's axum application: shared state, routes and the middleware stack.
+//!
+//! Layer order, outermost first, and why:
+//! 1. `request_context` — assigns the request id, renders error bodies (with that id)
+//!    and stamps `x-request-id` and the FLM identity header on *every* response,
+//!    including 401s and 404s;
+//! 2. CORS — answers preflights before authentication (browsers send no key on them)
+//!    and adds the allow headers per the policy's `cors.allowed_origins`;
+//! 3. routes: `/health` is public; `/v1/*` and `/engine/*` sit behind `require_key`;
+//!    everything else is a JSON 404.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use flm_core::config::ProxySettings;
+use flm_core::keys::KeyTable;
+use flm_core::FLM_SERVER_HEADER;
+
+use crate::error::ApiError;
+use crate::handlers;
+use crate::request_id::{new_request_id, RequestId};
+use crate::routing::Router;
+
+/// Identity of the authenticated caller.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
+/// State shared by every request of one proxy instance.
+pub struct AppState {
+    /// Engine routing.
+    pub router: Arc<Router>,
+    /// Active API keys.
+    pub keys: Arc<ArcSwap<KeyTable>>,
+    /// Timeouts and limits.
+    pub settings: ProxySettings,
+    /// CORS allowed origins; empty = any (`*`).
+    pub cors_origins: Vec<String>,
+    /// How long a request may wait for the first engine check after start.
+    pub first_check_wait: Duration,
+}
+
+/// Shared state handle.
+pub type SharedState = Arc<AppState>;
+
+/// Builds the application.
+pub fn build(state: SharedState) -> axum::Router {
+    let protected = axum::Router::new()
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/engine/{engine_id}/{*path}", any(handlers::passthrough))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    axum::Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "invalid_request_error",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+static SERVER_VALUE: HeaderValue = HeaderValue::from_static(concat!("flm/", env!("CARGO_PKG_VERSION")));
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let rid = new_request_id();
+    req.extensions_mut().insert(rid.clone());
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+        *resp.body_mut() = Body::from(err.body(&rid.0));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        tracing::info!(request_id = %rid.0, %method, %path, status = resp.status().as_u16(), error_type = err.code, latency_us = started.elapsed().as_micros() as u64, "request failed");
+    }
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&rid.0) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    headers.insert(HeaderName::from_static(FLM_SERVER_HEADER), SERVER_VALUE.clone());
+    resp
+}
+
+async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = origin.as_ref().and_then(|o| {
+        if state.cors_origins.is_empty() {
+            return Some(HeaderValue::from_static("*"));
+        }
+        let o_str = o.to_str().ok()?;
+        state
+            .cors_origins
+            .iter()
+            .any(|a| a == "*" || a == o_str || o_str.split("://").nth(1) == Some(a.as_str()))
+            .then(|| o.clone())
+    });
+    let preflight = req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        if allowed.is_none() {
+            return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "access_denied", "origin not allowed by the CORS policy").into_response();
+        }
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, x-request-id"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        r
+    } else {
+        next.run(req).await
+    };
+    if let Some(v) = allowed {
+        let h = resp.headers_mut();
+        if v != "*" {
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id"));
+    }
+    resp
+}
+
+async fn require_key(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let result = {
+        let table = state.keys.load();
+        table
+            .verify(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+            .map(str::to_owned)
+    };
+    match result {
+        Ok(id) => {
+            tracing::debug!(api_key_id = %id, path = %req.uri().path(), "authenticated");
+            req.extensions_mut().insert(KeyId(id));
+            next.run(req).await
+        }
+        Err(failure) => {
+            let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+            tracing::warn!(request_id = %rid, reason = failure.reason(), path = %req.uri().path(), "authentication failed");
+            ApiError::unauthorized(match failure {
+                flm_core::keys::AuthFailure::MissingAuthorizationHeader => {
+                    "missing API key: send `Authorization: Bearer <key>` (create one with `flm api-keys create --label <name>`)"
+                }
+                flm_core::keys::AuthFailure::InvalidAuthorizationFormat => {
+                    "invalid Authorization header: expected `Bearer <key>`"
+                }
+                flm_core::keys::AuthFailure::InvalidOrRevokedApiKey => "invalid or revoked API key",
+            })
+            .into_response()
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Route handlers: thin — read and validate the request, resolve the engine, hand the
+//! exchange to the relay or the translator.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use flm_core::ports::{RawRequest, RawResponse};
+use flm_core::upstream::{embedded_error, upstream_message};
+use flm_core::{EngineError, EngineKind};
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+
+use crate::app::SharedState;
+use crate::error::ApiError;
+use crate::openai_req::{self, ChatParams};
+use crate::relay::{relay_sse, translate_sse};
+use crate::request_id::RequestId;
+use crate::routing::EngineEntry;
+
+/// `GET /v1/models`.
+pub async fn list_models(State(st): State<SharedState>) -> Response {
+    let routes = st.router.routes(st.first_check_wait).await;
+    json_response(StatusCode::OK, routes.models_json())
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn sse_response(stream: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static) -> Response {
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    r
+}
+
+/// Reads the whole body, bounded in size and time.
+async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
+    let limit = st.settings.max_body_bytes;
+    match tokio::time::timeout(st.settings.request_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "timeout_error",
+            "the request body was not received in time",
+        )),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || e.to_string().contains("length limit");
+            if too_large {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "invalid_request_error",
+                    format!("the request body exceeds {limit} bytes (proxy.max_body_bytes)"),
+                ))
+            } else {
+                Err(ApiError::bad_request("invalid_request", format!("could not read the request body: {e}")))
+            }
+        }
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::bad_request("invalid_json", "the request body is not valid UTF-8"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("invalid_json", "the request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// Outcome of one attempt on one engine.
+enum Attempt {
+    /// Nothing reached the client and the engine looks dead: try the next engine.
+    Retry(EngineError),
+    /// Final answer (success or error).
+    Done(Result<Response, ApiError>),
+}
+
+fn attempt_err(route_code: &'static str, e: EngineError) -> Attempt {
+    match e {
+        EngineError::Network(_) => Attempt::Retry(e),
+        other => Attempt::Done(Err(ApiError::engine(route_code, &other))),
+    }
+}
+
+async fn try_candidates<F, Fut>(
+    st: &SharedState,
+    route_code: &'static str,
+    candidates: &[Arc<EngineEntry>],
+    mut attempt: F,
+) -> Result<Response, ApiError>
+where
+    F: FnMut(Arc<EngineEntry>) -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut last = None;
+    for entry in candidates {
+        match attempt(entry.clone()).await {
+            Attempt::Done(r) => return r,
+            Attempt::Retry(e) => {
+                st.router.mark_down(entry);
+                tracing::warn!(engine = %entry.id, error = %e, "engine failed before the first byte; trying the next one");
+                last = Some(e);
+            }
+        }
+    }
+    Err(match last {
+        Some(e) => ApiError::engine(route_code, &e),
+        None => ApiError::internal("no engine to try"),
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(st): State<SharedState>,
+    Extension(rid): Extension<RequestId>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let mut obj = parse_object(&bytes)?;
+    let params = openai_req::validate_chat(&mut obj)?;
+    let routes = st.router.routes(st.first_check_wait).await;
+    let resolved = routes.resolve(&params.model)?;
+    let model = resolved.model.clone();
+    try_candidates(&st, "chat_error", &resolved.candidates, |entry| {
+        let st = st.clone();
+        let obj = &obj;
+        let params = &params;
+        let model = model.clone();
+        let rid = rid.0.clone();
+        async move {
+            if entry.engine.speaks_openai() {
+                chat_relay(&st, &entry, obj, params, &model, rid).await
+            } else {
+                chat_translate(&st, &entry, obj, params, &model, rid).await
+            }
+        }
+    })
+    .await
+}
+
+async fn chat_relay(
+    st: &SharedState,
+    entry: &EngineEntry,
+    obj: &Map<String, Value>,
+    params: &ChatParams,
+    model: &str,
+    rid: String,
+) -> Attempt {
+    let mut body = obj.clone();
+    body.insert("model".into(), Value::String(model.to_owned()));
+    if entry.kind != EngineKind::Vllm && body.get("n").is_some_and(|n| n != &json!(1) && !n.is_null()) {
+        tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
+        body.insert("n".into(), json!(1));
+    }
+    if params.stream && !body.contains_key("stream_options") {
+        // Ask for usage on the stream: every supported engine can report it.
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let raw = match serde_json::to_vec(&body) {
+        Ok(b) => b,
+        Err(e) => return Attempt::Done(Err(ApiError::internal(format!("cannot encode the request: {e}")))),
+    };
+    let request = RawRequest {
+        method: "POST".into(),
+        path_and_query: "/v1/chat/completions".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(raw),
+    };
+    if params.stream {
+        let resp = match entry.engine.relay(request).await {
+            Ok(r) => r,
+            Err(e) => return attempt_err("chat_error", e),
+        };
+        let is_sse = header_value(&resp, "content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+        if (200..300).contains(&resp.status) && is_sse {
+            return Attempt::Done(Ok(sse_response(relay_sse(resp.body, st.settings.stream_timeout, rid))));
+        }
+        let status = resp.status;
+        return match collect(st, resp.body).await {
+            Ok(b) => Attempt::Done(Err(upstream_error("chat_error", status, &b, &entry.id.to_string()))),
+            Err(e) => attempt_err("chat_error", e),
+        };
+    }
+    relay_full(st, entry, request, "chat_error").await
+}
+
+/// A non-streaming relay: the whole exchange bounded by `proxy.request_timeout_secs`.
+async fn relay_full(st: &SharedState, entry: &EngineEntry, request: RawRequest, route_code: &'static str) -> Attempt {
+    let exchange = async {
+        let resp = entry.engine.relay(request).await?;
+        let status = resp.status;
+        let body = collect_unbounded(resp.body).await?;
+        Ok::<_, EngineError>((status, body))
+    };
+    match tokio::time::timeout(st.settings.request_timeout, exchange).await {
+        Err(_) => Attempt::Done(Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "timeout_error",
+            format!(
+                "engine `{}` did not answer within {} s (proxy.request_timeout_secs)",
+                entry.id,
+                st.settings.request_timeout.as_secs()
+            ),
+        ))),
+        Ok(Err(e)) => attempt_err(route_code, e),
+        Ok(Ok((status, body))) => {
+            if (200..300).contains(&status) {
+                // LM Studio reports failures as HTTP 200 with an `error` body.
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    if embedded_error(&v).is_some() {
+                        return Attempt::Done(Err(upstream_error(route_code, 502, &body, entry.id.as_str())));
+                    }
+                }
+                Attempt::Done(Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)))
+            } else {
+                Attempt::Done(Err(upstream_error(route_code, status, &body, entry.id.as_str())))
+            }
+        }
+    }
+}
+
+fn upstream_error(route_code: &'static str, status: u16, body: &[u8], engine: &str) -> ApiError {
+    let msg = upstream_message(body).unwrap_or_else(|| "empty body".into());
+    ApiError::engine(
+        route_code,
+        &EngineError::Api {
+            status_code: Some(status),
+            message: format!("engine `{engine}` answered HTTP {status}: {msg}"),
+        },
+    )
+}
+
+fn header_value<'a>(resp: &'a RawResponse, name: &str) -> Option<&'a str> {
+    resp.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+async fn collect_unbounded(mut body: flm_core::ports::RawBody) -> Result<Bytes, EngineError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn collect(st: &SharedState, body: flm_core::ports::RawBody) -> Result<Bytes, EngineError> {
+    tokio::time::timeout(st.settings.request_timeout, collect_unbounded(body))
+        .await
+        .map_err(|_| EngineError::Timeout("the engine's error body did not arrive in time".into()))?
+}
+
+async fn chat_translate(
+    st: &SharedState,
+    entry: &EngineEntry,
+    obj: &Map<String, Value>,
+    params: &ChatParams,
+    model: &str,
+    rid: String,
+) -> Attempt {
+    let request = match openai_req::to_chat_request(obj, model) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Done(Err(e)),
+    };
+    if params.stream {
+        return match entry.engine.chat_stream(request).await {
+            Ok(chunks) => Attempt::Done(Ok(sse_response(translate_sse(
+                chunks,
+                st.settings.stream_timeout,
+                rid,
+                params.model.clone(),
+            )))),
+            Err(e) => attempt_err("chat_error", e),
+        };
+    }
+    match tokio::time::timeout(st.settings.request_timeout, entry.engine.chat(request)).await {
+        Err(_) => Attempt::Done(Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "timeout_error",
+            format!("engine `{}` did not answer in time", entry.id),
+        ))),
+        Ok(Err(e)) => attempt_err("chat_error", e),
+        Ok(Ok(r)) => {
+            let body = json!({
+                "id": format!("chatcmpl-{rid}"),
+                "object": "chat.completion",
+                "created": chrono::Utc::now().timestamp(),
+                "model": params.model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": r.message.content},
+                    "finish_reason": r.finish_reason.unwrap_or_else(|| "stop".into()),
+                }],
+                "usage": r.usage.unwrap_or_default(),
+            });
+            Attempt::Done(Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()))))
+        }
+    }
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(st): State<SharedState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let obj = parse_object(&bytes)?;
+    let (requested, input) = openai_req::validate_embeddings(&obj)?;
+    let routes = st.router.routes(st.first_check_wait).await;
+    let resolved = routes.resolve(&requested)?;
+    let model = resolved.model.clone();
+    try_candidates(&st, "embeddings_error", &resolved.candidates, |entry| {
+        let st = st.clone();
+        let obj = &obj;
+        let input = input.clone();
+        let model = model.clone();
+        let requested = requested.clone();
+        async move {
+            if entry.engine.speaks_openai() {
+                let mut body = obj.clone();
+                body.insert("model".into(), Value::String(model));
+                let raw = match serde_json::to_vec(&body) {
+                    Ok(b) => b,
+                    Err(e) => return Attempt::Done(Err(ApiError::internal(e.to_string()))),
+                };
+                let request = RawRequest {
+                    method: "POST".into(),
+                    path_and_query: "/v1/embeddings".into(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: Bytes::from(raw),
+                };
+                return relay_full(&st, &entry, request, "embeddings_error").await;
+            }
+            let req = openai_req::to_embedding_request(&model, input);
+            match tokio::time::timeout(st.settings.request_timeout, entry.engine.embeddings(req)).await {
+                Err(_) => Attempt::Done(Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "timeout_error",
+                    format!("engine `{}` did not answer in time", entry.id),
+                ))),
+                Ok(Err(e)) => attempt_err("embeddings_error", e),
+                Ok(Ok(r)) => {
+                    let data: Vec<Value> = r
+                        .vectors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+                        .collect();
+                    let usage = r.usage.unwrap_or_default();
+                    let body = json!({
+                        "object": "list",
+                        "data": data,
+                        "model": requested,
+                        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
+                    });
+                    Attempt::Done(Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()))))
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Request headers never forwarded to an engine: hop-by-hop ones, and credentials
+/// meant for FLM (the client's FLM key must not leak to the engine).
+const DROP_REQUEST_HEADERS: &[&str] = &[
+    "authorization", "proxy-authorization", "cookie", "host", "connection", "keep-alive",
+    "te", "trailer", "transfer-encoding", "upgrade", "content-length", "x-forwarded-for",
+    "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded", "origin",
+];
+
+/// Response headers not passed back: hop-by-hop ones and those the proxy sets itself.
+const DROP_RESPONSE_HEADERS: &[&str] = &[
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+    "content-length", "set-cookie", "access-control-allow-origin",
+    "access-control-allow-credentials", "server",
+];
+
+/// `ANY /engine/{engine_id}/{*path}`: the engine's own API, only on that engine's
+/// detected address.
+pub async fn passthrough(
+    State(st): State<SharedState>,
+    Path((engine_id, path)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let routes = st.router.routes(st.first_check_wait).await;
+    let entry = routes.engine(&engine_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "engine_not_found",
+            "invalid_request_error",
+            format!("engine `{engine_id}` is not available; available engines: {}", {
+                let ids = routes.engine_ids();
+                if ids.is_empty() { "none".to_owned() } else { ids.join(", ") }
+            }),
+        )
+    })?;
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(ApiError::bad_request("invalid_path", "path segments `.` and `..` are not allowed"));
+    }
+    let (parts, body) = req.into_parts();
+    let headers = forward_headers(&parts.headers);
+    let body = read_body(&st, body).await?;
+    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let request = RawRequest {
+        method: parts.method.to_string(),
+        path_and_query: format!("/{path}{query}"),
+        headers,
+        body,
+    };
+    let resp = entry.engine.relay(request).await.map_err(|e| {
+        if matches!(e, EngineError::Network(_)) {
+            st.router.mark_down(&entry);
+        }
+        ApiError::engine("engine_error", &e)
+    })?;
+    let mut out = Response::new(Body::from_stream(resp.body.map(|r| r.map_err(std::io::Error::other))));
+    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (k, v) in resp.headers {
+        if DROP_RESPONSE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    Ok(out)
+}
+
+fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !DROP_REQUEST_HEADERS.contains(&k.as_str()))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .collect()
+}

@@ -1,0 +1,42 @@
+//! # flm-proxy — FLM's OpenAI-compatible proxy, as a library
+//!
+//! One endpoint in front of every engine FLM detects:
+//!
+//! - `GET /health` (public), `GET /v1/models` (every model of every healthy engine,
+//!   ids `flm://{engine_id}/{model}`), `POST /v1/chat/completions` (full and
+//!   streaming), `POST /v1/embeddings`, `ANY /engine/{engine_id}/*` (the engine's own
+//!   API, only on its detected address); everything else is a JSON 404. Errors have
+//!   the OpenAI shape with a request id; every response carries `x-request-id`.
+//! - **Relay, not translate, where possible**: engines that speak OpenAI (vLLM,
+//!   LM Studio, llama.cpp, generic) get the client's JSON with only `model`
+//!   rewritten, and their SSE bytes come back chunk by chunk, unparsed. Ollama's
+//!   NDJSON is translated to OpenAI SSE. Streams always end with `data: [DONE]`, with
+//!   an error event first when the engine breaks off.
+//! - **Routing** ([`routing`]): canonical ids pin an engine; bare model names resolve
+//!   to the engines serving them, with fail-over before the first byte. A monitor
+//!   re-checks engines in the background; dead engines stop being offered at once.
+//! - **Keys**: `Authorization: Bearer flm_…` checked against an in-memory table of
+//!   SHA-256 digests (O(1), constant-time), swapped atomically when keys change.
+//! - [`ProxyManager`] hosts instances; [`admin`] is the daemon's loopback admin API;
+//!   [`state_file`] is how CLI invocations find the daemon.
+//!
+//! The crate depends on `flm-core` only: composition roots hand it the services.
+
+pub mod admin;
+mod app;
+pub mod error;
+mod handlers;
+pub mod manager;
+mod openai_req;
+mod relay;
+mod request_id;
+pub mod routing;
+mod server;
+pub mod state_file;
+
+pub use manager::{ProxyDeps, ProxyManager, StopTarget};
+
+/// Resolves when a shutdown flag turns true (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,242 @@
+//! Streaming bodies sent to clients.
+//!
+//! - [`relay_sse`]: an OpenAI-compatible engine's SSE bytes, passed through chunk by
+//!   chunk as they arrive (no re-framing, no buffering). The relay only watches the
+//!   bytes for `data: [DONE]` and error events, so that a stream the engine breaks
+//!   off still ends the OpenAI way: an error event, then `data: [DONE]`.
+//! - [`translate_sse`]: engine-neutral chunks (Ollama) rendered as OpenAI
+//!   `chat.completion.chunk` events.
+//!
+//! Both enforce the streaming ceiling (`proxy.stream_timeout_secs`) without an idle
+//! timeout, so a slow first token is never cut. Dropping the stream (the client went
+//! away) drops the upstream request with it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use flm_core::ports::RawBody;
+use flm_core::{ChatStream, EngineError};
+use futures::{Stream, StreamExt};
+use serde_json::json;
+use tokio::time::Instant;
+
+const DONE: &[u8] = b"data: [DONE]";
+const ERROR_EVENT: &[u8] = b"data: {\"error\"";
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An SSE error event followed by `[DONE]`.
+pub fn error_tail(code: &str, kind: &str, message: &str, request_id: &str, with_event: bool) -> Bytes {
+    let mut out = String::new();
+    if with_event {
+        let ev = json!({"error": {"code": code, "message": message, "type": kind, "request_id": request_id}});
+        out.push_str(&format!("data: {ev}\n\n"));
+    }
+    out.push_str("data: [DONE]\n\n");
+    Bytes::from(out)
+}
+
+/// Relays an upstream SSE body, completing it if the engine breaks it off.
+pub fn relay_sse(
+    body: RawBody,
+    ceiling: Duration,
+    request_id: String,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    struct St {
+        body: RawBody,
+        deadline: Instant,
+        tail: Vec<u8>,
+        saw_done: bool,
+        saw_error: bool,
+        finished: bool,
+        rid: String,
+    }
+    let st = St {
+        body,
+        deadline: Instant::now() + ceiling,
+        tail: Vec::new(),
+        saw_done: false,
+        saw_error: false,
+        finished: false,
+        rid: request_id,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        let next = tokio::time::timeout_at(st.deadline, st.body.next()).await;
+        let out = match next {
+            Ok(Some(Ok(chunk))) => {
+                // Look at the chunk plus the end of the previous one, so markers split
+                // across reads are still seen.
+                let mut window = std::mem::take(&mut st.tail);
+                window.extend_from_slice(&chunk);
+                st.saw_done |= contains(&window, DONE);
+                st.saw_error |= contains(&window, ERROR_EVENT);
+                let keep = window.len().saturating_sub(16);
+                st.tail = window.split_off(keep);
+                chunk
+            }
+            Ok(Some(Err(e))) => {
+                st.finished = true;
+                if st.saw_done {
+                    return None;
+                }
+                tracing::warn!(request_id = %st.rid, error = %e, "engine stream broke");
+                error_tail("stream_error", "server_error", &format!("the engine stream failed: {e}"), &st.rid, !st.saw_error)
+            }
+            Ok(None) => {
+                st.finished = true;
+                if st.saw_done {
+                    return None;
+                }
+                error_tail(
+                    "stream_error",
+                    "server_error",
+                    "the engine closed the stream before it was complete",
+                    &st.rid,
+                    !st.saw_error,
+                )
+            }
+            Err(_) => {
+                st.finished = true;
+                error_tail(
+                    "streaming_timeout",
+                    "timeout_error",
+                    "the stream exceeded its time limit (proxy.stream_timeout_secs)",
+                    &st.rid,
+                    true,
+                )
+            }
+        };
+        Some((Ok(out), st))
+    })
+}
+
+/// Renders engine-neutral chunks as OpenAI SSE events.
+pub fn translate_sse(
+    chunks: ChatStream,
+    ceiling: Duration,
+    request_id: String,
+    model: String,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    struct St {
+        chunks: ChatStream,
+        deadline: Instant,
+        finished: bool,
+        id: String,
+        model: String,
+        created: i64,
+        rid: String,
+    }
+    let st = St {
+        chunks,
+        deadline: Instant::now() + ceiling,
+        finished: false,
+        id: format!("chatcmpl-{request_id}"),
+        model,
+        created: chrono::Utc::now().timestamp(),
+        rid: request_id,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        let frame = |st: &St, delta: serde_json::Value, finish: Option<&str>| {
+            let ev = json!({
+                "id": st.id, "object": "chat.completion.chunk", "created": st.created, "model": st.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+            });
+            format!("data: {ev}\n\n")
+        };
+        let out = match tokio::time::timeout_at(st.deadline, st.chunks.next()).await {
+            Ok(Some(Ok(c))) => {
+                let mut s = String::new();
+                let mut delta = serde_json::Map::new();
+                if c.role.is_some() {
+                    delta.insert("role".into(), json!("assistant"));
+                }
+                if !c.delta.is_empty() || c.role.is_some() {
+                    delta.insert("content".into(), json!(c.delta));
+                }
+                if let Some(r) = &c.reasoning {
+                    delta.insert("reasoning".into(), json!(r));
+                }
+                if !delta.is_empty() {
+                    s.push_str(&frame(&st, serde_json::Value::Object(delta), None));
+                }
+                if let Some(f) = &c.finish_reason {
+                    s.push_str(&frame(&st, json!({}), Some(f)));
+                    if let Some(u) = c.usage {
+                        let ev = json!({
+                            "id": st.id, "object": "chat.completion.chunk", "created": st.created,
+                            "model": st.model, "choices": [], "usage": u
+                        });
+                        s.push_str(&format!("data: {ev}\n\n"));
+                    }
+                    s.push_str("data: [DONE]\n\n");
+                    st.finished = true;
+                }
+                Bytes::from(s)
+            }
+            Ok(Some(Err(e))) => {
+                st.finished = true;
+                tracing::warn!(request_id = %st.rid, error = %e, "engine stream failed");
+                error_tail("stream_error", "server_error", &stream_message(&e), &st.rid, true)
+            }
+            Ok(None) => {
+                st.finished = true;
+                error_tail("stream_error", "server_error", "the engine closed the stream before it was complete", &st.rid, true)
+            }
+            Err(_) => {
+                st.finished = true;
+                error_tail("streaming_timeout", "timeout_error", "the stream exceeded its time limit (proxy.stream_timeout_secs)", &st.rid, true)
+            }
+        };
+        Some((Ok(out), st))
+    })
+}
+
+fn stream_message(e: &EngineError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(s: impl Stream<Item = Result<Bytes, std::io::Error>>) -> String {
+        let parts: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        parts.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    }
+
+    fn body(parts: Vec<Result<&'static str, EngineError>>) -> RawBody {
+        Box::pin(futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from))))
+    }
+
+    #[tokio::test]
+    async fn complete_streams_pass_through_unchanged() {
+        let input = "data: {\"a\":1}\n\ndata: [DO";
+        let s = relay_sse(body(vec![Ok(input), Ok("NE]\n\n")]), Duration::from_secs(5), "r".into());
+        assert_eq!(collect(s).await, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    }
+
+    #[tokio::test]
+    async fn broken_streams_end_with_error_then_done() {
+        let s = relay_sse(
+            body(vec![Ok("data: {\"a\":1}\n\n"), Err(EngineError::Network("reset".into()))]),
+            Duration::from_secs(5),
+            "r1".into(),
+        );
+        let out = collect(s).await;
+        assert!(out.contains("\"code\":\"stream_error\""), "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        // An engine that sent its own error event and closed: only [DONE] is added.
+        let s = relay_sse(body(vec![Ok("data: {\"error\":{\"message\":\"x\"}}\n\n")]), Duration::from_secs(5), "r".into());
+        let out = collect(s).await;
+        assert_eq!(out.matches("error").count(), 1, "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+}

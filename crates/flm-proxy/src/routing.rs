@@ -1,0 +1,267 @@
+//! Engine routing: which engines are offered, which models they serve, and how a
+//! requested model resolves to engines.
+//!
+//! A background monitor re-detects engines every `proxy.engine_check_interval_secs`
+//! (and at once when a request finds an engine dead) and swaps in a new immutable
+//! [`Routes`] table; requests read the current table without locking. A connection
+//! failure marks an engine down immediately, so it stops being offered before the
+//! next check; the next good check brings it back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use flm_core::ports::LlmEngine;
+use flm_core::services::EngineService;
+use flm_core::{EngineId, EngineKind, ModelId, ModelInfo, MODEL_ID_SCHEME};
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use crate::error::ApiError;
+
+/// One routable engine.
+pub struct EngineEntry {
+    /// Engine id.
+    pub id: EngineId,
+    /// Kind.
+    pub kind: EngineKind,
+    /// Adapter.
+    pub engine: Arc<dyn LlmEngine>,
+    /// Models it serves.
+    pub models: Vec<ModelInfo>,
+    down: AtomicBool,
+}
+
+impl EngineEntry {
+    /// Whether a request found it dead since the last check.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// An immutable routing table.
+#[derive(Default)]
+pub struct Routes {
+    entries: Vec<Arc<EngineEntry>>,
+    by_model: HashMap<String, Vec<usize>>,
+    /// Pre-rendered `GET /v1/models` body (all models of all engines).
+    models_json: Bytes,
+}
+
+/// A resolved model: candidate engines in priority order and the engine-side name.
+pub struct Resolved {
+    /// Engines to try, best first.
+    pub candidates: Vec<Arc<EngineEntry>>,
+    /// The engine's own model name.
+    pub model: String,
+}
+
+impl Routes {
+    fn build(entries: Vec<Arc<EngineEntry>>) -> Self {
+        let mut by_model: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut data = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            for m in &e.models {
+                by_model.entry(m.name.clone()).or_default().push(i);
+                data.push(json!({
+                    "id": m.id.to_string(),
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": e.id.as_str(),
+                    "flm": {
+                        "engine_id": e.id.as_str(),
+                        "engine_kind": e.kind.slug(),
+                        "name": m.name,
+                        "context_length": m.context_length,
+                        "chat": m.supports_chat,
+                        "embeddings": m.supports_embeddings,
+                        "vision": m.vision,
+                        "audio_inputs": m.audio_inputs,
+                        "tools": m.tools,
+                        "reasoning": m.reasoning,
+                    }
+                }));
+            }
+        }
+        let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
+        Self {
+            entries,
+            by_model,
+            models_json,
+        }
+    }
+
+    /// Body of `GET /v1/models`, without engines found dead since the last check.
+    pub fn models_json(&self) -> Bytes {
+        if self.entries.iter().any(|e| e.is_down()) {
+            let alive: Vec<Arc<EngineEntry>> = self.entries.iter().filter(|e| !e.is_down()).cloned().collect();
+            return Routes::build(alive).models_json;
+        }
+        self.models_json.clone()
+    }
+
+    /// An offered engine by id.
+    pub fn engine(&self, id: &str) -> Option<Arc<EngineEntry>> {
+        self.entries.iter().find(|e| e.id.as_str() == id && !e.is_down()).cloned()
+    }
+
+    /// Ids of every offered engine.
+    pub fn engine_ids(&self) -> Vec<String> {
+        self.entries.iter().filter(|e| !e.is_down()).map(|e| e.id.to_string()).collect()
+    }
+
+    /// Resolves `model`: a canonical `flm://{engine}/{model}` id pins one engine; a
+    /// bare name resolves to every offered engine serving it, in priority order
+    /// (configured endpoints first, then detection order), for fail-over.
+    pub fn resolve(&self, model: &str) -> Result<Resolved, ApiError> {
+        if model.starts_with(MODEL_ID_SCHEME) {
+            let id = ModelId::parse(model).map_err(|e| {
+                let code = if model.trim_start_matches(MODEL_ID_SCHEME).starts_with('/') {
+                    "invalid_engine_id"
+                } else if model.ends_with('/') || !model.trim_start_matches(MODEL_ID_SCHEME).contains('/') {
+                    "invalid_model_name"
+                } else {
+                    "invalid_model"
+                };
+                ApiError::bad_request(code, e.to_string())
+            })?;
+            let entry = self.engine(id.engine_id.as_str()).ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "engine_not_found",
+                    "invalid_request_error",
+                    format!(
+                        "engine `{}` is not available; available engines: {}",
+                        id.engine_id,
+                        list_or_none(&self.engine_ids())
+                    ),
+                )
+            })?;
+            return Ok(Resolved {
+                candidates: vec![entry],
+                model: id.model,
+            });
+        }
+        let candidates: Vec<Arc<EngineEntry>> = self
+            .by_model
+            .get(model)
+            .map(|idx| idx.iter().map(|i| self.entries[*i].clone()).filter(|e| !e.is_down()).collect())
+            .unwrap_or_default();
+        if candidates.is_empty() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "model_not_found",
+                "invalid_request_error",
+                format!(
+                    "model `{model}` is not served by any available engine; use an id from GET /v1/models (flm://{{engine_id}}/{{model}})"
+                ),
+            ));
+        }
+        Ok(Resolved {
+            candidates,
+            model: model.to_owned(),
+        })
+    }
+}
+
+fn list_or_none(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "none".into()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// The live routing table plus its monitor.
+pub struct Router {
+    routes: ArcSwap<Routes>,
+    recheck: Notify,
+    ready: watch::Sender<bool>,
+}
+
+impl Router {
+    /// An empty router, not ready until the first check completes.
+    pub fn new() -> Arc<Self> {
+        let (ready, _) = watch::channel(false);
+        Arc::new(Self {
+            routes: ArcSwap::from_pointee(Routes::default()),
+            recheck: Notify::new(),
+            ready,
+        })
+    }
+
+    /// The current table; waits (bounded) for the first check after start.
+    pub async fn routes(&self, max_wait: Duration) -> Arc<Routes> {
+        if !*self.ready.borrow() {
+            let mut rx = self.ready.subscribe();
+            let _ = tokio::time::timeout(max_wait, rx.wait_for(|r| *r)).await;
+        }
+        self.routes.load_full()
+    }
+
+    /// Marks an engine dead after a connection failure and asks for a re-check.
+    pub fn mark_down(&self, entry: &EngineEntry) {
+        if !entry.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(engine = %entry.id, "engine unreachable; no longer offered until it answers again");
+        }
+        self.recheck.notify_one();
+    }
+
+    /// Runs one check: detect engines, list their models, swap the table.
+    pub async fn refresh(&self, engines: &EngineService, list_timeout: Duration) {
+        match engines.running_engines(true).await {
+            Ok(running) => {
+                let lists = futures::future::join_all(running.iter().map(|(_, adapter)| {
+                    let adapter = adapter.clone();
+                    async move { tokio::time::timeout(list_timeout, adapter.list_models()).await }
+                }))
+                .await;
+                let entries: Vec<Arc<EngineEntry>> = running
+                    .into_iter()
+                    .zip(lists)
+                    .filter_map(|((state, engine), models)| match models {
+                        Ok(Ok(models)) => Some(Arc::new(EngineEntry {
+                            id: state.id,
+                            kind: state.kind,
+                            engine,
+                            models,
+                            down: AtomicBool::new(false),
+                        })),
+                        Ok(Err(e)) => {
+                            tracing::warn!(engine = %state.id, error = %e, "engine did not list its models; not offered");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::warn!(engine = %state.id, "engine model listing timed out; not offered");
+                            None
+                        }
+                    })
+                    .collect();
+                self.routes.store(Arc::new(Routes::build(entries)));
+            }
+            Err(e) => tracing::warn!(error = %e, "engine check failed; keeping the previous routing table"),
+        }
+        self.ready.send_replace(true);
+    }
+
+    /// Re-checks engines until `shutdown` turns true.
+    pub async fn monitor(
+        self: Arc<Self>,
+        engines: EngineService,
+        interval: Duration,
+        list_timeout: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.refresh(&engines, list_timeout).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.recheck.notified() => {}
+                _ = crate::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+}
