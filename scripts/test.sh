@@ -30,6 +30,15 @@ fi
 eval "$(scripts/setup-llama-server.sh --print-env)"
 export FLM_LLAMA_SERVER FLM_TINY_MODELS
 
+# The official OpenAI Python SDK, used as a real client in the end-to-end tests.
+PYENV=${FLM_CACHE:-$HOME/.cache/flm}/pyenv
+if ! "$PYENV/bin/python" -c 'import openai' 2>/dev/null; then
+  log "installing the openai Python SDK into $PYENV"
+  python3 -m venv "$PYENV"
+  "$PYENV/bin/pip" install -q openai
+fi
+export FLM_PYTHON=$PYENV/bin/python
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

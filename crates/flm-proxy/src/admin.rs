@@ -65,7 +65,11 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 fn core_error(e: &CoreError) -> Response {
@@ -83,13 +87,21 @@ async fn guard(
     next: Next,
 ) -> Response {
     if !peer.ip().is_loopback() {
-        return error(StatusCode::FORBIDDEN, "forbidden", "the admin API only answers loopback clients");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API only answers loopback clients",
+        );
     }
     let host_ok = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h == format!("127.0.0.1:{}", st.port) || h == format!("localhost:{}", st.port) || h == format!("[::1]:{}", st.port));
+        .is_some_and(|h| {
+            h == format!("127.0.0.1:{}", st.port)
+                || h == format!("localhost:{}", st.port)
+                || h == format!("[::1]:{}", st.port)
+        });
     if !host_ok {
         return error(StatusCode::FORBIDDEN, "forbidden", "unexpected Host header");
     }
@@ -97,7 +109,11 @@ async fn guard(
     if let Ok(f) = st.failures.lock() {
         if let Some((_, Some(until))) = f.get(&peer.ip()) {
             if *until > now {
-                return error(StatusCode::FORBIDDEN, "ip_blocked", "too many failed admin authentications; try again later");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "ip_blocked",
+                    "too many failed admin authentications; try again later",
+                );
             }
         }
     }
@@ -117,7 +133,11 @@ async fn guard(
                 tracing::warn!(ip = %peer.ip(), "admin API: too many authentication failures; blocked for 60 s");
             }
         }
-        return error(StatusCode::UNAUTHORIZED, "invalid_admin_token", "invalid admin token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_admin_token",
+            "invalid admin token",
+        );
     }
     if let Ok(mut f) = st.failures.lock() {
         f.remove(&peer.ip());
@@ -141,7 +161,13 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
 async fn start(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Response {
     let config: ProxyConfig = match serde_json::from_slice(&body) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "PROXY_INVALID_CONFIG", &format!("invalid proxy configuration: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "PROXY_INVALID_CONFIG",
+                &format!("invalid proxy configuration: {e}"),
+            )
+        }
     };
     match st.manager.start(config).await {
         Ok(handle) => Json(handle).into_response(),
@@ -155,7 +181,13 @@ async fn stop(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Res
     } else {
         match serde_json::from_slice(&body) {
             Ok(t) => t,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("invalid stop request: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    &format!("invalid stop request: {e}"),
+                )
+            }
         }
     };
     match st.manager.stop(&target).await {

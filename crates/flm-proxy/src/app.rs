@@ -69,14 +69,21 @@ pub fn build(state: SharedState) -> axum::Router {
 
 async fn health() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         r#"{"status":"ok"}"#,
     )
         .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
@@ -88,7 +95,8 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-static SERVER_VALUE: HeaderValue = HeaderValue::from_static(concat!("flm/", env!("CARGO_PKG_VERSION")));
+static SERVER_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("flm/", env!("CARGO_PKG_VERSION")));
 
 async fn request_context(mut req: Request, next: Next) -> Response {
     let rid = new_request_id();
@@ -99,8 +107,18 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
         *resp.body_mut() = Body::from(err.body(&rid.0));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(
+            resp.status(),
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            // The body was not (fully) read: the connection cannot be reused.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if resp.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -111,7 +129,10 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&rid.0) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    headers.insert(HeaderName::from_static(FLM_SERVER_HEADER), SERVER_VALUE.clone());
+    headers.insert(
+        HeaderName::from_static(FLM_SERVER_HEADER),
+        SERVER_VALUE.clone(),
+    );
     resp
 }
 
@@ -129,16 +150,33 @@ async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Res
             .then(|| o.clone())
     });
     let preflight = req.method() == Method::OPTIONS
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut resp = if preflight {
         if allowed.is_none() {
-            return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "access_denied", "origin not allowed by the CORS policy").into_response();
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "access_denied",
+                "origin not allowed by the CORS policy",
+            )
+            .into_response();
         }
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, x-request-id"));
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, x-request-id"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         r
     } else {
         next.run(req).await
@@ -149,7 +187,10 @@ async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Res
             h.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("x-request-id"),
+        );
     }
     resp
 }
@@ -158,7 +199,11 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
     let result = {
         let table = state.keys.load();
         table
-            .verify(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+            .verify(
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .map(HeaderValue::as_bytes),
+            )
             .map(str::to_owned)
     };
     match result {
@@ -168,7 +213,11 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
             next.run(req).await
         }
         Err(failure) => {
-            let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+            let rid = req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
             tracing::warn!(request_id = %rid, reason = failure.reason(), path = %req.uri().path(), "authentication failed");
             ApiError::unauthorized(match failure {
                 flm_core::keys::AuthFailure::MissingAuthorizationHeader => {

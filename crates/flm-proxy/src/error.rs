@@ -23,7 +23,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// A new error.
-    pub fn new(status: StatusCode, code: &'static str, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -34,22 +39,42 @@ impl ApiError {
 
     /// 400 `invalid_request_error`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, "invalid_request_error", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            "invalid_request_error",
+            message,
+        )
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "invalid_request_error", message)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "invalid_request_error",
+            message,
+        )
     }
 
     /// 401 `invalid_api_key`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "authentication_error", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "authentication_error",
+            message,
+        )
     }
 
     /// 500 `internal_error`.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "server_error", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "server_error",
+            message,
+        )
     }
 
     /// An engine failure on `route_code` (`chat_error`, `embeddings_error`): the
@@ -66,8 +91,18 @@ impl ApiError {
                 "invalid_request_error",
                 message.clone(),
             ),
-            EngineError::Timeout(m) => Self::new(StatusCode::GATEWAY_TIMEOUT, "request_timeout", "timeout_error", m.clone()),
-            other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, route_code, "server_error", other.to_string()),
+            EngineError::Timeout(m) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                "timeout_error",
+                m.clone(),
+            ),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                route_code,
+                "server_error",
+                other.to_string(),
+            ),
         }
     }
 

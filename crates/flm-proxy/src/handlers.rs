@@ -15,7 +15,7 @@ use flm_core::{EngineError, EngineKind};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::app::SharedState;
+use crate::app::{KeyId, SharedState};
 use crate::error::ApiError;
 use crate::openai_req::{self, ChatParams};
 use crate::relay::{relay_sse, translate_sse};
@@ -31,24 +31,39 @@ pub async fn list_models(State(st): State<SharedState>) -> Response {
 fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-fn sse_response(stream: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static) -> Response {
+fn sse_response(
+    stream: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> Response {
     let mut r = Response::new(Body::from_stream(stream));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    h.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     r
 }
 
 /// Reads the whole body, bounded in size and time.
 async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
     let limit = st.settings.max_body_bytes;
-    match tokio::time::timeout(st.settings.request_timeout, axum::body::to_bytes(body, limit)).await {
+    match tokio::time::timeout(
+        st.settings.request_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
@@ -67,7 +82,10 @@ async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
                     format!("the request body exceeds {limit} bytes (proxy.max_body_bytes)"),
                 ))
             } else {
-                Err(ApiError::bad_request("invalid_request", format!("could not read the request body: {e}")))
+                Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("could not read the request body: {e}"),
+                ))
             }
         }
         Ok(Ok(b)) => Ok(b),
@@ -76,12 +94,21 @@ async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
 
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if std::str::from_utf8(bytes).is_err() {
-        return Err(ApiError::bad_request("invalid_json", "the request body is not valid UTF-8"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is not valid UTF-8",
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("invalid_json", "the request body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -131,11 +158,13 @@ where
 pub async fn chat_completions(
     State(st): State<SharedState>,
     Extension(rid): Extension<RequestId>,
+    Extension(key): Extension<KeyId>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let mut obj = parse_object(&bytes)?;
     let params = openai_req::validate_chat(&mut obj)?;
+    tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
     let resolved = routes.resolve(&params.model)?;
     let model = resolved.model.clone();
@@ -166,7 +195,11 @@ async fn chat_relay(
 ) -> Attempt {
     let mut body = obj.clone();
     body.insert("model".into(), Value::String(model.to_owned()));
-    if entry.kind != EngineKind::Vllm && body.get("n").is_some_and(|n| n != &json!(1) && !n.is_null()) {
+    if entry.kind != EngineKind::Vllm
+        && body
+            .get("n")
+            .is_some_and(|n| n != &json!(1) && !n.is_null())
+    {
         tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
         body.insert("n".into(), json!(1));
     }
@@ -176,7 +209,11 @@ async fn chat_relay(
     }
     let raw = match serde_json::to_vec(&body) {
         Ok(b) => b,
-        Err(e) => return Attempt::Done(Err(ApiError::internal(format!("cannot encode the request: {e}")))),
+        Err(e) => {
+            return Attempt::Done(Err(ApiError::internal(format!(
+                "cannot encode the request: {e}"
+            ))))
+        }
     };
     let request = RawRequest {
         method: "POST".into(),
@@ -189,13 +226,23 @@ async fn chat_relay(
             Ok(r) => r,
             Err(e) => return attempt_err("chat_error", e),
         };
-        let is_sse = header_value(&resp, "content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+        let is_sse =
+            header_value(&resp, "content-type").is_some_and(|v| v.starts_with("text/event-stream"));
         if (200..300).contains(&resp.status) && is_sse {
-            return Attempt::Done(Ok(sse_response(relay_sse(resp.body, st.settings.stream_timeout, rid))));
+            return Attempt::Done(Ok(sse_response(relay_sse(
+                resp.body,
+                st.settings.stream_timeout,
+                rid,
+            ))));
         }
         let status = resp.status;
         return match collect(st, resp.body).await {
-            Ok(b) => Attempt::Done(Err(upstream_error("chat_error", status, &b, &entry.id.to_string()))),
+            Ok(b) => Attempt::Done(Err(upstream_error(
+                "chat_error",
+                status,
+                &b,
+                &entry.id.to_string(),
+            ))),
             Err(e) => attempt_err("chat_error", e),
         };
     }
@@ -203,7 +250,12 @@ async fn chat_relay(
 }
 
 /// A non-streaming relay: the whole exchange bounded by `proxy.request_timeout_secs`.
-async fn relay_full(st: &SharedState, entry: &EngineEntry, request: RawRequest, route_code: &'static str) -> Attempt {
+async fn relay_full(
+    st: &SharedState,
+    entry: &EngineEntry,
+    request: RawRequest,
+    route_code: &'static str,
+) -> Attempt {
     let exchange = async {
         let resp = entry.engine.relay(request).await?;
         let status = resp.status;
@@ -227,12 +279,25 @@ async fn relay_full(st: &SharedState, entry: &EngineEntry, request: RawRequest, 
                 // LM Studio reports failures as HTTP 200 with an `error` body.
                 if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                     if embedded_error(&v).is_some() {
-                        return Attempt::Done(Err(upstream_error(route_code, 502, &body, entry.id.as_str())));
+                        return Attempt::Done(Err(upstream_error(
+                            route_code,
+                            502,
+                            &body,
+                            entry.id.as_str(),
+                        )));
                     }
                 }
-                Attempt::Done(Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)))
+                Attempt::Done(Ok(json_response(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    body,
+                )))
             } else {
-                Attempt::Done(Err(upstream_error(route_code, status, &body, entry.id.as_str())))
+                Attempt::Done(Err(upstream_error(
+                    route_code,
+                    status,
+                    &body,
+                    entry.id.as_str(),
+                )))
             }
         }
     }
@@ -267,7 +332,9 @@ async fn collect_unbounded(mut body: flm_core::ports::RawBody) -> Result<Bytes, 
 async fn collect(st: &SharedState, body: flm_core::ports::RawBody) -> Result<Bytes, EngineError> {
     tokio::time::timeout(st.settings.request_timeout, collect_unbounded(body))
         .await
-        .map_err(|_| EngineError::Timeout("the engine's error body did not arrive in time".into()))?
+        .map_err(|_| {
+            EngineError::Timeout("the engine's error body did not arrive in time".into())
+        })?
 }
 
 async fn chat_translate(
@@ -314,16 +381,16 @@ async fn chat_translate(
                 }],
                 "usage": r.usage.unwrap_or_default(),
             });
-            Attempt::Done(Ok(json_response(StatusCode::OK, Bytes::from(body.to_string()))))
+            Attempt::Done(Ok(json_response(
+                StatusCode::OK,
+                Bytes::from(body.to_string()),
+            )))
         }
     }
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(
-    State(st): State<SharedState>,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn embeddings(State(st): State<SharedState>, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let obj = parse_object(&bytes)?;
     let (requested, input) = openai_req::validate_embeddings(&obj)?;
@@ -386,16 +453,38 @@ pub async fn embeddings(
 /// Request headers never forwarded to an engine: hop-by-hop ones, and credentials
 /// meant for FLM (the client's FLM key must not leak to the engine).
 const DROP_REQUEST_HEADERS: &[&str] = &[
-    "authorization", "proxy-authorization", "cookie", "host", "connection", "keep-alive",
-    "te", "trailer", "transfer-encoding", "upgrade", "content-length", "x-forwarded-for",
-    "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded", "origin",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "origin",
 ];
 
 /// Response headers not passed back: hop-by-hop ones and those the proxy sets itself.
 const DROP_RESPONSE_HEADERS: &[&str] = &[
-    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-    "content-length", "set-cookie", "access-control-allow-origin",
-    "access-control-allow-credentials", "server",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "set-cookie",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "server",
 ];
 
 /// `ANY /engine/{engine_id}/{*path}`: the engine's own API, only on that engine's
@@ -411,19 +500,33 @@ pub async fn passthrough(
             StatusCode::NOT_FOUND,
             "engine_not_found",
             "invalid_request_error",
-            format!("engine `{engine_id}` is not available; available engines: {}", {
-                let ids = routes.engine_ids();
-                if ids.is_empty() { "none".to_owned() } else { ids.join(", ") }
-            }),
+            format!(
+                "engine `{engine_id}` is not available; available engines: {}",
+                {
+                    let ids = routes.engine_ids();
+                    if ids.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ids.join(", ")
+                    }
+                }
+            ),
         )
     })?;
     if path.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(ApiError::bad_request("invalid_path", "path segments `.` and `..` are not allowed"));
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "path segments `.` and `..` are not allowed",
+        ));
     }
     let (parts, body) = req.into_parts();
     let headers = forward_headers(&parts.headers);
     let body = read_body(&st, body).await?;
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let request = RawRequest {
         method: parts.method.to_string(),
         path_and_query: format!("/{path}{query}"),
@@ -436,13 +539,18 @@ pub async fn passthrough(
         }
         ApiError::engine("engine_error", &e)
     })?;
-    let mut out = Response::new(Body::from_stream(resp.body.map(|r| r.map_err(std::io::Error::other))));
+    let mut out = Response::new(Body::from_stream(
+        resp.body.map(|r| r.map_err(std::io::Error::other)),
+    ));
     *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     for (k, v) in resp.headers {
         if DROP_RESPONSE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             out.headers_mut().append(name, value);
         }
     }
@@ -453,6 +561,10 @@ fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(k, _)| !DROP_REQUEST_HEADERS.contains(&k.as_str()))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
         .collect()
 }

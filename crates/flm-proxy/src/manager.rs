@@ -98,7 +98,12 @@ impl ProxyManager {
     pub async fn reload_keys(&self) -> Result<usize, CoreError> {
         let records = self.shared.deps.keys.list().await?;
         let mut table = KeyTable::new(records.iter());
-        let extra = self.shared.extra_keys.lock().map(|e| e.clone()).unwrap_or_default();
+        let extra = self
+            .shared
+            .extra_keys
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
         for (id, plain) in &extra {
             table.insert(id, plain)?;
         }
@@ -175,7 +180,12 @@ impl ProxyManager {
             shutdown_rx.clone(),
         ));
         let app = app::build(state);
-        let server = tokio::spawn(crate::server::serve(listener, app, shutdown_rx, settings.shutdown_grace));
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            app,
+            shutdown_rx,
+            settings.shutdown_grace,
+        ));
         let handle = ProxyHandle {
             id: format!("proxy-{}", local.port()),
             pid: std::process::id(),

@@ -12,13 +12,42 @@ use crate::error::ApiError;
 
 /// Chat parameters known to FLM; anything else is `unsupported_parameter`.
 const CHAT_KEYS: &[&str] = &[
-    "model", "messages", "stream", "stream_options", "temperature", "top_p", "n", "stop",
-    "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty",
-    "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "reasoning_effort", "metadata", "store",
-    "service_tier", "modalities", "prediction", "functions", "function_call",
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "metadata",
+    "store",
+    "service_tier",
+    "modalities",
+    "prediction",
+    "functions",
+    "function_call",
     // Common engine extras (llama.cpp, vLLM, LM Studio, Ollama's OpenAI layer).
-    "top_k", "min_p", "repeat_penalty", "repetition_penalty", "keep_alive", "think",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repetition_penalty",
+    "keep_alive",
+    "think",
 ];
 
 /// What the proxy needs from a validated chat request.
@@ -65,7 +94,10 @@ pub fn validate_chat(body: &mut Map<String, Value>) -> Result<ChatParams, ApiErr
             Value::Number(n) => {
                 let v = n.as_f64().unwrap_or(1.0);
                 if !(0.0..=2.0).contains(&v) {
-                    tracing::warn!(temperature = v, "temperature out of range; clamped to 0.0-2.0");
+                    tracing::warn!(
+                        temperature = v,
+                        "temperature out of range; clamped to 0.0-2.0"
+                    );
                     *t = Value::from(v.clamp(0.0, 2.0));
                 }
             }
@@ -146,7 +178,9 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         };
         match obj.get("role").and_then(Value::as_str) {
             Some("system" | "user" | "assistant" | "tool" | "developer" | "function") => {}
-            Some(r) => return Err(bad(format!("messages[{i}].role `{r}` is not one of system, user, assistant, tool, developer"))),
+            Some(r) => return Err(bad(format!(
+                "messages[{i}].role `{r}` is not one of system, user, assistant, tool, developer"
+            ))),
             None => return Err(bad(format!("messages[{i}].role is required"))),
         }
         match obj.get("content") {
@@ -158,7 +192,11 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
                     }
                 }
             }
-            Some(_) => return Err(bad(format!("messages[{i}].content must be a string or an array of parts"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "messages[{i}].content must be a string or an array of parts"
+                )))
+            }
         }
     }
     Ok(())
@@ -193,8 +231,16 @@ fn role(r: &str) -> Role {
 /// Translates a validated OpenAI chat body into a [`ChatRequest`] for `model`.
 pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatRequest, ApiError> {
     let mut messages = Vec::new();
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
-        let mut msg = ChatMessage::text(role(m.get("role").and_then(Value::as_str).unwrap_or("user")), "");
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mut msg = ChatMessage::text(
+            role(m.get("role").and_then(Value::as_str).unwrap_or("user")),
+            "",
+        );
         match m.get("content") {
             Some(Value::String(s)) => msg.content = s.clone(),
             Some(Value::Array(parts)) => {
@@ -206,14 +252,14 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
                             }
                         }
                         Some("image_url" | "input_image") => msg.attachments.push(image_part(p)?),
-                        Some(other) => {
-                            return Err(ApiError::new(
-                                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                                "unsupported_modalities",
-                                "invalid_request_error",
-                                format!("content parts of type `{other}` are not supported by this engine"),
-                            ))
-                        }
+                        Some(other) => return Err(ApiError::new(
+                            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                            "unsupported_modalities",
+                            "invalid_request_error",
+                            format!(
+                                "content parts of type `{other}` are not supported by this engine"
+                            ),
+                        )),
                         None => {}
                     }
                 }
@@ -225,27 +271,43 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
     let num = |k: &str| body.get(k).and_then(Value::as_f64);
     let stop = match body.get("stop") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let mut extra = Map::new();
     if let Some(t) = body.get("tools") {
         extra.insert("tools".into(), t.clone());
     }
-    match body.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) {
+    match body
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
         Some("json_object") => {
             extra.insert("format".into(), Value::from("json"));
         }
         Some("json_schema") => {
-            if let Some(schema) = body.get("response_format").and_then(|f| f.pointer("/json_schema/schema")) {
+            if let Some(schema) = body
+                .get("response_format")
+                .and_then(|f| f.pointer("/json_schema/schema"))
+            {
                 extra.insert("format".into(), schema.clone());
             }
         }
         _ => {}
     }
     for k in ["logit_bias", "n"] {
-        if body.get(k).is_some_and(|v| !v.is_null() && v != &Value::from(1)) {
-            tracing::warn!(parameter = k, "parameter not supported by this engine; ignored");
+        if body
+            .get(k)
+            .is_some_and(|v| !v.is_null() && v != &Value::from(1))
+        {
+            tracing::warn!(
+                parameter = k,
+                "parameter not supported by this engine; ignored"
+            );
         }
     }
     Ok(ChatRequest {
@@ -270,7 +332,9 @@ fn image_part(p: &Value) -> Result<Attachment, ApiError> {
         .pointer("/image_url/url")
         .or_else(|| p.get("image_url"))
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("invalid_media_url", "image part without `image_url.url`"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_media_url", "image part without `image_url.url`")
+        })?;
     let rest = url.strip_prefix("data:").ok_or_else(|| {
         ApiError::bad_request(
             "invalid_media_url",
@@ -283,7 +347,10 @@ fn image_part(p: &Value) -> Result<Attachment, ApiError> {
     let mime = meta.strip_suffix(";base64").ok_or_else(|| {
         ApiError::bad_request("invalid_media_url", "data: URLs must be Base64 encoded")
     })?;
-    if !matches!(mime, "image/png" | "image/jpeg" | "image/jpg" | "image/webp" | "") {
+    if !matches!(
+        mime,
+        "image/png" | "image/jpeg" | "image/jpg" | "image/webp" | ""
+    ) {
         return Err(ApiError::bad_request(
             "unsupported_mime_type",
             format!("image type `{mime}` is not allowed: use PNG, JPEG or WebP"),
@@ -293,10 +360,17 @@ fn image_part(p: &Value) -> Result<Attachment, ApiError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'));
     if data.is_empty() || !valid_b64 {
-        return Err(ApiError::bad_request("invalid_media_url", "the image is not valid Base64"));
+        return Err(ApiError::bad_request(
+            "invalid_media_url",
+            "the image is not valid Base64",
+        ));
     }
     Ok(Attachment {
-        mime_type: if mime.is_empty() { "image/png".into() } else { mime.into() },
+        mime_type: if mime.is_empty() {
+            "image/png".into()
+        } else {
+            mime.into()
+        },
         data_base64: data.to_owned(),
     })
 }
@@ -323,15 +397,36 @@ mod tests {
         let ok = json!({"model":"flm://a/b","messages":[{"role":"user","content":"hi"}]});
         assert!(validate_chat(&mut obj(ok.clone())).is_ok());
         let cases = [
-            (json!({"messages":[{"role":"user","content":"x"}]}), "invalid_model"),
-            (json!({"model":5,"messages":[{"role":"user","content":"x"}]}), "invalid_model_field"),
+            (
+                json!({"messages":[{"role":"user","content":"x"}]}),
+                "invalid_model",
+            ),
+            (
+                json!({"model":5,"messages":[{"role":"user","content":"x"}]}),
+                "invalid_model_field",
+            ),
             (json!({"model":"m","messages":[]}), "invalid_messages"),
             (json!({"model":"m","messages":"hi"}), "invalid_messages"),
-            (json!({"model":"m","messages":[{"role":"bot","content":"x"}]}), "invalid_messages"),
-            (json!({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}), "invalid_temperature"),
-            (json!({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}), "invalid_max_tokens"),
-            (json!({"model":"m","messages":[{"role":"user","content":"x"}],"stop":5}), "invalid_stop"),
-            (json!({"model":"m","messages":[{"role":"user","content":"x"}],"frobnicate":1}), "unsupported_parameter"),
+            (
+                json!({"model":"m","messages":[{"role":"bot","content":"x"}]}),
+                "invalid_messages",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}),
+                "invalid_temperature",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}),
+                "invalid_max_tokens",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"stop":5}),
+                "invalid_stop",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"frobnicate":1}),
+                "unsupported_parameter",
+            ),
         ];
         for (body, code) in cases {
             let err = validate_chat(&mut obj(body.clone())).unwrap_err();
@@ -341,17 +436,36 @@ mod tests {
 
     #[test]
     fn temperature_is_clamped() {
-        let mut b = obj(json!({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}));
+        let mut b =
+            obj(json!({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}));
         validate_chat(&mut b).unwrap();
         assert_eq!(b["temperature"], json!(2.0));
     }
 
     #[test]
     fn embeddings_input_shapes() {
-        assert_eq!(validate_embeddings(&obj(json!({"model":"m","input":"a"}))).unwrap().1, vec!["a"]);
-        assert_eq!(validate_embeddings(&obj(json!({"model":"m","input":["a","b"]}))).unwrap().1.len(), 2);
-        for bad in [json!({"model":"m"}), json!({"model":"m","input":[]}), json!({"model":"m","input":[[1,2]]})] {
-            assert_eq!(validate_embeddings(&obj(bad)).unwrap_err().code, "invalid_input");
+        assert_eq!(
+            validate_embeddings(&obj(json!({"model":"m","input":"a"})))
+                .unwrap()
+                .1,
+            vec!["a"]
+        );
+        assert_eq!(
+            validate_embeddings(&obj(json!({"model":"m","input":["a","b"]})))
+                .unwrap()
+                .1
+                .len(),
+            2
+        );
+        for bad in [
+            json!({"model":"m"}),
+            json!({"model":"m","input":[]}),
+            json!({"model":"m","input":[[1,2]]}),
+        ] {
+            assert_eq!(
+                validate_embeddings(&obj(bad)).unwrap_err().code,
+                "invalid_input"
+            );
         }
     }
 
@@ -365,6 +479,9 @@ mod tests {
         assert_eq!(r.messages[0].attachments[0].mime_type, "image/png");
         let bad = obj(json!({"model":"m","messages":[{"role":"user","content":[
             {"type":"image_url","image_url":{"url":"data:image/gif;base64,R0lG"}}]}]}));
-        assert_eq!(to_chat_request(&bad, "m").unwrap_err().code, "unsupported_mime_type");
+        assert_eq!(
+            to_chat_request(&bad, "m").unwrap_err().code,
+            "unsupported_mime_type"
+        );
     }
 }

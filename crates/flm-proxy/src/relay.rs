@@ -28,7 +28,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// An SSE error event followed by `[DONE]`.
-pub fn error_tail(code: &str, kind: &str, message: &str, request_id: &str, with_event: bool) -> Bytes {
+pub fn error_tail(
+    code: &str,
+    kind: &str,
+    message: &str,
+    request_id: &str,
+    with_event: bool,
+) -> Bytes {
     let mut out = String::new();
     if with_event {
         let ev = json!({"error": {"code": code, "message": message, "type": kind, "request_id": request_id}});
@@ -85,7 +91,13 @@ pub fn relay_sse(
                     return None;
                 }
                 tracing::warn!(request_id = %st.rid, error = %e, "engine stream broke");
-                error_tail("stream_error", "server_error", &format!("the engine stream failed: {e}"), &st.rid, !st.saw_error)
+                error_tail(
+                    "stream_error",
+                    "server_error",
+                    &format!("the engine stream failed: {e}"),
+                    &st.rid,
+                    !st.saw_error,
+                )
             }
             Ok(None) => {
                 st.finished = true;
@@ -184,15 +196,33 @@ pub fn translate_sse(
             Ok(Some(Err(e))) => {
                 st.finished = true;
                 tracing::warn!(request_id = %st.rid, error = %e, "engine stream failed");
-                error_tail("stream_error", "server_error", &stream_message(&e), &st.rid, true)
+                error_tail(
+                    "stream_error",
+                    "server_error",
+                    &stream_message(&e),
+                    &st.rid,
+                    true,
+                )
             }
             Ok(None) => {
                 st.finished = true;
-                error_tail("stream_error", "server_error", "the engine closed the stream before it was complete", &st.rid, true)
+                error_tail(
+                    "stream_error",
+                    "server_error",
+                    "the engine closed the stream before it was complete",
+                    &st.rid,
+                    true,
+                )
             }
             Err(_) => {
                 st.finished = true;
-                error_tail("streaming_timeout", "timeout_error", "the stream exceeded its time limit (proxy.stream_timeout_secs)", &st.rid, true)
+                error_tail(
+                    "streaming_timeout",
+                    "timeout_error",
+                    "the stream exceeded its time limit (proxy.stream_timeout_secs)",
+                    &st.rid,
+                    true,
+                )
             }
         };
         Some((Ok(out), st))
@@ -209,24 +239,36 @@ mod tests {
 
     async fn collect(s: impl Stream<Item = Result<Bytes, std::io::Error>>) -> String {
         let parts: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
-        parts.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+        parts
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
     }
 
     fn body(parts: Vec<Result<&'static str, EngineError>>) -> RawBody {
-        Box::pin(futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from))))
+        Box::pin(futures::stream::iter(
+            parts.into_iter().map(|p| p.map(Bytes::from)),
+        ))
     }
 
     #[tokio::test]
     async fn complete_streams_pass_through_unchanged() {
         let input = "data: {\"a\":1}\n\ndata: [DO";
-        let s = relay_sse(body(vec![Ok(input), Ok("NE]\n\n")]), Duration::from_secs(5), "r".into());
+        let s = relay_sse(
+            body(vec![Ok(input), Ok("NE]\n\n")]),
+            Duration::from_secs(5),
+            "r".into(),
+        );
         assert_eq!(collect(s).await, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     }
 
     #[tokio::test]
     async fn broken_streams_end_with_error_then_done() {
         let s = relay_sse(
-            body(vec![Ok("data: {\"a\":1}\n\n"), Err(EngineError::Network("reset".into()))]),
+            body(vec![
+                Ok("data: {\"a\":1}\n\n"),
+                Err(EngineError::Network("reset".into())),
+            ]),
             Duration::from_secs(5),
             "r1".into(),
         );
@@ -234,7 +276,11 @@ mod tests {
         assert!(out.contains("\"code\":\"stream_error\""), "{out}");
         assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
         // An engine that sent its own error event and closed: only [DONE] is added.
-        let s = relay_sse(body(vec![Ok("data: {\"error\":{\"message\":\"x\"}}\n\n")]), Duration::from_secs(5), "r".into());
+        let s = relay_sse(
+            body(vec![Ok("data: {\"error\":{\"message\":\"x\"}}\n\n")]),
+            Duration::from_secs(5),
+            "r".into(),
+        );
         let out = collect(s).await;
         assert_eq!(out.matches("error").count(), 1, "{out}");
         assert!(out.ends_with("data: [DONE]\n\n"));

@@ -97,7 +97,12 @@ impl Routes {
     /// Body of `GET /v1/models`, without engines found dead since the last check.
     pub fn models_json(&self) -> Bytes {
         if self.entries.iter().any(|e| e.is_down()) {
-            let alive: Vec<Arc<EngineEntry>> = self.entries.iter().filter(|e| !e.is_down()).cloned().collect();
+            let alive: Vec<Arc<EngineEntry>> = self
+                .entries
+                .iter()
+                .filter(|e| !e.is_down())
+                .cloned()
+                .collect();
             return Routes::build(alive).models_json;
         }
         self.models_json.clone()
@@ -105,12 +110,19 @@ impl Routes {
 
     /// An offered engine by id.
     pub fn engine(&self, id: &str) -> Option<Arc<EngineEntry>> {
-        self.entries.iter().find(|e| e.id.as_str() == id && !e.is_down()).cloned()
+        self.entries
+            .iter()
+            .find(|e| e.id.as_str() == id && !e.is_down())
+            .cloned()
     }
 
     /// Ids of every offered engine.
     pub fn engine_ids(&self) -> Vec<String> {
-        self.entries.iter().filter(|e| !e.is_down()).map(|e| e.id.to_string()).collect()
+        self.entries
+            .iter()
+            .filter(|e| !e.is_down())
+            .map(|e| e.id.to_string())
+            .collect()
     }
 
     /// Resolves `model`: a canonical `flm://{engine}/{model}` id pins one engine; a
@@ -121,7 +133,9 @@ impl Routes {
             let id = ModelId::parse(model).map_err(|e| {
                 let code = if model.trim_start_matches(MODEL_ID_SCHEME).starts_with('/') {
                     "invalid_engine_id"
-                } else if model.ends_with('/') || !model.trim_start_matches(MODEL_ID_SCHEME).contains('/') {
+                } else if model.ends_with('/')
+                    || !model.trim_start_matches(MODEL_ID_SCHEME).contains('/')
+                {
                     "invalid_model_name"
                 } else {
                     "invalid_model"
@@ -148,7 +162,12 @@ impl Routes {
         let candidates: Vec<Arc<EngineEntry>> = self
             .by_model
             .get(model)
-            .map(|idx| idx.iter().map(|i| self.entries[*i].clone()).filter(|e| !e.is_down()).collect())
+            .map(|idx| {
+                idx.iter()
+                    .map(|i| self.entries[*i].clone())
+                    .filter(|e| !e.is_down())
+                    .collect()
+            })
             .unwrap_or_default();
         if candidates.is_empty() {
             return Err(ApiError::new(
@@ -214,11 +233,16 @@ impl Router {
     pub async fn refresh(&self, engines: &EngineService, list_timeout: Duration) {
         match engines.running_engines(true).await {
             Ok(running) => {
-                let lists = futures::future::join_all(running.iter().map(|(_, adapter)| {
-                    let adapter = adapter.clone();
-                    async move { tokio::time::timeout(list_timeout, adapter.list_models()).await }
-                }))
-                .await;
+                let lists =
+                    futures::future::join_all(
+                        running.iter().map(|(_, adapter)| {
+                            let adapter = adapter.clone();
+                            async move {
+                                tokio::time::timeout(list_timeout, adapter.list_models()).await
+                            }
+                        }),
+                    )
+                    .await;
                 let entries: Vec<Arc<EngineEntry>> = running
                     .into_iter()
                     .zip(lists)
@@ -242,7 +266,9 @@ impl Router {
                     .collect();
                 self.routes.store(Arc::new(Routes::build(entries)));
             }
-            Err(e) => tracing::warn!(error = %e, "engine check failed; keeping the previous routing table"),
+            Err(e) => {
+                tracing::warn!(error = %e, "engine check failed; keeping the previous routing table")
+            }
         }
         self.ready.send_replace(true);
     }

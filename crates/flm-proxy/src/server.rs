@@ -17,7 +17,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` turns true, then waits at most `grace`
 /// for open connections to finish.
-pub async fn serve(listener: TcpListener, app: axum::Router, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(app);
     loop {
@@ -49,7 +54,13 @@ pub async fn serve(listener: TcpListener, app: axum::Router, mut shutdown: watch
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight requests did not finish in time; closing them"
+        );
     }
 }

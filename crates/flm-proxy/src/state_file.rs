@@ -41,7 +41,9 @@ pub fn read(path: &Path) -> std::io::Result<Option<DaemonState>> {
 
 /// Writes the state file atomically with mode 0600 (parent directory 0700).
 pub fn write(path: &Path, state: &DaemonState) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("state file has no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("state file has no parent directory"))?;
     create_private_dir(dir)?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {

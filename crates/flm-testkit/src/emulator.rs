@@ -34,6 +34,8 @@ pub(crate) struct ControlInner {
     behavior: Mutex<Behavior>,
     requests: AtomicU64,
     chat_requests: AtomicU64,
+    /// Streamed responses whose body is still alive (not finished, not dropped).
+    pub(crate) open_streams: AtomicU64,
     last_chat_body: Mutex<Option<Value>>,
     last_headers: Mutex<Option<HeaderMap>>,
     /// Models that served a request (Ollama `/api/ps`).
@@ -96,6 +98,13 @@ impl EmulatorControl {
     /// LM Studio `POST /api/v0/chat/completions`), whatever the behaviour.
     pub fn chat_requests(&self) -> u64 {
         self.inner.chat_requests.load(Ordering::SeqCst)
+    }
+
+    /// Streamed chat responses still being sent. Drops to zero when a stream ends or
+    /// the client goes away (hyper drops the body on a closed connection), which lets
+    /// tests prove that a proxy cancels upstream requests.
+    pub fn open_streams(&self) -> u64 {
+        self.inner.open_streams.load(Ordering::SeqCst)
     }
 
     /// Body of the last chat request whose body was valid JSON.

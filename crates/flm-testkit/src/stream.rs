@@ -55,6 +55,27 @@ fn aborted() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "emulated connection drop")
 }
 
+/// Counts a live streamed body in [`crate::EmulatorControl::open_streams`].
+struct OpenStream(Shared);
+
+impl OpenStream {
+    fn new(st: &Shared) -> Self {
+        st.control
+            .open_streams
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Shared::clone(st))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0
+            .control
+            .open_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Streams `plan` under `behavior` (only `FailMidStream` and `DropMidStream` matter here).
 pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Response {
     let st = Shared::clone(st);
@@ -70,7 +91,9 @@ pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Res
         Behavior::DropMidStream { after_chunks } => (*after_chunks.min(&terminal), false, true),
         _ => (frames.len(), false, false),
     };
+    let guard = OpenStream::new(&st);
     let body = async_stream::stream! {
+        let _guard = guard;
         for (i, frame) in frames.into_iter().take(cut).enumerate() {
             if i > 0 && !st.pause(st.chunk_delay).await {
                 yield Err(aborted());
