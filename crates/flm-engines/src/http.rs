@@ -3,6 +3,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+pub use flm_core::upstream::{embedded_error, one_line, upstream_message};
 use flm_core::EngineError;
 use serde_json::Value;
 
@@ -26,6 +27,13 @@ impl HttpClient {
             .build()
             .map_err(|e| EngineError::Network(format!("cannot create the HTTP client: {e}")))?;
         Ok(Self { inner })
+    }
+
+    /// Wraps a client configured elsewhere: an egress proxy, or a DNS override that
+    /// points a name at a test server. The caller chooses its settings; those of
+    /// [`HttpClient::new`] (no redirects, no system proxy, TCP_NODELAY) are advised.
+    pub fn from_reqwest(inner: reqwest::Client) -> Self {
+        Self { inner }
     }
 
     /// The underlying client.
@@ -67,55 +75,6 @@ pub fn is_connect_error(e: &reqwest::Error) -> bool {
     e.is_connect() && !e.is_timeout() && e.source().is_some()
 }
 
-/// Extracts the message of an upstream error body, whatever its shape
-/// (reference §5.9): a plain string, `{"error":"…"}`, `{"error":{"message":…}}`,
-/// vLLM's flat `{"object":"error","message":…}` or FastAPI's `{"detail":…}`.
-pub fn upstream_message(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return None;
-    }
-    let Ok(v) = serde_json::from_str::<Value>(trimmed) else {
-        return Some(one_line(trimmed, 300));
-    };
-    let msg = match &v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(map) => match map.get("error") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Object(e)) => e.get("message").and_then(Value::as_str).map(str::to_owned),
-            _ => map
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| {
-                    map.get("detail").map(|d| match d {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                }),
-        },
-        _ => None,
-    };
-    Some(one_line(&msg.unwrap_or_else(|| trimmed.to_owned()), 300))
-}
-
-/// The top-level `error` of a JSON body that otherwise looks like success.
-/// LM Studio answers HTTP 200 with `{"error":…}` for unknown routes and failures.
-pub fn embedded_error(v: &Value) -> Option<String> {
-    match v.get("error")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(e) => Some(
-            e.get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error")
-                .to_owned(),
-        ),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
 /// Builds the error for a non-success HTTP answer.
 pub fn status_error(status: u16, body: &[u8], url: &str) -> EngineError {
     let detail = upstream_message(body).unwrap_or_else(|| "empty body".to_owned());
@@ -125,13 +84,39 @@ pub fn status_error(status: u16, body: &[u8], url: &str) -> EngineError {
     }
 }
 
-/// Collapses whitespace and truncates to `max` characters.
-pub fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.chars().count() > max {
-        out = out.chars().take(max).collect::<String>() + "…";
+/// Sends a streaming request. Only the wait for the response head is bounded, by
+/// `timeout` like a whole non-streaming call: it covers queueing and a model load,
+/// and without a bound an engine that accepts the connection but never answers would
+/// hold the stream forever. The body is not bounded here, since a long answer may
+/// legitimately stream for minutes (the proxy applies its own ceiling).
+pub async fn send_stream(
+    rb: reqwest::RequestBuilder,
+    url: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, EngineError> {
+    match tokio::time::timeout(timeout, rb.send()).await {
+        Ok(sent) => sent.map_err(|e| transport_error(&e, url)),
+        Err(_) => Err(EngineError::Timeout(format!(
+            "{url} did not start answering within {} ms",
+            timeout.as_millis()
+        ))),
     }
-    out
+}
+
+/// Reads a whole body (an error answer, or a non-stream where a stream was asked),
+/// bounded by `timeout`.
+pub async fn read_body(
+    resp: reqwest::Response,
+    url: &str,
+    timeout: Duration,
+) -> Result<bytes::Bytes, EngineError> {
+    match tokio::time::timeout(timeout, resp.bytes()).await {
+        Ok(read) => read.map_err(|e| transport_error(&e, url)),
+        Err(_) => Err(EngineError::Timeout(format!(
+            "{url} did not finish its answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 /// Sends a request and reads a JSON answer, turning every failure into a precise
@@ -157,28 +142,4 @@ pub async fn send_json(rb: reqwest::RequestBuilder, url: &str) -> Result<Value, 
         });
     }
     Ok(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_error_shapes() {
-        let cases: [(&str, &str); 6] = [
-            (r#"{"error":"model 'x' not found"}"#, "model 'x' not found"),
-            (
-                r#"{"error":{"message":"The model `x` does not exist.","code":404}}"#,
-                "The model `x` does not exist.",
-            ),
-            (r#"{"object":"error","message":"flat"}"#, "flat"),
-            (r#"{"detail":"Not Found"}"#, "Not Found"),
-            ("404 page not found", "404 page not found"),
-            (r#""plain""#, "plain"),
-        ];
-        for (body, want) in cases {
-            assert_eq!(upstream_message(body.as_bytes()).unwrap(), want);
-        }
-        assert_eq!(upstream_message(b"  "), None);
-    }
 }

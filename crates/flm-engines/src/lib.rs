@@ -23,6 +23,7 @@ pub mod http;
 pub mod ollama;
 pub mod openai;
 pub mod probe;
+pub mod relay;
 pub mod sse;
 
 use std::sync::Arc;

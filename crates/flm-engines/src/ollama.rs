@@ -13,7 +13,7 @@ use flm_core::{
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::http::{one_line, send_json, status_error, transport_error, HttpClient};
+use crate::http::{one_line, read_body, send_json, send_stream, status_error, HttpClient};
 use crate::sse::{frames, Frame, Framing};
 
 /// Adapter for an Ollama server.
@@ -261,21 +261,31 @@ impl LlmEngine for OllamaEngine {
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, EngineError> {
         let url = self.url("/api/chat");
-        let resp = self
-            .client
-            .raw()
-            .post(&url)
-            .json(&self.chat_body(&request, true))
-            .send()
-            .await
-            .map_err(|e| transport_error(&e, &url))?;
+        // Only the wait for the response head is bounded (it includes loading a cold
+        // model); the NDJSON body may stream for as long as the answer takes.
+        let resp = send_stream(
+            self.client
+                .raw()
+                .post(&url)
+                .json(&self.chat_body(&request, true)),
+            &url,
+            self.timeout,
+        )
+        .await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            let bytes = resp.bytes().await.map_err(|e| transport_error(&e, &url))?;
+            let bytes = read_body(resp, &url, self.timeout).await?;
             return Err(explain(status_error(status, &bytes, &url)));
         }
         let frames = frames(Box::pin(resp.bytes_stream()), Framing::Ndjson, url.clone());
         Ok(Box::pin(ndjson_chunks(frames, url)))
+    }
+
+    async fn relay(
+        &self,
+        request: flm_core::ports::RawRequest,
+    ) -> Result<flm_core::ports::RawResponse, EngineError> {
+        crate::relay::relay(&self.client, &self.base_url, request).await
     }
 
     async fn embeddings(

@@ -14,7 +14,9 @@ use flm_core::{
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::http::{embedded_error, one_line, send_json, status_error, transport_error, HttpClient};
+use crate::http::{
+    embedded_error, one_line, read_body, send_json, send_stream, status_error, HttpClient,
+};
 use crate::sse::{frames, Frame, Framing};
 
 /// Adapter for an OpenAI-compatible engine.
@@ -385,16 +387,10 @@ impl LlmEngine for OpenAiCompatEngine {
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, EngineError> {
         let url = self.url("/v1/chat/completions");
         let body = self.chat_body(&request, true);
-        // No overall timeout: a slow first token (minutes) must not be cut. The
-        // connect timeout still bounds an unreachable engine.
-        let resp = self
-            .client
-            .raw()
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e, &url))?;
+        // No overall timeout: a long answer may stream for minutes. Only the wait for
+        // the response head is bounded (see `send_stream`).
+        let resp =
+            send_stream(self.client.raw().post(&url).json(&body), &url, self.timeout).await?;
         let status = resp.status().as_u16();
         let is_sse = resp
             .headers()
@@ -402,7 +398,7 @@ impl LlmEngine for OpenAiCompatEngine {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if !(200..300).contains(&status) || !is_sse {
-            let bytes = resp.bytes().await.map_err(|e| transport_error(&e, &url))?;
+            let bytes = read_body(resp, &url, self.timeout).await?;
             if (200..300).contains(&status) {
                 // LM Studio answers 200 + JSON error instead of a stream.
                 if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
@@ -424,6 +420,17 @@ impl LlmEngine for OpenAiCompatEngine {
         }
         let frames = frames(Box::pin(resp.bytes_stream()), Framing::Sse, url.clone());
         Ok(Box::pin(openai_chunks(frames, url)))
+    }
+
+    fn speaks_openai(&self) -> bool {
+        true
+    }
+
+    async fn relay(
+        &self,
+        request: flm_core::ports::RawRequest,
+    ) -> Result<flm_core::ports::RawResponse, EngineError> {
+        crate::relay::relay(&self.client, &self.base_url, request).await
     }
 
     async fn embeddings(

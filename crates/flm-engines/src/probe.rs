@@ -58,6 +58,29 @@ impl Resp {
             .is_some_and(|s| s.contains("Express"))
     }
 
+    /// vLLM's HTTP server (FastAPI on uvicorn) names itself in `Server`.
+    fn is_uvicorn(&self) -> bool {
+        self.header("server")
+            .is_some_and(|s| s.starts_with("uvicorn"))
+    }
+
+    /// vLLM's error shape: `{"error":{"type":"NotFoundError","code":404,…}}`, a Python
+    /// exception name and the HTTP status as an integer (llama.cpp, the other engine
+    /// with an integer `code`, uses snake_case types such as `unavailable_error`).
+    fn is_vllm_error(&self) -> bool {
+        self.json().is_some_and(|v| {
+            let code = v.pointer("/error/code").and_then(Value::as_u64);
+            let ty = v.pointer("/error/type").and_then(Value::as_str);
+            code == Some(u64::from(self.status)) && ty.is_some_and(|t| t.ends_with("Error"))
+        })
+    }
+
+    /// `{"version":"…"}`, as vLLM's `/version` and Ollama's `/api/version` answer.
+    fn version(&self) -> Option<String> {
+        self.json()
+            .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned))
+    }
+
     fn is_flm(&self) -> bool {
         self.headers.contains_key(FLM_SERVER_HEADER)
     }
@@ -158,19 +181,26 @@ fn describe(r: &Resp) -> String {
         "Ollama".into()
     } else if r.json().is_some_and(|v| v.get("detail").is_some()) {
         "a FastAPI server (possibly vLLM)".into()
+    } else if r.is_uvicorn() {
+        "a uvicorn server (possibly vLLM)".into()
     } else {
         format!("an unknown HTTP server (HTTP {})", r.status)
     }
 }
 
-/// Parses a model-listing body; `key` is the array (`data` or `models`).
-fn listing(r: &Resp, key: &str, url: &str) -> Result<Vec<Value>, ProbeOutcome> {
-    let v: Value = serde_json::from_slice(&r.body).map_err(|e| ProbeOutcome::BadResponse {
+/// Parses a JSON body, or says why it is not JSON.
+fn parse_json(r: &Resp, url: &str) -> Result<Value, ProbeOutcome> {
+    serde_json::from_slice(&r.body).map_err(|e| ProbeOutcome::BadResponse {
         reason: format!(
             "`GET {url}` returned invalid JSON ({e}): {}",
             one_line(&String::from_utf8_lossy(&r.body), 80)
         ),
-    })?;
+    })
+}
+
+/// Parses a model-listing body; `key` is the array (`data` or `models`).
+fn listing(r: &Resp, key: &str, url: &str) -> Result<Vec<Value>, ProbeOutcome> {
+    let v = parse_json(r, url)?;
     if let Some(err) = embedded_error(&v) {
         return Err(ProbeOutcome::BadResponse {
             reason: format!(
@@ -223,16 +253,25 @@ fn non_ok(r: &Resp, url: &str) -> ProbeOutcome {
 
 async fn probe_ollama(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     let root = cx.get("/").await?;
-    if root.is_llamacpp() || root.is_express() || root.text() != "Ollama is running" {
+    let foreign = root.is_llamacpp() || root.is_express();
+    if !foreign && root.status == 403 && root.body.is_empty() {
+        // Ollama's Host guard: listening on loopback, it refuses with an empty 403 any
+        // request whose Host is not a local name. No other engine answers `/` so.
+        return Ok(ProbeOutcome::BadResponse {
+            reason: format!(
+                "`GET {}` answered an empty HTTP 403, which is how Ollama refuses a Host \
+                 header that is not a local name; address it by IP or localhost",
+                cx.url("/")
+            ),
+        });
+    }
+    if foreign || root.text() != "Ollama is running" {
         return Ok(ProbeOutcome::WrongIdentity {
-            found: describe(&root),
+            found: identify(cx, &root).await,
         });
     }
     let (version, tags) = futures::join!(cx.get("/api/version"), cx.get("/api/tags"));
-    let version = version
-        .ok()
-        .and_then(|r| r.json())
-        .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned));
+    let version = version.ok().and_then(|r| r.version());
     let tags = tags?;
     let url = cx.url("/api/tags");
     if let Some(w) = warning_status(&tags, &url) {
@@ -314,10 +353,39 @@ async fn probe_llamacpp(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
 
 async fn probe_vllm(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     let ver = cx.get("/version").await?;
-    let version = ver
-        .json()
-        .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned));
-    if ver.is_llamacpp() || ver.is_express() || ver.status != 200 || version.is_none() {
+    let caps = EngineKind::Vllm.default_capabilities();
+    let version = ver.version();
+    if ver.is_llamacpp() || ver.is_express() {
+        return Ok(ProbeOutcome::WrongIdentity {
+            found: describe(&ver),
+        });
+    }
+    if ver.status != 200 || version.is_none() {
+        let url = cx.url("/version");
+        // Without a version, only vLLM's own server or error shape vouches for it.
+        let vllm_like = ver.is_uvicorn() || ver.is_vllm_error();
+        if vllm_like {
+            // Newer builds and forks answer 503 on every route, `/version` included,
+            // until the engine is ready: running, but not serving yet.
+            if let Some(w) = warning_status(&ver, &url) {
+                let health = cx.get("/health").await.ok();
+                let warning = match health {
+                    Some(h) if h.status == 503 => {
+                        format!("{w} (`/health` answers 503 too: the engine is not ready)")
+                    }
+                    _ => w,
+                };
+                return Ok(answered(&ver, None, 0, Some(warning), caps));
+            }
+            if ver.status == 200 {
+                return Ok(match parse_json(&ver, &url) {
+                    Err(bad) => bad,
+                    Ok(_) => ProbeOutcome::BadResponse {
+                        reason: format!("`GET {url}` returned JSON without a `version` string"),
+                    },
+                });
+            }
+        }
         return Ok(ProbeOutcome::WrongIdentity {
             found: identify(cx, &ver).await,
         });
@@ -325,7 +393,6 @@ async fn probe_vllm(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     let (models, health) = futures::join!(cx.get("/v1/models"), cx.get("/health"));
     let models = models?;
     let url = cx.url("/v1/models");
-    let caps = EngineKind::Vllm.default_capabilities();
     let health_warning = health.ok().and_then(|h| {
         (h.status == 503)
             .then(|| "`/health` answered 503: the engine is not ready or has died".to_owned())
@@ -418,16 +485,27 @@ async fn probe_openai(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     Ok(answered(&models, None, data.len(), None, caps))
 }
 
-/// After an identity check failed, asks `GET /` to name what answers instead.
+/// After an identity check failed, names what answers instead: from `first`, else
+/// from `GET /`; a FastAPI/uvicorn server is confirmed as vLLM by its `/version`.
+/// Extra requests that fail only leave the name less precise, except FLM's own
+/// header, which always wins.
 async fn identify(cx: &Ctx<'_>, first: &Resp) -> String {
-    let named = describe(first);
-    if !named.starts_with("an unknown") {
-        return named;
+    let mut named = describe(first);
+    if named.starts_with("an unknown") {
+        match cx.get("/").await {
+            Ok(root) => named = describe(&root),
+            Err(Stop::Outcome(ProbeOutcome::WrongIdentity { found })) => return found,
+            Err(_) => {}
+        }
     }
-    match cx.get("/").await {
-        Ok(root) => describe(&root),
-        Err(_) => named,
+    if named.contains("possibly vLLM") {
+        match cx.get("/version").await {
+            Ok(v) if v.status == 200 && v.version().is_some() => return "vLLM".into(),
+            Err(Stop::Outcome(ProbeOutcome::WrongIdentity { found })) => return found,
+            _ => {}
+        }
     }
+    named
 }
 
 #[async_trait]

@@ -1,14 +1,14 @@
 //! # flm-store — FLM's SQLite storage
 //!
 //! SQLite (through `sqlx`) implementations of the storage ports of `flm-core`
-//! ([`SettingsRepository`], [`EngineCacheRepository`], [`EndpointRepository`]) and the
-//! two embedded migration sets. The composition roots (CLI, daemon, desktop backend)
+//! ([`SettingsRepository`], [`EngineCacheRepository`], [`EndpointRepository`],
+//! [`ApiKeyRepository`]) and the two embedded migration sets. The composition roots (CLI, daemon, desktop backend)
 //! open a [`Store`] once and hand its repositories around as `Arc<dyn Trait>`.
 //!
 //! ## Design choices
 //!
 //! - **Two files** (spec 50-data §1): `config.db` (settings, detection cache, engine
-//!   endpoints, health logs…) and `security.db` (security policy, and later API keys,
+//!   endpoints, health logs…) and `security.db` (security policy, API keys, and later
 //!   audit logs, bans…). Writes to one never wait on the other, and the secrets-bearing
 //!   file can be backed up, restored and protected on its own. Each file has its own
 //!   migration set, `migrations/config/` and `migrations/security/`, embedded in the
@@ -29,17 +29,30 @@
 //! - **Timestamps** are RFC 3339 UTC text with milliseconds (`2026-11-25T10:00:00.123Z`,
 //!   also the SQL column defaults), so text order is time order; reading also accepts
 //!   SQLite's `datetime('now')` form ([`parse_ts`]).
+//! - **API keys** (`security.db` → `api_keys`, [`Store::api_keys`]): keys are
+//!   `flm_<id>_<secret>` tokens (DESIGN.md §3.2); the table holds the id, the label,
+//!   the SHA-256 digest of the whole key as 64 lower-case hex characters (`hash`,
+//!   unique), `created_at` and `revoked_at` (NULL while active). The plaintext is never
+//!   written: not to the table, not to the WAL, not to logs (a test scans the raw
+//!   files). Rotation revokes the old key and inserts the new one in one transaction.
+//!   Rows whose `hash` is not a 64-hex digest (e.g. a legacy Argon2 PHC string) or whose
+//!   timestamps are unreadable are skipped with a warning when listing, so such a key
+//!   is never accepted. [`ApiKeyRepository::fingerprint`] is one aggregate query
+//!   (counts, latest timestamps) the proxy polls to reload its key table.
 //! - **Errors** always name the file and say what to do (`move it aside or restore a
 //!   backup`, `run flm check`…); the CLI prints them as they are.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use flm_core::ports::{EndpointRepository, EngineCacheRepository, SettingsRepository};
+use flm_core::ports::{
+    ApiKeyRepository, EndpointRepository, EngineCacheRepository, SettingsRepository,
+};
 use flm_core::RepoError;
 use sqlx::migrate::Migrator;
 use sqlx::SqlitePool;
 
+mod api_keys;
 mod db;
 mod endpoints;
 mod engine_cache;
@@ -213,6 +226,13 @@ impl Store {
     pub fn endpoints(&self) -> Arc<dyn EndpointRepository> {
         Arc::new(endpoints::SqliteEndpoints {
             db: Arc::clone(&self.inner.config),
+        })
+    }
+
+    /// API keys (`security.db` → `api_keys`): digests only, never plaintext.
+    pub fn api_keys(&self) -> Arc<dyn ApiKeyRepository> {
+        Arc::new(api_keys::SqliteApiKeys {
+            db: Arc::clone(&self.inner.security),
         })
     }
 

@@ -1,0 +1,266 @@
+//! [`ApiKeyRepository`] on `security.db` → `api_keys`.
+//!
+//! Only the SHA-256 digest of a key is stored (column `hash`, 64 lower-case hex
+//! characters, DESIGN.md §3.2); the plaintext never reaches this module.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use flm_core::keys::{ApiKeyRecord, KeyDigest};
+use flm_core::ports::ApiKeyRepository;
+use flm_core::RepoError;
+use sqlx::Row;
+
+use crate::db::Db;
+use crate::time::{format_ts, parse_ts};
+
+/// API keys stored in `security.db`.
+pub(crate) struct SqliteApiKeys {
+    pub(crate) db: Arc<Db>,
+}
+
+impl SqliteApiKeys {
+    /// Maps a failed insert, explaining which unique constraint a duplicate hit.
+    fn insert_error(&self, key: &ApiKeyRecord, e: sqlx::Error) -> RepoError {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                // SQLite names the column: `UNIQUE constraint failed: api_keys.hash`.
+                return if db.message().contains("api_keys.hash") {
+                    RepoError::Validation(
+                        "an API key with the same digest already exists; generate a new key".into(),
+                    )
+                } else {
+                    RepoError::Validation(format!(
+                        "an API key with id `{}` already exists; generate a new key",
+                        key.id
+                    ))
+                };
+            }
+        }
+        self.db.err("storing an API key", e)
+    }
+}
+
+/// Refuses records the table must never hold.
+fn validate(key: &ApiKeyRecord) -> Result<(), RepoError> {
+    if key.id.trim().is_empty() {
+        return Err(RepoError::Validation("an API key needs an id".into()));
+    }
+    if key.label.trim().is_empty() {
+        return Err(RepoError::Validation("an API key needs a label".into()));
+    }
+    Ok(())
+}
+
+/// Lower-case hex of a digest (what the `hash` column holds).
+fn digest_to_hex(digest: &KeyDigest) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Parses a stored `hash`: exactly 64 hex characters (either case), else `None`.
+fn digest_from_hex(raw: &str) -> Option<KeyDigest> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = raw.as_bytes();
+    let mut out = [0u8; 32];
+    if bytes.len() != out.len() * 2 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[async_trait]
+impl ApiKeyRepository for SqliteApiKeys {
+    async fn list(&self) -> Result<Vec<ApiKeyRecord>, RepoError> {
+        const OP: &str = "listing API keys";
+        let db = &self.db;
+        let rows = sqlx::query(
+            "SELECT id, label, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, rowid",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err(OP, e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("id").map_err(|e| db.err(OP, e))?;
+            let label: String = row.try_get("label").map_err(|e| db.err(OP, e))?;
+            let hash: String = row.try_get("hash").map_err(|e| db.err(OP, e))?;
+            let created: String = row.try_get("created_at").map_err(|e| db.err(OP, e))?;
+            let revoked: Option<String> = row.try_get("revoked_at").map_err(|e| db.err(OP, e))?;
+            let Some(digest) = digest_from_hex(&hash) else {
+                // Never log the stored value: it might be a legacy hash or, worse, a
+                // plaintext key written by something else.
+                tracing::warn!(
+                    %id, hash_len = hash.len(),
+                    path = %db.path.display(),
+                    "skipping API key whose stored hash is not a 64-hex SHA-256 digest; revoke it and create a new key"
+                );
+                continue;
+            };
+            let Some(created_at) = parse_ts(&created) else {
+                tracing::warn!(%id, %created, path = %db.path.display(), "skipping API key with an unreadable created_at");
+                continue;
+            };
+            // An unreadable revocation time must not turn a revoked key active again:
+            // such a row is skipped (so the key is not accepted), never returned as active.
+            let revoked_at: Option<DateTime<Utc>> = match revoked.as_deref() {
+                None => None,
+                Some(raw) => match parse_ts(raw) {
+                    Some(t) => Some(t),
+                    None => {
+                        tracing::warn!(%id, revoked_at = %raw, path = %db.path.display(), "skipping API key with an unreadable revoked_at");
+                        continue;
+                    }
+                },
+            };
+            out.push(ApiKeyRecord {
+                id,
+                label,
+                digest,
+                created_at,
+                revoked_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn insert(&self, key: &ApiKeyRecord) -> Result<(), RepoError> {
+        self.db.ensure_writable()?;
+        validate(key)?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, label, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.label)
+        .bind(digest_to_hex(&key.digest))
+        .bind(format_ts(&key.created_at))
+        .bind(key.revoked_at.as_ref().map(format_ts))
+        .execute(&self.db.pool)
+        .await
+        .map_err(|e| self.insert_error(key, e))?;
+        Ok(())
+    }
+
+    async fn revoke(&self, id: &str, at: DateTime<Utc>) -> Result<bool, RepoError> {
+        self.db.ensure_writable()?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(format_ts(&at))
+                .bind(id)
+                .execute(&self.db.pool)
+                .await
+                .map_err(|e| self.db.err("revoking an API key", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rotate(
+        &self,
+        old_id: &str,
+        new: &ApiKeyRecord,
+        at: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        const OP: &str = "rotating an API key";
+        let db = &self.db;
+        db.ensure_writable()?;
+        validate(new)?;
+        // IMMEDIATE: take the write lock up front (waiting on the busy timeout) rather
+        // than failing to upgrade a read transaction half-way.
+        let mut tx = db
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db.err(OP, e))?;
+        let revoked =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(format_ts(&at))
+                .bind(old_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db.err(OP, e))?;
+        if revoked.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| db.err(OP, e))?;
+            return Ok(false);
+        }
+        // On any error below, dropping `tx` rolls the revocation back.
+        sqlx::query(
+            "INSERT INTO api_keys (id, label, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&new.id)
+        .bind(&new.label)
+        .bind(digest_to_hex(&new.digest))
+        .bind(format_ts(&new.created_at))
+        .bind(new.revoked_at.as_ref().map(format_ts))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.insert_error(new, e))?;
+        tx.commit().await.map_err(|e| db.err(OP, e))?;
+        Ok(true)
+    }
+
+    async fn fingerprint(&self) -> Result<String, RepoError> {
+        const OP: &str = "reading the API key fingerprint";
+        // Inserts raise the count, revocations the revoked count; neither can be undone
+        // through the repository, so every write changes the result. `max(rowid)` also
+        // catches a delete followed by an insert made outside FLM.
+        let row = sqlx::query(
+            "SELECT count(*), count(revoked_at), coalesce(max(rowid), 0), \
+             coalesce(max(created_at), ''), coalesce(max(revoked_at), '') FROM api_keys",
+        )
+        .fetch_one(&self.db.pool)
+        .await
+        .map_err(|e| self.db.err(OP, e))?;
+        let int = |i: usize| row.try_get::<i64, _>(i).map_err(|e| self.db.err(OP, e));
+        let text = |i: usize| row.try_get::<String, _>(i).map_err(|e| self.db.err(OP, e));
+        Ok(format!(
+            "{}/{}/{}/{}/{}",
+            int(0)?,
+            int(1)?,
+            int(2)?,
+            text(3)?,
+            text(4)?
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects() {
+        let mut d = [0u8; 32];
+        for (i, b) in d.iter_mut().enumerate() {
+            *b = u8::try_from(i * 8).unwrap();
+        }
+        let hex = digest_to_hex(&d);
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with("0008101820"));
+        assert_eq!(digest_from_hex(&hex), Some(d));
+        assert_eq!(digest_from_hex(&hex.to_uppercase()), Some(d));
+        assert_eq!(digest_from_hex(&hex[..62]), None);
+        assert_eq!(digest_from_hex(&format!("{hex}00")), None);
+        assert_eq!(digest_from_hex(&format!("{}zz", &hex[..62])), None);
+        assert_eq!(
+            digest_from_hex("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+            None
+        );
+        // Multi-byte characters never split into "hex".
+        assert_eq!(digest_from_hex(&"é".repeat(32)), None);
+    }
+}
