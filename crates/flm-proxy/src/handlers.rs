@@ -276,8 +276,11 @@ async fn relay_full(
         Ok(Err(e)) => attempt_err(route_code, e),
         Ok(Ok((status, body))) => {
             if (200..300).contains(&status) {
-                // LM Studio reports failures as HTTP 200 with an `error` body.
-                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                // LM Studio reports failures as HTTP 200 with an `error` body. Parse only
+                // when the bytes can hold one: the common path stays parse-free.
+                let may_hold_error = body.windows(7).any(|w| w == b"\"error\"");
+                if let Some(Ok(v)) = may_hold_error.then(|| serde_json::from_slice::<Value>(&body))
+                {
                     if embedded_error(&v).is_some() {
                         return Attempt::Done(Err(upstream_error(
                             route_code,

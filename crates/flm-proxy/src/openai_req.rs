@@ -178,9 +178,11 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         };
         match obj.get("role").and_then(Value::as_str) {
             Some("system" | "user" | "assistant" | "tool" | "developer" | "function") => {}
-            Some(r) => return Err(bad(format!(
+            Some(r) => {
+                return Err(bad(format!(
                 "messages[{i}].role `{r}` is not one of system, user, assistant, tool, developer"
-            ))),
+            )))
+            }
             None => return Err(bad(format!("messages[{i}].role is required"))),
         }
         match obj.get("content") {
@@ -252,14 +254,16 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
                             }
                         }
                         Some("image_url" | "input_image") => msg.attachments.push(image_part(p)?),
-                        Some(other) => return Err(ApiError::new(
-                            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                            "unsupported_modalities",
-                            "invalid_request_error",
-                            format!(
+                        Some(other) => {
+                            return Err(ApiError::new(
+                                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                                "unsupported_modalities",
+                                "invalid_request_error",
+                                format!(
                                 "content parts of type `{other}` are not supported by this engine"
                             ),
-                        )),
+                            ))
+                        }
                         None => {}
                     }
                 }

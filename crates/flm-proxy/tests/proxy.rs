@@ -12,7 +12,7 @@ use flm_testkit::{Behavior, EmulatedKind, EmulatedModel, Emulator, EmulatorOptio
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use common::{harness, llama};
+use common::{harness, harness_with, llama};
 
 fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
@@ -513,5 +513,67 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_the_policy_origins() {
+    let h = harness_with(&[], vec!["https://app.example.com".into()]).await;
+    let preflight = |origin: &str| {
+        h.http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/chat/completions", h.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let denied = preflight("https://evil.example.net").await.unwrap();
+    assert_eq!(denied.status(), 403);
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    // Actual requests from an allowed origin carry the header; others do not.
+    let r = h
+        .http
+        .get(format!("{}/v1/models", h.base))
+        .bearer_auth(&h.key)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = h
+        .http
+        .get(format!("{}/v1/models", h.base))
+        .bearer_auth(&h.key)
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    h.stop().await;
+
+    // No origins configured: any origin (`*`).
+    let h = harness(&[]).await;
+    let r = h
+        .http
+        .get(format!("{}/health", h.base))
+        .header("origin", "https://x.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
     h.stop().await;
 }

@@ -35,6 +35,14 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn harness(endpoints: &[(EngineKind, String, &str)]) -> Harness {
+    harness_with(endpoints, Vec::new()).await
+}
+
+/// A harness whose proxy allows only `cors_origins` (empty = any).
+pub async fn harness_with(
+    endpoints: &[(EngineKind, String, &str)],
+    cors_origins: Vec<String>,
+) -> Harness {
     let dir = TempDir::new().unwrap();
     let store = Store::open(&StorePaths::in_dir(dir.path())).await.unwrap();
     let config = ConfigService::new(store.settings(), "config.db");
@@ -68,7 +76,7 @@ pub async fn harness(endpoints: &[(EngineKind, String, &str)]) -> Harness {
         engines,
         config,
         keys: store.api_keys(),
-        cors_origins: Vec::new(),
+        cors_origins,
     });
     let port = free_port();
     manager
