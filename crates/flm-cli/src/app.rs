@@ -1,48 +1,76 @@
-//! Composition root: resolves the data directory, opens the store and wires the
-//! concrete adapters into the core services.
+//! Composition root shared by `flm` and `flm-proxy`: resolves the data directory,
+//! opens the store and wires the concrete adapters into the core services and the
+//! proxy's dependencies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flm_core::ports::SystemClock;
-use flm_core::services::{ConfigService, EngineService, EngineServiceParts};
+use flm_core::services::{ConfigService, EngineService, EngineServiceParts, KeyService};
 use flm_engines::discovery::{process_env, EnvLookup};
 use flm_engines::{default_targets, BinaryFinder, HttpClient, HttpProber, Registry};
+use flm_proxy::ProxyDeps;
 use flm_store::{Store, StorePaths};
 
 use crate::output::CliError;
 
-/// Everything a command needs.
+/// Everything a command (or the daemon) needs.
 pub struct App {
+    /// The data directory.
+    pub data_dir: PathBuf,
     /// Opened store.
     pub store: Store,
     /// Settings.
     pub config: ConfigService,
     /// Engines.
     pub engines: EngineService,
+    /// API keys.
+    pub keys: KeyService,
 }
 
 /// Data directory: `--data-dir`, then `$FLM_HOME`, then `$FLM_DATA_DIR`, then the OS
-/// configuration directory (`~/.config/flm` on Linux).
+/// configuration directory (`~/.config/flm` on Linux). Made absolute, so that a
+/// daemon started from here finds the same files.
 pub fn resolve_data_dir(flag: Option<PathBuf>, env: &EnvLookup) -> Result<PathBuf, CliError> {
-    if let Some(p) = flag {
-        return Ok(p);
-    }
-    if let Some(p) = env("FLM_HOME").or_else(|| env("FLM_DATA_DIR")) {
-        return Ok(PathBuf::from(p));
-    }
-    dirs::config_dir().map(|d| d.join("flm")).ok_or_else(|| {
-        CliError::user(
+    let dir = if let Some(p) = flag {
+        p
+    } else if let Some(p) = env("FLM_HOME").or_else(|| env("FLM_DATA_DIR")) {
+        PathBuf::from(p)
+    } else {
+        dirs::config_dir().map(|d| d.join("flm")).ok_or_else(|| {
+            CliError::user(
+                "IO_ERROR",
+                "cannot find the OS configuration directory; pass --data-dir or set FLM_HOME",
+            )
+        })?
+    };
+    std::path::absolute(&dir).map_err(|e| {
+        CliError::internal(
             "IO_ERROR",
-            "cannot find the OS configuration directory; pass --data-dir or set FLM_HOME",
+            format!("cannot resolve the data directory {}: {e}", dir.display()),
         )
     })
+}
+
+/// `<data-dir>/run/proxy-daemon.json`: how CLI invocations find the daemon.
+pub fn state_file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("run").join("proxy-daemon.json")
+}
+
+/// `<data-dir>/logs`: the daemon's log directory.
+pub fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("logs")
+}
+
+/// `<data-dir>/logs/proxy.log`: the daemon's log (JSON lines).
+pub fn proxy_log_path(data_dir: &Path) -> PathBuf {
+    log_dir(data_dir).join("proxy.log")
 }
 
 impl App {
     /// Opens the store in `data_dir` and builds the services.
     pub async fn open(data_dir: PathBuf) -> Result<Self, CliError> {
-        let paths = StorePaths::in_dir(data_dir);
+        let paths = StorePaths::in_dir(data_dir.clone());
         let store = Store::open(&paths).await?;
         if let Some(reason) = store.read_only_reason() {
             tracing::warn!(%reason, "store is read-only");
@@ -66,10 +94,109 @@ impl App {
             clock: Arc::new(SystemClock),
             default_targets: default_targets(&env),
         });
+        let keys = KeyService::new(store.api_keys(), Arc::new(SystemClock));
         Ok(Self {
+            data_dir,
             store,
             config,
             engines,
+            keys,
         })
+    }
+
+    /// What a proxy instance needs: engines, settings, keys and the CORS origins of
+    /// the security policy.
+    pub async fn proxy_deps(&self) -> Result<ProxyDeps, CliError> {
+        Ok(ProxyDeps {
+            engines: self.engines.clone(),
+            config: self.config.clone(),
+            keys: self.store.api_keys(),
+            cors_origins: self.cors_origins().await?,
+        })
+    }
+
+    /// `cors.allowed_origins` of the `default` security policy; empty (any origin)
+    /// when the policy or the key is missing. A policy that is not valid JSON is an
+    /// error: the proxy fails closed rather than guess (spec 40-security §3.3).
+    pub async fn cors_origins(&self) -> Result<Vec<String>, CliError> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT policy_json FROM security_policies WHERE id = 'default'")
+                .fetch_optional(self.store.security_pool())
+                .await
+                .map_err(|e| {
+                    CliError::from(flm_store::map_sqlx_error(
+                        &self.store.paths().security_db,
+                        "reading the security policy",
+                        e,
+                    ))
+                })?;
+        let Some(json) = row else {
+            return Ok(Vec::new());
+        };
+        cors_origins_of(&json)
+    }
+
+    /// Shown when the proxy is started with no API key and none can be created.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.store.read_only_reason()
+    }
+}
+
+/// Extracts `cors.allowed_origins` from a policy document.
+pub fn cors_origins_of(policy_json: &str) -> Result<Vec<String>, CliError> {
+    let policy: serde_json::Value = serde_json::from_str(policy_json).map_err(|e| {
+        CliError::user(
+            "POLICY_INVALID",
+            format!("the security policy is not valid JSON ({e}); fix it with `flm security policy set` before starting the proxy"),
+        )
+    })?;
+    let origins = match policy.get("cors").and_then(|c| c.get("allowed_origins")) {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().to_owned())
+                    .ok_or_else(|| {
+                        CliError::user(
+                            "POLICY_INVALID",
+                            format!("cors.allowed_origins must hold non-empty strings, found {v}"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(CliError::user(
+                "POLICY_INVALID",
+                format!("cors.allowed_origins must be an array of strings, found {other}"),
+            ))
+        }
+    };
+    Ok(origins)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_read_leniently_but_not_guessed() {
+        assert!(cors_origins_of(r#"{"cors":{"allowed_origins":[]}}"#)
+            .unwrap()
+            .is_empty());
+        assert!(cors_origins_of("{}").unwrap().is_empty());
+        assert_eq!(
+            cors_origins_of(r#"{"cors":{"allowed_origins":["https://a.example.com"]}}"#).unwrap(),
+            ["https://a.example.com"]
+        );
+        assert_eq!(cors_origins_of("{").unwrap_err().code, "POLICY_INVALID");
+        assert_eq!(
+            cors_origins_of(r#"{"cors":{"allowed_origins":"x"}}"#)
+                .unwrap_err()
+                .code,
+            "POLICY_INVALID"
+        );
     }
 }

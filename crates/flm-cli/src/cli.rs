@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flm", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  flm engines detect\n  flm models list --format json\n  flm engines add --kind vllm --url http://gpu-box.lan:8000\n  flm config set engine.health_latency_threshold_ms 800"
+    after_help = "Examples:\n  flm engines detect\n  flm models list --format json\n  flm engines add --kind vllm --url http://gpu-box.lan:8000\n  flm proxy start\n  flm chat --model flm://ollama-default/llama3.2:latest --prompt \"Hello\"\n  flm api-keys create --label laptop\n  flm config set engine.health_latency_threshold_ms 800"
 )]
 pub struct Cli {
     /// Output format [default: text on a terminal, json otherwise]
@@ -54,6 +54,135 @@ pub enum Command {
     /// Read and change settings.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Start, stop and inspect the OpenAI-compatible proxy.
+    #[command(subcommand)]
+    Proxy(ProxyCmd),
+    /// Create, list, revoke and rotate the API keys clients use with the proxy.
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCmd),
+    /// Send a chat message through the running proxy.
+    Chat(ChatArgs),
+}
+
+/// `flm proxy …`
+#[derive(Debug, Subcommand)]
+pub enum ProxyCmd {
+    /// Start the proxy: one OpenAI-compatible endpoint (http://localhost:8780/v1 by
+    /// default) in front of every engine FLM detects.
+    ///
+    /// The proxy runs in the background daemon `flm-proxy`, which is started when
+    /// needed and exits when its last proxy stops. On the first start an API key is
+    /// created and printed once; clients send it as `Authorization: Bearer <key>`.
+    Start(StartArgs),
+    /// Stop running proxies (all of them unless --port or --handle-id is given).
+    Stop(StopArgs),
+    /// Show the running proxies.
+    Status,
+}
+
+/// TLS modes of `flm proxy start --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Plain HTTP.
+    LocalHttp,
+    /// HTTPS with a self-signed certificate (not available yet).
+    DevSelfsigned,
+    /// HTTPS with an ACME certificate (not available yet).
+    HttpsAcme,
+    /// HTTPS with a certificate of a local root CA (not available yet).
+    PackagedCa,
+}
+
+/// Options of `flm proxy start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// HTTP port [default: the `proxy.port` setting, 8780]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Listen address. 0.0.0.0 exposes the proxy to the network: only do that on
+    /// purpose.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: String,
+    /// TLS mode.
+    #[arg(long, value_enum, default_value = "local-http")]
+    pub mode: ModeArg,
+    /// Serve in this process until Ctrl-C / SIGTERM instead of in the daemon (for
+    /// tests and benchmarks).
+    #[arg(long)]
+    pub no_daemon: bool,
+}
+
+/// Options of `flm proxy stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Stop only the proxy on this port.
+    #[arg(long, conflicts_with = "handle_id")]
+    pub port: Option<u16>,
+    /// Stop only the proxy with this handle id (see `flm proxy status`).
+    #[arg(long, value_name = "ID")]
+    pub handle_id: Option<String>,
+}
+
+/// `flm api-keys …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCmd {
+    /// Create a key; the key itself is printed once and never again.
+    Create {
+        /// What the key is for (e.g. laptop, ci); need not be unique.
+        #[arg(long)]
+        label: String,
+    },
+    /// List keys (metadata only: the keys themselves are not stored).
+    List,
+    /// Revoke a key; a running proxy refuses it at once.
+    Revoke {
+        /// Key id, as shown by `flm api-keys list` (key_…).
+        id: String,
+    },
+    /// Revoke a key and create its replacement (printed once).
+    Rotate {
+        /// Key id to replace.
+        id: String,
+        /// Label of the new key [default: the old key's label]
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// Options of `flm chat`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream"
+)]
+pub struct ChatArgs {
+    /// Model: flm://{engine_id}/{model} as listed by `flm models list`, or a bare
+    /// model name.
+    #[arg(long)]
+    pub model: String,
+    /// The message to send.
+    #[arg(long)]
+    pub prompt: String,
+    /// Print the answer as it is generated.
+    #[arg(long)]
+    pub stream: bool,
+    /// Print the raw OpenAI JSON (with --stream: one chunk per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Attach an image (PNG, JPEG or WebP, at most 8 MB); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub image: Vec<PathBuf>,
+    /// Sampling temperature (0.0-2.0).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Upper bound of generated tokens.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+    /// Port of the proxy [default: the first proxy the daemon runs]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// API key [default: $FLM_API_KEY, else the daemon's key for this machine]
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 /// `flm engines …`

@@ -1,5 +1,6 @@
 //! Printing results: the JSON envelope or human text, and errors in both forms.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use flm_core::{CoreError, RepoError, ENVELOPE_VERSION};
@@ -11,8 +12,8 @@ use crate::cli::Format;
 /// An error as the CLI reports it: stable code, one clear message, exit code.
 #[derive(Debug)]
 pub struct CliError {
-    /// Error code (spec 20-cli §3.3).
-    pub code: &'static str,
+    /// Error code (spec 20-cli §3.3), or the code a server answered with.
+    pub code: Cow<'static, str>,
     /// English message.
     pub message: String,
     /// Process exit code.
@@ -23,7 +24,7 @@ impl CliError {
     /// A user error (exit 1).
     pub fn user(code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
             exit: 1,
         }
@@ -32,9 +33,20 @@ impl CliError {
     /// An internal error (exit 2).
     pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
             exit: 2,
+        }
+    }
+}
+
+impl CliError {
+    /// An error whose code comes from a server (the admin API, the proxy).
+    pub fn remote(code: impl Into<String>, message: impl Into<String>, exit: i32) -> Self {
+        Self {
+            code: Cow::Owned(code.into()),
+            message: message.into(),
+            exit,
         }
     }
 }
@@ -42,7 +54,7 @@ impl CliError {
 impl From<CoreError> for CliError {
     fn from(e: CoreError) -> Self {
         Self {
-            code: e.code(),
+            code: Cow::Borrowed(e.code()),
             message: e.to_string(),
             exit: e.exit_code(),
         }
@@ -93,7 +105,7 @@ impl Printer {
     pub fn error(&self, e: &CliError) {
         match self.format {
             Format::Json => {
-                let v = json!({"error": {"code": e.code, "message": e.message}});
+                let v = json!({"error": {"code": e.code.as_ref(), "message": e.message}});
                 let _ = write_stdout(&format!("{v}\n"));
             }
             Format::Text => {
@@ -103,7 +115,7 @@ impl Printer {
     }
 }
 
-fn write_stdout(s: &str) -> Result<(), CliError> {
+pub(crate) fn write_stdout(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

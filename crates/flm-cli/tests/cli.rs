@@ -2,111 +2,15 @@
 //! engines (the llama.cpp `llama-server` and the testkit emulators) on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{closed_port, llama, Env};
 use flm_testkit::llama::{LlamaServer, TinyModel};
 use flm_testkit::{Behavior, EmulatedKind, EmulatedModel, Emulator, EmulatorOptions};
 use serde_json::Value;
-use tempfile::TempDir;
-
-/// An isolated environment: its own data dir, HOME and PATH, and every default
-/// engine address pointed at a closed port so nothing on this machine leaks in.
-struct Env {
-    dir: TempDir,
-    vars: Vec<(String, String)>,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Value,
-}
-
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Env {
-    fn new() -> Self {
-        let dir = TempDir::new().unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-        let mut env = Self {
-            dir,
-            vars: Vec::new(),
-        };
-        let data = env.data_dir().display().to_string();
-        env.set("FLM_HOME", &data);
-        env.set("HOME", &env.dir.path().join("home").display().to_string());
-        env.set("PATH", &env.dir.path().join("bin").display().to_string());
-        env.set(
-            "OLLAMA_BASE_URL",
-            &format!("http://127.0.0.1:{}", closed_port()),
-        );
-        env.set("VLLM_PORT", &closed_port().to_string());
-        env.set("LMSTUDIO_API_HOST", &format!("127.0.0.1:{}", closed_port()));
-        env.set("LLAMA_CPP_PORT", &closed_port().to_string());
-        env
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn set(&mut self, k: &str, v: &str) {
-        self.vars.retain(|(key, _)| key != k);
-        self.vars.push((k.to_owned(), v.to_owned()));
-    }
-
-    async fn flm(&self, args: &[&str]) -> Out {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flm"));
-        cmd.args(args).env_clear();
-        for (k, v) in &self.vars {
-            cmd.env(k, v);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .expect("flm finished within 30 s")
-            .expect("flm ran");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            json: serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            stdout,
-        }
-    }
-}
-
-impl Out {
-    fn ok(self) -> Value {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert_eq!(self.json["version"], "1.0", "envelope: {}", self.stdout);
-        self.json["data"].clone()
-    }
-
-    fn err(self, code: &str, exit: i32) -> String {
-        assert_eq!(
-            self.code, exit,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert_eq!(self.json["error"]["code"], code, "stdout: {}", self.stdout);
-        assert!(self.json.get("version").is_none(), "errors have no version");
-        self.json["error"]["message"].as_str().unwrap().to_owned()
-    }
-}
 
 fn engine<'a>(data: &'a Value, id: &str) -> &'a Value {
     data["engines"]
@@ -115,14 +19,6 @@ fn engine<'a>(data: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|e| e["id"] == id)
         .unwrap_or_else(|| panic!("engine {id} in {data}"))
-}
-
-fn llama(model: TinyModel) -> LlamaServer {
-    assert!(
-        flm_testkit::llama::available(),
-        "the real llama-server is missing: run scripts/setup-llama-server.sh"
-    );
-    LlamaServer::start(model).expect("llama-server starts")
 }
 
 #[tokio::test]
@@ -137,6 +33,9 @@ async fn help_reads_like_a_polished_tool() {
         "--format",
         "--data-dir",
         "flm://",
+        "proxy",
+        "api-keys",
+        "chat",
     ] {
         assert!(
             out.stdout.contains(needle),
@@ -149,6 +48,9 @@ async fn help_reads_like_a_polished_tool() {
         &["engines", "add", "--help"],
         &["models", "list", "--help"],
         &["config", "set", "--help"],
+        &["proxy", "start", "--help"],
+        &["api-keys", "create", "--help"],
+        &["chat", "--help"],
     ] {
         let out = env.flm(sub).await;
         assert_eq!(out.code, 0, "{sub:?}");

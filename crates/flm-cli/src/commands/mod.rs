@@ -1,8 +1,11 @@
 //! One function per command: call the core service, print the result.
 
+mod api_keys;
+mod chat;
 mod config;
 mod engines;
 mod models;
+mod proxy;
 
 use std::io::{IsTerminal, Write};
 
@@ -20,6 +23,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Engines(cmd) => engines::run(&app, cmd, printer).await,
         Command::Models(cmd) => models::run(&app, cmd, printer).await,
         Command::Config(cmd) => config::run(&app, cmd, printer).await,
+        Command::Proxy(cmd) => proxy::run(&app, cmd, printer).await,
+        Command::ApiKeys(cmd) => api_keys::run(&app, cmd, printer).await,
+        Command::Chat(args) => chat::run(&app, args, printer).await,
     };
     app.store.close().await;
     result

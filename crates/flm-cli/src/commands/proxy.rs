@@ -1,0 +1,355 @@
+//! `flm proxy start|stop|status`: the proxy runs in the `flm-proxy` daemon, driven
+//! through its admin API, or in this process with `--no-daemon`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use flm_core::keys::NewApiKey;
+use flm_core::proxy::{EgressConfig, ProxyConfig, ProxyHandle, ProxyMode};
+use flm_proxy::{ProxyManager, StopTarget};
+use flm_store::DbFile;
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::cli::{Format, ModeArg, ProxyCmd, StartArgs, StopArgs};
+use crate::client::{self, Daemon, Lookup};
+use crate::commands::Progress;
+use crate::daemon::Terminate;
+use crate::output::{table, CliError, Printer};
+
+pub(crate) async fn run(app: &App, cmd: ProxyCmd, printer: &Printer) -> Result<(), CliError> {
+    match cmd {
+        ProxyCmd::Start(args) => start(app, args, printer).await,
+        ProxyCmd::Stop(args) => stop(app, args, printer).await,
+        ProxyCmd::Status => status(app, printer).await,
+    }
+}
+
+/// "No proxy is running" as an error.
+pub(crate) fn not_running() -> CliError {
+    CliError::user(
+        "PROXY_NOT_RUNNING",
+        "no proxy is running; start it with `flm proxy start`",
+    )
+}
+
+/// Tells about a removed stale state file: a line in text mode, a log line otherwise.
+pub(crate) fn report_stale(printer: &Printer, why: &str) {
+    if printer.format == Format::Text {
+        eprintln!("note: {why}");
+    } else {
+        tracing::warn!("{why}");
+    }
+}
+
+/// The running daemon, if any (reporting a stale state file).
+pub(crate) async fn running_daemon(
+    app: &App,
+    printer: &Printer,
+) -> Result<Option<Daemon>, CliError> {
+    match client::find(&app.data_dir).await? {
+        Lookup::Running(d) => Ok(Some(d)),
+        Lookup::NotRunning { stale } => {
+            if let Some(why) = stale {
+                report_stale(printer, &why);
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn mode_of(arg: ModeArg) -> ProxyMode {
+    match arg {
+        ModeArg::LocalHttp => ProxyMode::LocalHttp,
+        ModeArg::DevSelfsigned => ProxyMode::DevSelfsigned,
+        ModeArg::HttpsAcme => ProxyMode::HttpsAcme,
+        ModeArg::PackagedCa => ProxyMode::PackagedCa,
+    }
+}
+
+async fn default_port(app: &App) -> Result<u16, CliError> {
+    let entry = app.config.get("proxy.port").await?;
+    entry.value.parse().map_err(|_| {
+        CliError::user(
+            "INVALID_ARGUMENT",
+            format!(
+                "the proxy.port setting `{}` is not a port; fix it with `flm config set proxy.port 8780`",
+                entry.value
+            ),
+        )
+    })
+}
+
+/// First-run experience (spec 30-proxy §2.3): without any active key the proxy would
+/// refuse every client, so one is created (label `default`) and shown once.
+async fn first_run_key(app: &App, printer: &Printer) -> Result<Option<NewApiKey>, CliError> {
+    if app.keys.has_active_key().await? {
+        return Ok(None);
+    }
+    if let Some(reason) = app.store.read_only_reason_of(DbFile::Security) {
+        let msg = format!("no API key exists and none can be created ({reason}); only `flm chat` on this machine can use the proxy");
+        if printer.format == Format::Text {
+            eprintln!("warning: {msg}");
+        } else {
+            tracing::warn!("{msg}");
+        }
+        return Ok(None);
+    }
+    Ok(Some(app.keys.create("default").await?))
+}
+
+async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliError> {
+    let mode = mode_of(args.mode);
+    if mode != ProxyMode::LocalHttp {
+        return Err(CliError::user(
+            "PROXY_INVALID_CONFIG",
+            format!(
+                "mode {} is not available yet; use --mode local-http",
+                mode.slug()
+            ),
+        ));
+    }
+    let port = match args.port {
+        Some(p) => p,
+        None => default_port(app).await?,
+    };
+    let config = ProxyConfig {
+        mode,
+        port,
+        listen_addr: args.bind.trim().to_owned(),
+        egress: EgressConfig::default(),
+    };
+    let ip = config.validate()?;
+    let new_key = first_run_key(app, printer).await?;
+    let result = if args.no_daemon {
+        foreground(app, config, ip, new_key.as_ref(), printer).await
+    } else {
+        in_daemon(app, &config, new_key.as_ref(), printer).await
+    };
+    if let (Err(_), Some(k)) = (&result, &new_key) {
+        // Nobody saw this key: it must not stay valid.
+        if let Err(e) = app.keys.revoke(&k.metadata.id).await {
+            tracing::warn!(error = %e.to_string(), "cannot revoke the unused first-run key");
+        }
+    }
+    result
+}
+
+async fn in_daemon(
+    app: &App,
+    config: &ProxyConfig,
+    new_key: Option<&NewApiKey>,
+    printer: &Printer,
+) -> Result<(), CliError> {
+    let existing = running_daemon(app, printer).await?;
+    let handle = {
+        let _p = Progress::start(printer, "Starting the FLM proxy");
+        let (daemon, spawned) = match existing {
+            Some(d) => (d, false),
+            None => (client::start_daemon(&app.data_dir).await?, true),
+        };
+        match daemon.start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                // Leave nothing behind: a daemon that serves no proxy goes away.
+                let idle = spawned
+                    || daemon
+                        .status()
+                        .await
+                        .map(|s| s.proxies.is_empty())
+                        .unwrap_or(false);
+                if idle {
+                    let grace = Duration::from_secs(1);
+                    if daemon.stop(&StopTarget::default(), grace).await.is_ok() {
+                        daemon.wait_exit(Duration::from_secs(5)).await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+    };
+    print_started(&handle, new_key, true, printer)
+}
+
+async fn foreground(
+    app: &App,
+    config: ProxyConfig,
+    ip: IpAddr,
+    new_key: Option<&NewApiKey>,
+    printer: &Printer,
+) -> Result<(), CliError> {
+    let mut signals = Terminate::new();
+    let manager = ProxyManager::new(app.proxy_deps().await?);
+    let handle = manager.start(config).await?;
+    print_started(&handle, new_key, false, printer)?;
+    // One plain line, in every format: scripts wait for it.
+    eprintln!("listening on http://{}", SocketAddr::new(ip, handle.port));
+    let signal = signals.recv().await;
+    if printer.format == Format::Text {
+        eprintln!("{signal}: stopping the proxy…");
+    }
+    if let Err(e) = manager.stop(&StopTarget::default()).await {
+        tracing::warn!(error = %e, "stopping the proxy failed");
+    }
+    if printer.format == Format::Text {
+        eprintln!("Proxy stopped.");
+    }
+    Ok(())
+}
+
+fn listen_addr(h: &ProxyHandle) -> String {
+    match h.listen_addr.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, h.port).to_string(),
+        Err(_) => format!("{}:{}", h.listen_addr, h.port),
+    }
+}
+
+fn start_output(h: &ProxyHandle, new_key: Option<&NewApiKey>, daemon: bool) -> Value {
+    let mut v = json!({
+        "status": "running",
+        "mode": h.mode,
+        "listen_addr": listen_addr(h),
+        "port": h.port,
+        "endpoints": h.endpoints,
+        "openai_base_url": format!("{}/v1", h.endpoints.localhost),
+        "pid": h.pid,
+        "handle_id": h.id,
+        "egress": h.egress,
+        "daemon": daemon,
+    });
+    if let Some(k) = new_key {
+        v["api_key"] = json!({
+            "id": k.metadata.id,
+            "label": k.metadata.label,
+            "key": k.key,
+        });
+    }
+    v
+}
+
+fn print_started(
+    h: &ProxyHandle,
+    new_key: Option<&NewApiKey>,
+    daemon: bool,
+    printer: &Printer,
+) -> Result<(), CliError> {
+    printer.success(&start_output(h, new_key, daemon), || {
+        let url = &h.endpoints.localhost;
+        let mut out = format!("FLM proxy running on {url} (pid {})\n", h.pid);
+        out.push_str(&format!("OpenAI base URL: {url}/v1\n"));
+        if let Some(lan) = &h.endpoints.local_network {
+            out.push_str(&format!("On your network: {lan}/v1\n"));
+        }
+        if h.listen_addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()) {
+            out.push_str("Reachable from other machines: every client needs an API key.\n");
+        }
+        let key_shown = match new_key {
+            Some(k) => {
+                out.push_str(&format!("\nYour API key (shown once): {}\n", k.key));
+                out.push_str("Store it now: FLM keeps only its hash and cannot show it again.\n");
+                k.key.clone()
+            }
+            None => "$FLM_API_KEY".to_owned(),
+        };
+        out.push_str(&format!(
+            "\nTry it:\n  curl {url}/v1/models -H \"Authorization: Bearer {key_shown}\"\n  flm chat --model <id from `flm models list`> --prompt \"Hello\"\n"
+        ));
+        if daemon {
+            out.push_str("Stop it with `flm proxy stop`.");
+        } else {
+            out.push_str("Press Ctrl-C to stop.");
+        }
+        out
+    })
+}
+
+fn uptime(started_at: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(started_at) else {
+        return "-".into();
+    };
+    let s = chrono::Utc::now()
+        .signed_duration_since(t)
+        .num_seconds()
+        .max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+async fn status(app: &App, printer: &Printer) -> Result<(), CliError> {
+    let (daemon, proxies) = match running_daemon(app, printer).await? {
+        None => (Value::Null, Vec::new()),
+        Some(d) => {
+            let st = d.status().await?;
+            (
+                json!({"pid": st.pid, "admin_port": d.state.port, "started_at": st.started_at}),
+                st.proxies,
+            )
+        }
+    };
+    printer.success(&json!({"daemon": daemon, "proxies": proxies}), || {
+        if proxies.is_empty() {
+            return "No proxy is running. Start one with `flm proxy start`.".to_owned();
+        }
+        let rows: Vec<Vec<String>> = proxies
+            .iter()
+            .map(|h| {
+                vec![
+                    h.port.to_string(),
+                    h.mode.slug().to_owned(),
+                    h.listen_addr.clone(),
+                    format!("{}/v1", h.endpoints.localhost),
+                    h.pid.to_string(),
+                    uptime(&h.started_at),
+                ]
+            })
+            .collect();
+        table(&["PORT", "MODE", "BIND", "URL", "PID", "UPTIME"], &rows)
+    })
+}
+
+async fn stop(app: &App, args: StopArgs, printer: &Printer) -> Result<(), CliError> {
+    let Some(daemon) = running_daemon(app, printer).await? else {
+        return Err(not_running());
+    };
+    let grace = app.config.proxy_settings().await?.shutdown_grace;
+    let exit_wait = grace + Duration::from_secs(5);
+    let before = daemon.status().await?.proxies;
+    if before.is_empty() {
+        // An idle daemon: let it go, then report that nothing ran.
+        if daemon.stop(&StopTarget::default(), grace).await.is_ok() {
+            daemon.wait_exit(exit_wait).await;
+        }
+        return Err(not_running());
+    }
+    let target = StopTarget {
+        port: args.port,
+        handle_id: args.handle_id,
+    };
+    let stopped = {
+        let _p = Progress::start(printer, "Stopping");
+        let stopped = daemon.stop(&target, grace).await?;
+        let remaining = before
+            .iter()
+            .filter(|b| !stopped.iter().any(|s| s.id == b.id))
+            .count();
+        if remaining == 0 && !daemon.wait_exit(exit_wait).await {
+            tracing::warn!(
+                pid = daemon.state.pid,
+                "the proxy daemon did not exit within {} s",
+                exit_wait.as_secs()
+            );
+        }
+        stopped
+    };
+    printer.success(&json!({ "stopped": stopped }), || {
+        stopped
+            .iter()
+            .map(|h| format!("Stopped the proxy on port {} ({}).", h.port, h.id))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

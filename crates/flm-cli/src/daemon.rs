@@ -1,0 +1,340 @@
+//! `flm-proxy --daemon`: the composition root of the proxy daemon (spec 30-proxy
+//! §12).
+//!
+//! Opens the store, builds the proxy's dependencies exactly like the CLI does
+//! ([`App`]), binds the admin API on a random loopback port and publishes it in the
+//! state file (`<data-dir>/run/proxy-daemon.json`, 0600) together with a fresh admin
+//! token and an API key that lives only as long as this process (for `flm chat` on
+//! this machine). It runs until its last proxy stops — or, if no proxy was ever
+//! started, until a stop request or [`IDLE_EXIT`] — or until SIGTERM/SIGINT, then
+//! stops every proxy gracefully, removes the state file and exits 0. Logs are JSON
+//! lines in `<data-dir>/logs/proxy.log`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use clap::Parser;
+use flm_engines::discovery::process_env;
+use flm_proxy::state_file::{self, DaemonState};
+use flm_proxy::{ProxyManager, StopTarget};
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::app::{log_dir, proxy_log_path, resolve_data_dir, state_file_path, App};
+use crate::client;
+use crate::output::CliError;
+
+/// A daemon in which no proxy was ever started exits after this long (it was
+/// started by a CLI that died before `POST /admin/start`).
+pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+
+/// Id of the daemon's own, never stored, API key.
+pub const CLI_KEY_ID: &str = "key_local-cli";
+
+/// flm-proxy — FLM's proxy daemon.
+///
+/// Started by `flm proxy start`; not meant to be run by hand. It hosts the proxies
+/// behind a loopback admin API (bearer token) and publishes how to reach it in
+/// <data-dir>/run/proxy-daemon.json. Logs: <data-dir>/logs/proxy.log.
+#[derive(Debug, Parser)]
+#[command(name = "flm-proxy", version, max_term_width = 100)]
+pub struct DaemonCli {
+    /// Run as the daemon (required).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Directory holding config.db and security.db [default: $FLM_HOME, else
+    /// $FLM_DATA_DIR, else ~/.config/flm on Linux]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Entry point of the `flm-proxy` binary.
+pub fn main() -> ExitCode {
+    let args = match DaemonCli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if !args.daemon {
+        eprintln!("error: flm-proxy is started by `flm proxy start`; to run it by hand use `flm-proxy --daemon [--data-dir DIR]`");
+        return ExitCode::from(1);
+    }
+    let data_dir = match resolve_data_dir(args.data_dir, &process_env()) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = init_logging(&data_dir) {
+        return fail(&e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(&CliError::internal(
+                "INTERNAL",
+                format!("cannot start the async runtime: {e}"),
+            ))
+        }
+    };
+    let result = runtime.block_on(run(data_dir));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Logs the error (the CLI reads it back from the log) and turns it into an exit code.
+fn fail(e: &CliError) -> ExitCode {
+    tracing::error!(code = %e.code, exit = e.exit, "{}", e.message);
+    eprintln!("error: {} [{}]", e.message, e.code);
+    ExitCode::from(u8::try_from(e.exit).unwrap_or(2))
+}
+
+/// JSON lines at INFO (or `RUST_LOG`) to `<data-dir>/logs/proxy.log`, directory
+/// 0700, file 0600.
+fn init_logging(data_dir: &Path) -> Result<(), CliError> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CliError::internal("IO_ERROR", format!("cannot {what} {}: {e}", p.display()))
+    };
+    let dir = log_dir(data_dir);
+    state_file::create_private_dir(&dir).map_err(|e| io("create", &dir, e))?;
+    let path = proxy_log_path(data_dir);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&path).map_err(|e| io("open", &path, e))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(Arc::new(file))
+        .with_ansi(false)
+        .with_current_span(false)
+        .try_init();
+    Ok(())
+}
+
+/// 32 random bytes as 64 hex characters.
+pub fn admin_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+struct StopWatch {
+    manager: ProxyManager,
+    empty_after_stop: Notify,
+}
+
+/// After a successful `POST /admin/stop` that left nothing running, ask the daemon
+/// to exit (this is also how a CLI whose start failed cleans up a fresh daemon).
+async fn watch_stops(State(w): State<Arc<StopWatch>>, req: Request, next: Next) -> Response {
+    let is_stop = req.method() == axum::http::Method::POST && req.uri().path() == "/admin/stop";
+    let resp = next.run(req).await;
+    if is_stop && resp.status().is_success() && w.manager.status().is_empty() {
+        w.empty_after_stop.notify_one();
+    }
+    resp
+}
+
+async fn run(data_dir: PathBuf) -> Result<(), CliError> {
+    let mut signals = Terminate::new();
+    let state_path = state_file_path(&data_dir);
+    if let client::Lookup::Running(other) = client::find(&data_dir).await? {
+        return Err(CliError::user(
+            "PROXY_DAEMON_ERROR",
+            format!(
+                "another FLM proxy daemon (pid {}) already runs for {}",
+                other.state.pid,
+                data_dir.display()
+            ),
+        ));
+    }
+    let app = App::open(data_dir.clone()).await?;
+    let result = serve(&app, &state_path, &mut signals).await;
+    app.store.close().await;
+    result
+}
+
+async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<(), CliError> {
+    let manager = ProxyManager::new(app.proxy_deps().await?);
+    let now = chrono::Utc::now();
+    let (_, cli_key) = flm_core::keys::generate("local cli", now)?;
+    manager.add_ephemeral_key(CLI_KEY_ID, &cli_key)?;
+    let token = admin_token();
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| {
+            CliError::internal(
+                "PROXY_DAEMON_ERROR",
+                format!("cannot bind the admin API on 127.0.0.1: {e}"),
+            )
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| CliError::internal("PROXY_DAEMON_ERROR", e.to_string()))?
+        .port();
+    let watch_state = Arc::new(StopWatch {
+        manager: manager.clone(),
+        empty_after_stop: Notify::new(),
+    });
+    let admin = flm_proxy::admin::router(manager.clone(), token.clone(), port)
+        .layer(middleware::from_fn_with_state(
+            watch_state.clone(),
+            watch_stops,
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let state = DaemonState {
+        pid: std::process::id(),
+        port,
+        token,
+        cli_key,
+        started_at: now.to_rfc3339(),
+        updated_at: now.to_rfc3339(),
+    };
+    state_file::write(state_path, &state).map_err(|e| {
+        CliError::internal(
+            "IO_ERROR",
+            format!("cannot write {}: {e}", state_path.display()),
+        )
+    })?;
+    tracing::info!(pid = state.pid, admin_port = port, data_dir = %app.data_dir.display(), "proxy daemon ready");
+
+    let reason = tokio::select! {
+        r = signals.recv() => r,
+        _ = watch_state.empty_after_stop.notified() => "the last proxy was stopped",
+        r = lifetime(&manager) => r,
+        r = &mut server => match r {
+            Ok(Ok(())) => "the admin API stopped",
+            Ok(Err(e)) => { tracing::error!(error = %e, "admin API failed"); "the admin API failed" }
+            Err(e) => { tracing::error!(error = %e, "admin API task failed"); "the admin API failed" }
+        },
+    };
+    tracing::info!(reason, "proxy daemon stopping");
+    // No new admin requests (and so no new proxies) from here on.
+    let _ = shutdown_tx.send(true);
+    match manager.stop(&StopTarget::default()).await {
+        Ok(stopped) if !stopped.is_empty() => {
+            tracing::info!(count = stopped.len(), "stopped the remaining proxies");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "stopping the proxies failed"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Ok(Some(now)) = state_file::read(state_path) {
+        if now.pid == state.pid && now.token == state.token {
+            if let Err(e) = state_file::remove(state_path) {
+                tracing::warn!(error = %e, "cannot remove the state file");
+            }
+        }
+    }
+    tracing::info!("proxy daemon stopped");
+    Ok(())
+}
+
+/// Resolves once the last proxy stopped after at least one ran, or when no proxy
+/// was started within [`IDLE_EXIT`].
+async fn lifetime(manager: &ProxyManager) -> &'static str {
+    let since = Instant::now();
+    while manager.status().is_empty() {
+        if since.elapsed() >= IDLE_EXIT {
+            return "no proxy was started";
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    manager.wait_until_empty().await;
+    "no proxy is left"
+}
+
+/// SIGTERM / SIGINT, watched from the moment this value exists (so a signal that
+/// arrives before anyone awaits it is not lost, nor fatal).
+pub struct Terminate {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Terminate {
+    /// Installs the handlers now.
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let watch = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch {name}");
+                    None
+                }
+            };
+            Self {
+                term: watch(SignalKind::terminate(), "SIGTERM"),
+                int: watch(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => "SIGTERM",
+                _ = next(&mut self.int) => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+impl Default for Terminate {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,213 @@
+//! Shared helpers of the end-to-end tests: an isolated environment per test and
+//! running the real `flm` binary in it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flm_testkit::llama::{LlamaServer, TinyModel};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// An isolated environment: its own data dir, HOME and PATH, and every default
+/// engine address pointed at a closed port so nothing on this machine leaks in.
+pub struct Env {
+    pub dir: TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub json: Value,
+}
+
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        let mut env = Self {
+            dir,
+            vars: Vec::new(),
+        };
+        let data = env.data_dir().display().to_string();
+        env.set("FLM_HOME", &data);
+        env.set("HOME", &env.dir.path().join("home").display().to_string());
+        env.set("PATH", &env.dir.path().join("bin").display().to_string());
+        env.set(
+            "OLLAMA_BASE_URL",
+            &format!("http://127.0.0.1:{}", closed_port()),
+        );
+        env.set("VLLM_PORT", &closed_port().to_string());
+        env.set("LMSTUDIO_API_HOST", &format!("127.0.0.1:{}", closed_port()));
+        env.set("LLAMA_CPP_PORT", &closed_port().to_string());
+        env
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn set(&mut self, k: &str, v: &str) {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.to_owned(), v.to_owned()));
+    }
+
+    pub async fn flm(&self, args: &[&str]) -> Out {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flm"));
+        cmd.args(args).env_clear();
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .expect("flm finished within 30 s")
+            .expect("flm ran");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout,
+        }
+    }
+}
+
+impl Out {
+    pub fn ok(self) -> Value {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(self.json["version"], "1.0", "envelope: {}", self.stdout);
+        self.json["data"].clone()
+    }
+
+    pub fn err(self, code: &str, exit: i32) -> String {
+        assert_eq!(
+            self.code, exit,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(self.json["error"]["code"], code, "stdout: {}", self.stdout);
+        assert!(self.json.get("version").is_none(), "errors have no version");
+        self.json["error"]["message"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn llama(model: TinyModel) -> LlamaServer {
+    assert!(
+        flm_testkit::llama::available(),
+        "the real llama-server is missing: run scripts/setup-llama-server.sh"
+    );
+    LlamaServer::start(model).expect("llama-server starts")
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    closed_port()
+}
+
+impl Env {
+    /// `<data>/run/proxy-daemon.json`.
+    pub fn state_file(&self) -> PathBuf {
+        self.data_dir().join("run").join("proxy-daemon.json")
+    }
+
+    /// The daemon state file, parsed.
+    pub fn state(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.state_file()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// `flm` as a child with piped output (for `--no-daemon`).
+    pub fn spawn_flm(&self, args: &[&str]) -> tokio::process::Child {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flm"));
+        cmd.args(args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("flm starts")
+    }
+
+    /// Stops whatever daemon this environment started when dropped, even when the
+    /// test failed half-way.
+    pub fn guard(&self) -> DaemonGuard {
+        DaemonGuard {
+            vars: self.vars.clone(),
+            state_file: self.state_file(),
+        }
+    }
+}
+
+/// Runs `flm proxy stop` on drop, then kills a daemon that still runs.
+pub struct DaemonGuard {
+    vars: Vec<(String, String)>,
+    state_file: PathBuf,
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        let pid = std::fs::read(&self.state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["pid"].as_u64());
+        let Some(pid) = pid else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flm"));
+        cmd.args(["proxy", "stop"])
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        if let Ok(mut child) = cmd.spawn() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if flm_cli::process::pid_alive(pid as u32) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
