@@ -466,7 +466,7 @@ async fn first_run_key_is_shown_once_in_text_and_failed_starts_leave_nothing() {
     assert!(msg.contains("not available yet"), "{msg}");
     env.flm(&["proxy", "start", "--bind", "not-an-ip"])
         .await
-        .err("INVALID_ARGUMENT", 1);
+        .err("PROXY_INVALID_CONFIG", 1);
     env.flm(&["proxy", "start", "--mode", "ftp"])
         .await
         .err("INVALID_ARGUMENT", 1);

@@ -117,7 +117,9 @@ pub fn key_id_of(plain: &str) -> Option<&str> {
     let rest = plain.strip_prefix(KEY_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
     let ok = id.len() == ID_HEX_LEN
-        && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && secret.len() == SECRET_LEN
         && secret.bytes().all(|b| b.is_ascii_alphanumeric());
     ok.then_some(id)
@@ -228,17 +230,33 @@ mod tests {
     fn failures_are_classified() {
         let (rec, plain) = generate("x", Utc::now()).unwrap();
         let table = KeyTable::new([&rec]);
-        assert_eq!(table.verify(None), Err(AuthFailure::MissingAuthorizationHeader));
+        assert_eq!(
+            table.verify(None),
+            Err(AuthFailure::MissingAuthorizationHeader)
+        );
         assert_eq!(
             table.verify(Some(format!("Basic {plain}").as_bytes())),
             Err(AuthFailure::InvalidAuthorizationFormat)
         );
-        assert_eq!(table.verify(Some(b"Bearer nope")), Err(AuthFailure::InvalidOrRevokedApiKey));
+        assert_eq!(
+            table.verify(Some(b"Bearer nope")),
+            Err(AuthFailure::InvalidOrRevokedApiKey)
+        );
         // Right id, wrong secret.
-        let forged = format!("Bearer {}{}", &plain[..plain.len() - 1], if plain.ends_with('a') { 'b' } else { 'a' });
-        assert_eq!(table.verify(Some(forged.as_bytes())), Err(AuthFailure::InvalidOrRevokedApiKey));
+        let forged = format!(
+            "Bearer {}{}",
+            &plain[..plain.len() - 1],
+            if plain.ends_with('a') { 'b' } else { 'a' }
+        );
+        assert_eq!(
+            table.verify(Some(forged.as_bytes())),
+            Err(AuthFailure::InvalidOrRevokedApiKey)
+        );
         // Revoked keys are not in the table.
-        let revoked = ApiKeyRecord { revoked_at: Some(Utc::now()), ..rec };
+        let revoked = ApiKeyRecord {
+            revoked_at: Some(Utc::now()),
+            ..rec
+        };
         let table = KeyTable::new([&revoked]);
         assert_eq!(
             table.verify(Some(format!("Bearer {plain}").as_bytes())),

@@ -27,8 +27,8 @@ pub mod ids;
 pub mod keys;
 pub mod ports;
 pub mod proxy;
-pub mod upstream;
 pub mod services;
+pub mod upstream;
 
 pub use chat::{
     Attachment, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChatStreamChunk,

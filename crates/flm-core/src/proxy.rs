@@ -90,20 +90,22 @@ impl ProxyConfig {
     /// Validates the configuration (port range, address syntax, mode support).
     pub fn validate(&self) -> Result<std::net::IpAddr, CoreError> {
         if self.port == 0 {
-            return Err(CoreError::InvalidInput(
+            return Err(ProxyError::InvalidConfig(
                 "invalid port 0: choose a port from 1 to 65535".into(),
-            ));
+            )
+            .into());
         }
         let ip: std::net::IpAddr = self.listen_addr.parse().map_err(|_| {
-            CoreError::InvalidInput(format!(
+            CoreError::from(ProxyError::InvalidConfig(format!(
                 "invalid bind address `{}`: expected an IPv4 or IPv6 address such as 127.0.0.1 or 0.0.0.0",
                 self.listen_addr
-            ))
+            )))
         })?;
         if self.mode != ProxyMode::LocalHttp && self.port == u16::MAX {
-            return Err(CoreError::InvalidInput(
+            return Err(ProxyError::InvalidConfig(
                 "TLS modes also use port+1; choose a port below 65535".into(),
-            ));
+            )
+            .into());
         }
         Ok(ip)
     }

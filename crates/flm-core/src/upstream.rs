@@ -21,12 +21,16 @@ pub fn upstream_message(body: &[u8]) -> Option<String> {
         Value::Object(map) => match map.get("error") {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Object(e)) => e.get("message").and_then(Value::as_str).map(str::to_owned),
-            _ => map.get("message").and_then(Value::as_str).map(str::to_owned).or_else(|| {
-                map.get("detail").map(|d| match d {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            }),
+            _ => map
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    map.get("detail").map(|d| match d {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                }),
         },
         _ => None,
     };
@@ -66,7 +70,10 @@ mod tests {
     fn upstream_error_shapes() {
         let cases: [(&str, &str); 6] = [
             (r#"{"error":"model 'x' not found"}"#, "model 'x' not found"),
-            (r#"{"error":{"message":"The model `x` does not exist.","code":404}}"#, "The model `x` does not exist."),
+            (
+                r#"{"error":{"message":"The model `x` does not exist.","code":404}}"#,
+                "The model `x` does not exist.",
+            ),
             (r#"{"object":"error","message":"flat"}"#, "flat"),
             (r#"{"detail":"Not Found"}"#, "Not Found"),
             ("404 page not found", "404 page not found"),

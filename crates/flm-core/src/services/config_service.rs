@@ -174,15 +174,24 @@ impl ConfigService {
         };
         let d = ProxySettings::default();
         Ok(ProxySettings {
-            request_timeout: Duration::from_secs(int("proxy.request_timeout_secs", d.request_timeout.as_secs())),
-            stream_timeout: Duration::from_secs(int("proxy.stream_timeout_secs", d.stream_timeout.as_secs())),
+            request_timeout: Duration::from_secs(int(
+                "proxy.request_timeout_secs",
+                d.request_timeout.as_secs(),
+            )),
+            stream_timeout: Duration::from_secs(int(
+                "proxy.stream_timeout_secs",
+                d.stream_timeout.as_secs(),
+            )),
             max_body_bytes: usize::try_from(int("proxy.max_body_bytes", d.max_body_bytes as u64))
                 .unwrap_or(d.max_body_bytes),
             engine_check_interval: Duration::from_secs(int(
                 "proxy.engine_check_interval_secs",
                 d.engine_check_interval.as_secs(),
             )),
-            shutdown_grace: Duration::from_secs(int("proxy.shutdown_grace_secs", d.shutdown_grace.as_secs())),
+            shutdown_grace: Duration::from_secs(int(
+                "proxy.shutdown_grace_secs",
+                d.shutdown_grace.as_secs(),
+            )),
         })
     }
 

@@ -44,7 +44,12 @@ impl KeyService {
 
     /// Whether at least one key is active.
     pub async fn has_active_key(&self) -> Result<bool, CoreError> {
-        Ok(self.repo.list().await?.iter().any(|k| k.revoked_at.is_none()))
+        Ok(self
+            .repo
+            .list()
+            .await?
+            .iter()
+            .any(|k| k.revoked_at.is_none()))
     }
 
     /// Revokes a key at once.
