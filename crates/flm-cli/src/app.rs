@@ -57,6 +57,11 @@ pub fn state_file_path(data_dir: &Path) -> PathBuf {
     data_dir.join("run").join("proxy-daemon.json")
 }
 
+/// `<data-dir>/certs`: TLS certificates and the local CA (0700; keys 0600).
+pub fn certs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("certs")
+}
+
 /// `<data-dir>/logs`: the daemon's log directory.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("logs")
@@ -112,6 +117,7 @@ impl App {
             config: self.config.clone(),
             keys: self.store.api_keys(),
             cors_origins: self.cors_origins().await?,
+            certs_dir: certs_dir(&self.data_dir),
         })
     }
 
@@ -174,6 +180,22 @@ pub fn cors_origins_of(policy_json: &str) -> Result<Vec<String>, CliError> {
         }
     };
     Ok(origins)
+}
+
+/// The runtime of a process that serves the proxy: one worker per core by default;
+/// `FLM_PROXY_WORKERS=<n>` overrides it (e.g. 1 on a machine whose other cores are
+/// busy with the engines themselves).
+pub fn proxy_runtime_builder() -> tokio::runtime::Builder {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = std::env::var("FLM_PROXY_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        b.worker_threads(n);
+    }
+    b
 }
 
 #[cfg(test)]

@@ -62,6 +62,30 @@ pub enum Command {
     ApiKeys(ApiKeysCmd),
     /// Send a chat message through the running proxy.
     Chat(ChatArgs),
+    /// Security: the local root CA used by `--mode packaged-ca`.
+    #[command(subcommand)]
+    Security(SecurityCmd),
+}
+
+/// `flm security …`
+#[derive(Debug, Subcommand)]
+pub enum SecurityCmd {
+    /// Add FLM's local root CA (created on first use) to this machine's trust store,
+    /// so browsers and tools trust `--mode packaged-ca` without warnings. Needs root.
+    InstallCa {
+        /// The CA certificate to register [default: <data-dir>/certs/flm-ca.crt].
+        #[arg(long, value_name = "PEM")]
+        cert_path: Option<std::path::PathBuf>,
+        /// Show what would be done without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove FLM's local root CA from this machine's trust store. Needs root.
+    UninstallCa {
+        /// Show what would be done without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `flm proxy …`

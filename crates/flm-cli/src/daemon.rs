@@ -78,10 +78,7 @@ pub fn main() -> ExitCode {
     if let Err(e) = init_logging(&data_dir) {
         return fail(&e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::app::proxy_runtime_builder().build() {
         Ok(rt) => rt,
         Err(e) => {
             return fail(&CliError::internal(

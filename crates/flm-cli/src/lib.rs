@@ -39,9 +39,7 @@ pub fn flm_main() -> ExitCode {
     // short request/response sequence and needs no worker threads.
     let serves = matches!(&cli.command, Command::Proxy(ProxyCmd::Start(a)) if a.no_daemon);
     let runtime = if serves {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+        crate::app::proxy_runtime_builder().build()
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

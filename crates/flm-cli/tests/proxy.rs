@@ -460,7 +460,7 @@ async fn first_run_key_is_shown_once_in_text_and_failed_starts_leave_nothing() {
 
     // Unsupported modes and bad addresses are refused before anything starts.
     let msg = env
-        .flm(&["proxy", "start", "--port", "1", "--mode", "dev-selfsigned"])
+        .flm(&["proxy", "start", "--port", "1", "--mode", "https-acme"])
         .await
         .err("PROXY_INVALID_CONFIG", 1);
     assert!(msg.contains("not available yet"), "{msg}");
@@ -851,4 +851,92 @@ async fn a_daemon_that_cannot_start_reports_why() {
     ])
     .await
     .err("POLICY_INVALID", 1);
+}
+
+/// `--mode dev-selfsigned` through the daemon: HTTPS on port+1, the HTTP port
+/// redirects, and `flm chat` trusts the certificate the proxy reports.
+#[tokio::test]
+async fn https_dev_selfsigned_through_the_daemon() {
+    let (env, _vllm) = vllm_env().await;
+    let _guard = env.guard();
+    let mut port = free_port();
+    while TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+        port = free_port();
+    }
+    let data = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--mode",
+            "dev-selfsigned",
+            "--port",
+            &port.to_string(),
+        ])
+        .await
+        .ok();
+    assert_eq!(data["https_port"], port + 1, "{data}");
+    let tls = &data["tls"];
+    let ca = tls["trust_cert_path"].as_str().unwrap().to_owned();
+    assert!(tls["fingerprint_sha256"].as_str().unwrap().contains(':'));
+    let key = data["api_key"]["key"].as_str().unwrap().to_owned();
+    let pem = std::fs::read(&ca).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{}/v1/models", port + 1))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 301);
+    let out = env
+        .flm(&[
+            "chat",
+            "--model",
+            "flm://vllm-1/test-model",
+            "--prompt",
+            "hello",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Hello from vllm"), "{}", out.stdout);
+    env.flm(&["proxy", "stop"]).await.ok();
+}
+
+/// `flm security install-ca --dry-run` creates the local CA once and reports the
+/// exact steps without touching the trust store.
+#[tokio::test]
+async fn install_ca_dry_run_changes_nothing() {
+    let env = Env::new();
+    let data = env.flm(&["security", "install-ca", "--dry-run"]).await.ok();
+    assert_eq!(data["dry_run"], true);
+    let ca = data["ca_cert_path"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(&ca).is_file());
+    assert!(!data["steps"].as_array().unwrap().is_empty(), "{data}");
+    let again = env.flm(&["security", "install-ca", "--dry-run"]).await.ok();
+    assert_eq!(
+        again["ca_cert_path"], data["ca_cert_path"],
+        "the CA is created once"
+    );
+    let msg = env
+        .flm(&[
+            "security",
+            "install-ca",
+            "--cert-path",
+            "/nonexistent/ca.pem",
+            "--dry-run",
+        ])
+        .await
+        .err("PROXY_CERT_FAILED", 1);
+    assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
 }

@@ -27,6 +27,7 @@ pub mod ids;
 pub mod keys;
 pub mod ports;
 pub mod proxy;
+pub mod security;
 pub mod services;
 pub mod upstream;
 

@@ -138,6 +138,25 @@ pub struct ProxyHandle {
     pub started_at: String,
     /// URLs a person can use (never a wildcard address).
     pub endpoints: ProxyEndpoints,
+    /// Certificate in use (TLS modes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+}
+
+/// The certificate a TLS-mode proxy serves, and how a client can trust it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// Server certificate file (PEM).
+    pub cert_path: String,
+    /// SHA-256 fingerprint of the server certificate (`AA:BB:…`).
+    pub fingerprint_sha256: String,
+    /// Expiry (RFC 3339).
+    pub not_after: String,
+    /// The certificate clients must trust: the self-signed certificate itself, or the
+    /// local root CA for `packaged-ca`.
+    pub trust_cert_path: String,
+    /// Subject alternative names covered.
+    pub sans: Vec<String>,
 }
 
 /// User-facing URLs of a proxy (spec 30-proxy §2.3).

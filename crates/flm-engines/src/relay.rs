@@ -26,6 +26,9 @@ pub async fn relay(
     base_url: &str,
     req: RawRequest,
 ) -> Result<RawResponse, EngineError> {
+    if let (Some(fast), true) = (client.fast(), base_url.starts_with("http://")) {
+        return relay_hyper(fast, base_url, req).await;
+    }
     let url = format!("{base_url}{}", req.path_and_query);
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
         EngineError::Unsupported(format!("HTTP method `{}` is not supported", req.method))
@@ -59,6 +62,60 @@ pub async fn relay(
     });
     Ok(RawResponse {
         status,
+        headers,
+        body: Box::pin(body),
+    })
+}
+
+/// The hot path: hyper's pooled client, no URL re-parsing beyond `http::Uri`.
+async fn relay_hyper(
+    client: &crate::http::FastClient,
+    base_url: &str,
+    req: RawRequest,
+) -> Result<RawResponse, EngineError> {
+    let url = format!("{base_url}{}", req.path_and_query);
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| EngineError::Network(format!("invalid engine URL {url}: {e}")))?;
+    let mut builder = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(uri)
+        .header("user-agent", concat!("flm/", env!("CARGO_PKG_VERSION")));
+    for (k, v) in &req.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let request = builder
+        .body(http_body_util::Full::new(req.body))
+        .map_err(|e| EngineError::Unsupported(format!("cannot build the request to {url}: {e}")))?;
+    let resp = client.request(request).await.map_err(|e| {
+        let cause = crate::http::root_cause(&e);
+        if e.is_connect() {
+            EngineError::Network(format!("cannot connect to {url}: {cause}"))
+        } else {
+            EngineError::Network(format!("request to {url} failed: {cause}"))
+        }
+    })?;
+    let (parts, body) = resp.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let body = http_body_util::BodyDataStream::new(body).map(move |r| {
+        r.map_err(|e| {
+            EngineError::Network(format!(
+                "the answer of {url} broke off: {}",
+                crate::http::root_cause(&e)
+            ))
+        })
+    });
+    Ok(RawResponse {
+        status: parts.status.as_u16(),
         headers,
         body: Box::pin(body),
     })

@@ -33,6 +33,7 @@ mod request_id;
 pub mod routing;
 mod server;
 pub mod state_file;
+mod tls_mode;
 
 pub use manager::{ProxyDeps, ProxyManager, StopTarget};
 

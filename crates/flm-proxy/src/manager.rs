@@ -28,6 +28,8 @@ pub struct ProxyDeps {
     pub keys: Arc<dyn ApiKeyRepository>,
     /// CORS allowed origins from the security policy (empty = any).
     pub cors_origins: Vec<String>,
+    /// Where TLS certificates are kept (`<data dir>/certs`).
+    pub certs_dir: std::path::PathBuf,
 }
 
 /// Which instances to stop.
@@ -44,7 +46,7 @@ pub struct StopTarget {
 struct Instance {
     handle: ProxyHandle,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    servers: Vec<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -142,24 +144,54 @@ impl ProxyManager {
     /// Starts a proxy instance.
     pub async fn start(&self, config: ProxyConfig) -> Result<ProxyHandle, CoreError> {
         let ip = config.validate()?;
-        if config.mode != ProxyMode::LocalHttp {
-            return Err(ProxyError::InvalidConfig(format!(
-                "mode `{}` is not available yet; use local-http",
-                config.mode.slug()
-            ))
-            .into());
-        }
-        if self.status().iter().any(|h| h.port == config.port) {
+        let tls_mode = match config.mode {
+            ProxyMode::LocalHttp => false,
+            ProxyMode::DevSelfsigned | ProxyMode::PackagedCa => true,
+            other => {
+                return Err(ProxyError::InvalidConfig(format!(
+                    "mode `{}` is not available yet; use local-http, dev-selfsigned or packaged-ca",
+                    other.slug()
+                ))
+                .into())
+            }
+        };
+        if self
+            .status()
+            .iter()
+            .any(|h| h.port == config.port || h.https_port == Some(config.port))
+        {
             return Err(ProxyError::AlreadyRunning(format!(
                 "a proxy already runs on port {}; stop it with `flm proxy stop --port {}`",
                 config.port, config.port
             ))
             .into());
         }
+        // Both ports are bound before anything starts, so a taken port+1 fails cleanly.
         let listener = bind(ip, config.port)?;
+        let https_listener = if tls_mode {
+            let https_port = config.port.checked_add(1).ok_or_else(|| {
+                ProxyError::InvalidConfig("TLS modes also use port+1; choose a lower port".into())
+            })?;
+            Some(bind(ip, https_port)?)
+        } else {
+            None
+        };
         let local = listener
             .local_addr()
             .map_err(|e| ProxyError::PortInUse(format!("cannot read the bound address: {e}")))?;
+        let lan = lan_ip();
+        let tls = if tls_mode {
+            let (mode, dir) = (config.mode, self.shared.deps.certs_dir.clone());
+            let setup =
+                tokio::task::spawn_blocking(move || crate::tls_mode::setup(mode, &dir, ip, lan))
+                    .await
+                    .map_err(|e| {
+                        ProxyError::InvalidConfig(format!("certificate task failed: {e}"))
+                    })??;
+            Some(setup)
+        } else {
+            None
+        };
         self.reload_keys().await?;
         self.ensure_key_task();
         let settings = self.shared.deps.config.proxy_settings().await?;
@@ -180,34 +212,78 @@ impl ProxyManager {
             shutdown_rx.clone(),
         ));
         let app = app::build(state);
-        let server = tokio::spawn(crate::server::serve(
-            listener,
-            app,
-            shutdown_rx,
-            settings.shutdown_grace,
-        ));
+        let grace = settings.shutdown_grace;
+        let mut servers = Vec::new();
+        let (https_port, endpoints, tls_info) = match (https_listener, tls) {
+            (Some(https), Some(tls)) => {
+                let https_local = https.local_addr().map_err(|e| {
+                    ProxyError::PortInUse(format!("cannot read the bound address: {e}"))
+                })?;
+                let server_config = tls.resolver.server_config().map_err(|e| {
+                    ProxyError::InvalidConfig(format!("TLS configuration failed: {e}"))
+                })?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+                servers.push(tokio::spawn(crate::server::serve_tls(
+                    https,
+                    acceptor,
+                    app,
+                    shutdown_rx.clone(),
+                    grace,
+                )));
+                servers.push(tokio::spawn(crate::server::serve(
+                    listener,
+                    crate::tls_mode::redirect_app(https_local.port()),
+                    shutdown_rx.clone(),
+                    grace,
+                )));
+                tokio::spawn(crate::tls_mode::renew_loop(
+                    config.mode,
+                    self.shared.deps.certs_dir.clone(),
+                    ip,
+                    lan,
+                    tls.resolver.clone(),
+                    shutdown_rx.clone(),
+                ));
+                tracing::info!(addr = %https_local, "listening on https://{https_local} (http://{local} redirects)");
+                (
+                    Some(https_local.port()),
+                    endpoints(ip, https_local, "https", lan),
+                    Some(tls.info),
+                )
+            }
+            _ => {
+                servers.push(tokio::spawn(crate::server::serve(
+                    listener,
+                    app,
+                    shutdown_rx.clone(),
+                    grace,
+                )));
+                tracing::info!(addr = %local, "listening on http://{local}");
+                (None, endpoints(ip, local, "http", lan), None)
+            }
+        };
         let handle = ProxyHandle {
             id: format!("proxy-{}", local.port()),
             pid: std::process::id(),
             port: local.port(),
-            https_port: None,
+            https_port,
             mode: config.mode,
             listen_addr: config.listen_addr.clone(),
             egress: config.egress.clone(),
             running: true,
             last_error: None,
             started_at: chrono::Utc::now().to_rfc3339(),
-            endpoints: endpoints(ip, local),
+            endpoints,
+            tls: tls_info,
         };
-        tracing::info!(addr = %local, "listening on http://{local}");
         if let Ok(mut inst) = self.shared.instances.lock() {
             inst.insert(
                 handle.id.clone(),
                 Instance {
                     handle: handle.clone(),
                     shutdown,
-                    server,
-                    grace: settings.shutdown_grace,
+                    servers,
+                    grace,
                 },
             );
         }
@@ -255,7 +331,11 @@ impl ProxyManager {
         let mut stopped = Vec::new();
         for v in victims {
             let _ = v.shutdown.send(true);
-            let _ = tokio::time::timeout(v.grace + Duration::from_secs(1), v.server).await;
+            let _ = tokio::time::timeout(
+                v.grace + Duration::from_secs(1),
+                futures::future::join_all(v.servers),
+            )
+            .await;
             let mut h = v.handle;
             h.running = false;
             stopped.push(h);
@@ -306,17 +386,17 @@ fn bind(ip: IpAddr, port: u16) -> Result<tokio::net::TcpListener, CoreError> {
 }
 
 /// URLs to show: never a wildcard address (spec 30-proxy §2.3).
-fn endpoints(ip: IpAddr, local: SocketAddr) -> ProxyEndpoints {
+fn endpoints(ip: IpAddr, local: SocketAddr, scheme: &str, lan: Option<IpAddr>) -> ProxyEndpoints {
     let port = local.port();
     let local_network = if ip.is_unspecified() {
-        lan_ip().map(|l| format!("http://{}", SocketAddr::new(l, port)))
+        lan.map(|l| format!("{scheme}://{}", SocketAddr::new(l, port)))
     } else if !ip.is_loopback() {
-        Some(format!("http://{}", SocketAddr::new(ip, port)))
+        Some(format!("{scheme}://{}", SocketAddr::new(ip, port)))
     } else {
         None
     };
     ProxyEndpoints {
-        localhost: format!("http://localhost:{port}"),
+        localhost: format!("{scheme}://localhost:{port}"),
         local_network,
     }
 }

@@ -52,17 +52,42 @@ pub fn relay_sse(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct St {
         body: RawBody,
-        deadline: Instant,
-        tail: Vec<u8>,
+        // One timer for the whole stream: registering a timer per chunk would cost
+        // more than the relay itself.
+        deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+        tail: [u8; 16],
+        tail_len: usize,
         saw_done: bool,
         saw_error: bool,
         finished: bool,
         rid: String,
     }
+    impl St {
+        /// Watches for `[DONE]` and error events, including markers split across
+        /// chunks (the last 16 bytes of the previous chunk are kept), without copying
+        /// the chunk.
+        fn scan(&mut self, chunk: &[u8]) {
+            if self.tail_len > 0 {
+                let head = &chunk[..chunk.len().min(16)];
+                let mut joint = [0u8; 32];
+                joint[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+                joint[self.tail_len..self.tail_len + head.len()].copy_from_slice(head);
+                let joint = &joint[..self.tail_len + head.len()];
+                self.saw_done |= contains(joint, DONE);
+                self.saw_error |= contains(joint, ERROR_EVENT);
+            }
+            self.saw_done |= contains(chunk, DONE);
+            self.saw_error |= contains(chunk, ERROR_EVENT);
+            let keep = chunk.len().min(16);
+            self.tail[..keep].copy_from_slice(&chunk[chunk.len() - keep..]);
+            self.tail_len = keep;
+        }
+    }
     let st = St {
         body,
-        deadline: Instant::now() + ceiling,
-        tail: Vec::new(),
+        deadline: Box::pin(tokio::time::sleep_until(Instant::now() + ceiling)),
+        tail: [0; 16],
+        tail_len: 0,
         saw_done: false,
         saw_error: false,
         finished: false,
@@ -72,20 +97,17 @@ pub fn relay_sse(
         if st.finished {
             return None;
         }
-        let next = tokio::time::timeout_at(st.deadline, st.body.next()).await;
+        let next = tokio::select! {
+            biased;
+            n = st.body.next() => Some(n),
+            _ = &mut st.deadline => None,
+        };
         let out = match next {
-            Ok(Some(Ok(chunk))) => {
-                // Look at the chunk plus the end of the previous one, so markers split
-                // across reads are still seen.
-                let mut window = std::mem::take(&mut st.tail);
-                window.extend_from_slice(&chunk);
-                st.saw_done |= contains(&window, DONE);
-                st.saw_error |= contains(&window, ERROR_EVENT);
-                let keep = window.len().saturating_sub(16);
-                st.tail = window.split_off(keep);
+            Some(Some(Ok(chunk))) => {
+                st.scan(&chunk);
                 chunk
             }
-            Ok(Some(Err(e))) => {
+            Some(Some(Err(e))) => {
                 st.finished = true;
                 if st.saw_done {
                     return None;
@@ -99,7 +121,7 @@ pub fn relay_sse(
                     !st.saw_error,
                 )
             }
-            Ok(None) => {
+            Some(None) => {
                 st.finished = true;
                 if st.saw_done {
                     return None;
@@ -112,7 +134,7 @@ pub fn relay_sse(
                     !st.saw_error,
                 )
             }
-            Err(_) => {
+            None => {
                 st.finished = true;
                 error_tail(
                     "streaming_timeout",
@@ -136,7 +158,7 @@ pub fn translate_sse(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct St {
         chunks: ChatStream,
-        deadline: Instant,
+        deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
         finished: bool,
         id: String,
         model: String,
@@ -145,7 +167,7 @@ pub fn translate_sse(
     }
     let st = St {
         chunks,
-        deadline: Instant::now() + ceiling,
+        deadline: Box::pin(tokio::time::sleep_until(Instant::now() + ceiling)),
         finished: false,
         id: format!("chatcmpl-{request_id}"),
         model,
@@ -163,7 +185,12 @@ pub fn translate_sse(
             });
             format!("data: {ev}\n\n")
         };
-        let out = match tokio::time::timeout_at(st.deadline, st.chunks.next()).await {
+        let next = tokio::select! {
+            biased;
+            n = st.chunks.next() => Ok(n),
+            _ = &mut st.deadline => Err(()),
+        };
+        let out = match next {
             Ok(Some(Ok(c))) => {
                 let mut s = String::new();
                 let mut delta = serde_json::Map::new();

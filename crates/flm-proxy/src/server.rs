@@ -64,3 +64,70 @@ pub async fn serve(
         );
     }
 }
+
+/// How long a client has to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Like [`serve`], but every connection is TLS (rustls) first.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = std::sync::Arc::new(GracefulShutdown::new());
+    let service = TowerToHyperService::new(app);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = service.clone();
+                let graceful = graceful.clone();
+                // The handshake runs in its own task so a slow client cannot stall
+                // the accept loop.
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = graceful.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = crate::stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    match std::sync::Arc::try_unwrap(graceful) {
+        Ok(g) => {
+            if tokio::time::timeout(grace, g.shutdown()).await.is_err() {
+                tracing::warn!("in-flight TLS requests did not finish in time; closing them");
+            }
+        }
+        // Connections still mid-handshake hold a reference; give them the grace period.
+        Err(_) => tokio::time::sleep(grace.min(Duration::from_secs(1))).await,
+    }
+}

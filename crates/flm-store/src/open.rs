@@ -94,7 +94,7 @@ pub(crate) fn ensure_db_file(path: &Path) -> Result<(), RepoError> {
 }
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> io::Result<()> {
+pub(crate) fn create_private(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .write(true)
@@ -105,7 +105,7 @@ fn create_private(path: &Path) -> io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> io::Result<()> {
+pub(crate) fn create_private(path: &Path) -> io::Result<()> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -115,7 +115,7 @@ fn create_private(path: &Path) -> io::Result<()> {
 
 /// Tightens an existing file to 0600 when group or others have any access.
 #[cfg(unix)]
-fn restrict(path: &Path) -> Result<(), RepoError> {
+pub(crate) fn restrict(path: &Path) -> Result<(), RepoError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path).map_err(|e| {
         RepoError::Io(format!(
@@ -137,7 +137,7 @@ fn restrict(path: &Path) -> Result<(), RepoError> {
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path) -> Result<(), RepoError> {
+pub(crate) fn restrict(_path: &Path) -> Result<(), RepoError> {
     Ok(())
 }
 

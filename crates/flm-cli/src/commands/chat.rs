@@ -112,7 +112,7 @@ async fn target(
     app: &App,
     args: &ChatArgs,
     printer: &Printer,
-) -> Result<(String, String), CliError> {
+) -> Result<(String, String, Option<String>), CliError> {
     let explicit = args
         .api_key
         .clone()
@@ -124,15 +124,21 @@ async fn target(
         Some(d) => d.status().await?.proxies,
         None => Vec::new(),
     };
-    let (ip, port, served_by_daemon) = match args.port {
-        Some(p) => match proxies.iter().find(|h| h.port == p) {
-            Some(h) => (connect_ip(&h.listen_addr), p, true),
-            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), p, false),
-        },
-        None => {
-            let h = proxies.first().ok_or_else(not_running)?;
-            (connect_ip(&h.listen_addr), h.port, true)
-        }
+    let handle = match args.port {
+        Some(p) => proxies
+            .iter()
+            .find(|h| h.port == p || h.https_port == Some(p)),
+        None => Some(proxies.first().ok_or_else(not_running)?),
+    };
+    let (ip, port, served_by_daemon) = match (args.port, handle) {
+        (_, Some(h)) => (connect_ip(&h.listen_addr), h.port, true),
+        (Some(p), None) => (IpAddr::V4(Ipv4Addr::LOCALHOST), p, false),
+        (None, None) => return Err(not_running()),
+    };
+    // TLS modes: talk HTTPS on port+1, trusting the certificate the proxy reports.
+    let (scheme, port, trust) = match handle.and_then(|h| h.https_port.zip(h.tls.as_ref())) {
+        Some((https, tls)) => ("https", https, Some(tls.trust_cert_path.clone())),
+        None => ("http", port, None),
     };
     let key = match (explicit, &daemon) {
         (Some(k), _) => k,
@@ -146,7 +152,11 @@ async fn target(
             ))
         }
     };
-    Ok((format!("http://{}", SocketAddr::new(ip, port)), key))
+    Ok((
+        format!("{scheme}://{}", SocketAddr::new(ip, port)),
+        key,
+        trust,
+    ))
 }
 
 /// A non-2xx answer of the proxy as an error with the proxy's own code.
@@ -175,18 +185,29 @@ pub(crate) async fn run(app: &App, args: ChatArgs, printer: &Printer) -> Result<
         .map(|p| load_image(p))
         .collect::<Result<Vec<_>, _>>()?;
     let body = body(&args, &images)?;
-    let (base, key) = target(app, &args, printer).await?;
-    let client = reqwest::Client::builder()
+    let (base, key, trust) = target(app, &args, printer).await?;
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| {
-            CliError::internal(
-                "INTERNAL",
-                format!("cannot create an HTTP client: {}", error_chain(&e)),
+        .tcp_nodelay(true);
+    if let Some(path) = trust {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CliError::user(
+                "IO_ERROR",
+                format!("cannot read the proxy certificate {path}: {e}"),
             )
         })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            CliError::user("IO_ERROR", format!("{path} is not a PEM certificate: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| {
+        CliError::internal(
+            "INTERNAL",
+            format!("cannot create an HTTP client: {}", error_chain(&e)),
+        )
+    })?;
     let mut req = client
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(&key)

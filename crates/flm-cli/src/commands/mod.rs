@@ -6,6 +6,7 @@ mod config;
 mod engines;
 mod models;
 mod proxy;
+mod security;
 
 use std::io::{IsTerminal, Write};
 
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Proxy(cmd) => proxy::run(&app, cmd, printer).await,
         Command::ApiKeys(cmd) => api_keys::run(&app, cmd, printer).await,
         Command::Chat(args) => chat::run(&app, args, printer).await,
+        Command::Security(cmd) => security::run(&app, cmd, printer).await,
     };
     app.store.close().await;
     result

@@ -100,13 +100,10 @@ async fn first_run_key(app: &App, printer: &Printer) -> Result<Option<NewApiKey>
 
 async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliError> {
     let mode = mode_of(args.mode);
-    if mode != ProxyMode::LocalHttp {
+    if mode == ProxyMode::HttpsAcme {
         return Err(CliError::user(
             "PROXY_INVALID_CONFIG",
-            format!(
-                "mode {} is not available yet; use --mode local-http",
-                mode.slug()
-            ),
+            "mode https-acme is not available yet; use local-http, dev-selfsigned or packaged-ca",
         ));
     }
     let port = match args.port {
@@ -217,6 +214,12 @@ fn start_output(h: &ProxyHandle, new_key: Option<&NewApiKey>, daemon: bool) -> V
         "egress": h.egress,
         "daemon": daemon,
     });
+    if let Some(https) = h.https_port {
+        v["https_port"] = json!(https);
+    }
+    if let Some(tls) = &h.tls {
+        v["tls"] = json!(tls);
+    }
     if let Some(k) = new_key {
         v["api_key"] = json!({
             "id": k.metadata.id,
@@ -243,6 +246,31 @@ fn print_started(
         if h.listen_addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()) {
             out.push_str("Reachable from other machines: every client needs an API key.\n");
         }
+        if let Some(tls) = &h.tls {
+            out.push_str(&format!(
+                "HTTPS on port {} (http://…:{} redirects to it)\nCertificate SHA-256: {}\nValid until: {}\n",
+                h.https_port.unwrap_or_default(),
+                h.port,
+                tls.fingerprint_sha256,
+                tls.not_after
+            ));
+            if h.mode == ProxyMode::PackagedCa {
+                out.push_str(&format!(
+                    "Clients trust it through FLM's local root CA: {}\n  this machine: `flm security install-ca`; other machines: import that file.\n",
+                    tls.trust_cert_path
+                ));
+            } else {
+                out.push_str(&format!(
+                    "Clients must trust this self-signed certificate: {}\n  curl: --cacert {}; Python: REQUESTS_CA_BUNDLE / SSL_CERT_FILE={}\n",
+                    tls.trust_cert_path, tls.trust_cert_path, tls.trust_cert_path
+                ));
+            }
+        }
+        let cacert = h
+            .tls
+            .as_ref()
+            .map(|t| format!("--cacert {} ", t.trust_cert_path))
+            .unwrap_or_default();
         let key_shown = match new_key {
             Some(k) => {
                 out.push_str(&format!("\nYour API key (shown once): {}\n", k.key));
@@ -252,7 +280,7 @@ fn print_started(
             None => "$FLM_API_KEY".to_owned(),
         };
         out.push_str(&format!(
-            "\nTry it:\n  curl {url}/v1/models -H \"Authorization: Bearer {key_shown}\"\n  flm chat --model <id from `flm models list`> --prompt \"Hello\"\n"
+            "\nTry it:\n  curl {cacert}{url}/v1/models -H \"Authorization: Bearer {key_shown}\"\n  flm chat --model <id from `flm models list`> --prompt \"Hello\"\n"
         ));
         if daemon {
             out.push_str("Stop it with `flm proxy stop`.");

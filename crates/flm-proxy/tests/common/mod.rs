@@ -77,6 +77,7 @@ pub async fn harness_with(
         config,
         keys: store.api_keys(),
         cors_origins,
+        certs_dir: dir.path().join("certs"),
     });
     let port = free_port();
     manager
