@@ -90,6 +90,39 @@ fn adapters_depend_on_core_only() {
 }
 
 #[test]
+fn libraries_depend_only_on_what_they_need() {
+    let all = workspace_deps();
+    let ours = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = normal(&all[name])
+            .into_iter()
+            .filter(|d| d.starts_with("flm-"))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    // The proxy gets its engines and stores as `Arc<dyn Trait>` from a composition
+    // root; besides the core it may use only the I/O-free or certificate libraries.
+    for dep in ours("flm-proxy") {
+        assert!(
+            ["flm-core", "flm-tls", "flm-acme", "flm-guard"].contains(&dep.as_str()),
+            "flm-proxy must not depend on {dep}"
+        );
+    }
+    // Pure security logic: no I/O crates at all, nothing of ours.
+    assert!(ours("flm-guard").is_empty(), "flm-guard");
+    let guard = normal(&all["flm-guard"]);
+    for banned in ["tokio", "sqlx", "reqwest", "axum", "hyper"] {
+        assert!(
+            !guard.contains(&banned),
+            "flm-guard must not depend on {banned}"
+        );
+    }
+    assert!(ours("flm-tls").is_empty(), "flm-tls");
+    assert_eq!(ours("flm-acme"), ["flm-tls"], "flm-acme");
+}
+
+#[test]
 fn only_composition_roots_use_adapters() {
     let all = workspace_deps();
     let roots = ["flm-cli"];
