@@ -52,6 +52,56 @@ pub fn resolve_data_dir(flag: Option<PathBuf>, env: &EnvLookup) -> Result<PathBu
     })
 }
 
+/// The engine service over `client` (detection probes and adapters share it).
+fn engine_service(store: &Store, config: &ConfigService, client: HttpClient) -> EngineService {
+    let env = process_env();
+    EngineService::new(EngineServiceParts {
+        prober: Arc::new(HttpProber::new(
+            client.clone(),
+            BinaryFinder::new(env.clone()),
+        )),
+        factory: Arc::new(Registry::new(client)),
+        cache: store.engine_cache(),
+        endpoints: store.endpoints(),
+        config: config.clone(),
+        clock: Arc::new(SystemClock),
+        default_targets: default_targets(&env),
+    })
+}
+
+/// Engine services for proxies whose egress goes through Tor/SOCKS5 (spec 30-proxy
+/// §11): the same engines, with clients built by [`HttpClient::with_egress`].
+fn egress_engines(store: Store, config: ConfigService) -> flm_proxy::EgressEngines {
+    Arc::new(move |egress| {
+        let client = HttpClient::with_egress(egress).map_err(|e| {
+            flm_core::CoreError::from(flm_core::proxy::ProxyError::InvalidConfig(e.to_string()))
+        })?;
+        Ok(engine_service(&store, &config, client))
+    })
+}
+
+/// ACME settings from the environment: the directory is read by the proxy
+/// (`FLM_ACME_DIRECTORY`, `FLM_ACME_USE_PROD`); `FLM_ACME_ROOT_CA=<pem file>` adds a
+/// trust root for the ACME server's own HTTPS (a private CA, or pebble in tests).
+fn acme_deps() -> Result<flm_proxy::AcmeDeps, CliError> {
+    let root_ca_pem = match std::env::var_os("FLM_ACME_ROOT_CA").filter(|v| !v.is_empty()) {
+        Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            CliError::user(
+                "PROXY_INVALID_CONFIG",
+                format!(
+                    "cannot read FLM_ACME_ROOT_CA ({}): {e}",
+                    std::path::Path::new(&path).display()
+                ),
+            )
+        })?),
+        None => None,
+    };
+    Ok(flm_proxy::AcmeDeps {
+        directory_url: None,
+        root_ca_pem,
+    })
+}
+
 /// `<data-dir>/run/proxy-daemon.json`: how CLI invocations find the daemon.
 pub fn state_file_path(data_dir: &Path) -> PathBuf {
     data_dir.join("run").join("proxy-daemon.json")
@@ -84,21 +134,9 @@ impl App {
             store.settings(),
             store.paths().config_db.display().to_string(),
         );
-        let env = process_env();
         let client =
             HttpClient::new().map_err(|e| CliError::internal("INTERNAL", e.to_string()))?;
-        let engines = EngineService::new(EngineServiceParts {
-            prober: Arc::new(HttpProber::new(
-                client.clone(),
-                BinaryFinder::new(env.clone()),
-            )),
-            factory: Arc::new(Registry::new(client)),
-            cache: store.engine_cache(),
-            endpoints: store.endpoints(),
-            config: config.clone(),
-            clock: Arc::new(SystemClock),
-            default_targets: default_targets(&env),
-        });
+        let engines = engine_service(&store, &config, client);
         let keys = KeyService::new(store.api_keys(), Arc::new(SystemClock));
         Ok(Self {
             data_dir,
@@ -118,6 +156,10 @@ impl App {
             keys: self.store.api_keys(),
             cors_origins: self.cors_origins().await?,
             certs_dir: certs_dir(&self.data_dir),
+            egress_engines: Some(egress_engines(self.store.clone(), self.config.clone())),
+            acme: acme_deps()?,
+            certificates: Some(self.store.certificates()),
+            audit: Some(self.store.audit()),
         })
     }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::cli_security::{CheckArgs, SecurityCmd};
+
 /// FLM — one secure, OpenAI-compatible endpoint for the LLM engines on this machine.
 ///
 /// FLM finds the engines you already run (Ollama, vLLM, LM Studio, llama.cpp's
@@ -62,30 +64,11 @@ pub enum Command {
     ApiKeys(ApiKeysCmd),
     /// Send a chat message through the running proxy.
     Chat(ChatArgs),
-    /// Security: the local root CA used by `--mode packaged-ca`.
+    /// Security: policy, IP blocklist, audit log, backups, events, local root CA.
     #[command(subcommand)]
     Security(SecurityCmd),
-}
-
-/// `flm security …`
-#[derive(Debug, Subcommand)]
-pub enum SecurityCmd {
-    /// Add FLM's local root CA (created on first use) to this machine's trust store,
-    /// so browsers and tools trust `--mode packaged-ca` without warnings. Needs root.
-    InstallCa {
-        /// The CA certificate to register [default: <data-dir>/certs/flm-ca.crt].
-        #[arg(long, value_name = "PEM")]
-        cert_path: Option<std::path::PathBuf>,
-        /// Show what would be done without changing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Remove FLM's local root CA from this machine's trust store. Needs root.
-    UninstallCa {
-        /// Show what would be done without changing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Check both databases, the security policy and the audit chain.
+    Check(CheckArgs),
 }
 
 /// `flm proxy …`
@@ -109,11 +92,12 @@ pub enum ProxyCmd {
 pub enum ModeArg {
     /// Plain HTTP.
     LocalHttp,
-    /// HTTPS with a self-signed certificate (not available yet).
+    /// HTTPS on port+1 with a self-signed certificate; HTTP redirects.
     DevSelfsigned,
-    /// HTTPS with an ACME certificate (not available yet).
+    /// HTTPS on port+1 with an ACME (Let's Encrypt) certificate; needs --acme-email
+    /// and --acme-domain, and port 80 of the domain forwarded to --port.
     HttpsAcme,
-    /// HTTPS with a certificate of a local root CA (not available yet).
+    /// HTTPS on port+1 with a certificate of FLM's local root CA; HTTP redirects.
     PackagedCa,
 }
 
@@ -130,10 +114,59 @@ pub struct StartArgs {
     /// TLS mode.
     #[arg(long, value_enum, default_value = "local-http")]
     pub mode: ModeArg,
+    /// ACME account contact email (required for --mode https-acme).
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// Domain of the ACME certificate (required for --mode https-acme).
+    #[arg(long, value_name = "FQDN")]
+    pub acme_domain: Option<String>,
+    /// ACME challenge: http-01 (served on --port) or dns-01 (only in builds with the
+    /// dns01-preview feature).
+    #[arg(long, value_enum, default_value = "http-01")]
+    pub challenge: ChallengeArg,
+    /// Outbound path to engines on other hosts: direct, tor (SOCKS5 at
+    /// 127.0.0.1:9050 unless --socks5-endpoint) or socks5. Host names are resolved by
+    /// the SOCKS server; engines on this machine are always reached directly.
+    #[arg(long, value_enum, default_value = "direct")]
+    pub egress_mode: EgressArg,
+    /// SOCKS5 endpoint host:port (required for --egress-mode socks5; default for tor:
+    /// 127.0.0.1:9050).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub socks5_endpoint: Option<String>,
+    /// When the SOCKS5 endpoint does not answer at start, continue with direct egress
+    /// (logged) instead of refusing to start.
+    #[arg(long)]
+    pub egress_fail_open: bool,
+    /// Keep --mode https-acme together with --egress-mode tor (otherwise the proxy
+    /// starts in local-http, since ACME CAs often refuse Tor exit nodes).
+    #[arg(long)]
+    pub force: bool,
     /// Serve in this process until Ctrl-C / SIGTERM instead of in the daemon (for
     /// tests and benchmarks).
     #[arg(long)]
     pub no_daemon: bool,
+}
+
+/// ACME challenges of `flm proxy start --challenge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChallengeArg {
+    /// HTTP-01 on the HTTP port.
+    #[value(name = "http-01")]
+    Http01,
+    /// DNS-01 (dns01-preview builds only).
+    #[value(name = "dns-01")]
+    Dns01,
+}
+
+/// Egress modes of `flm proxy start --egress-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EgressArg {
+    /// OS routing.
+    Direct,
+    /// Through Tor's SOCKS5 port.
+    Tor,
+    /// Through a SOCKS5 proxy (--socks5-endpoint).
+    Socks5,
 }
 
 /// Options of `flm proxy stop`.

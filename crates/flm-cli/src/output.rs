@@ -18,6 +18,9 @@ pub struct CliError {
     pub message: String,
     /// Process exit code.
     pub exit: i32,
+    /// Structured details (`error.details` of the JSON envelope), e.g. every field
+    /// error of an invalid policy.
+    pub details: Option<serde_json::Value>,
 }
 
 impl CliError {
@@ -27,6 +30,7 @@ impl CliError {
             code: Cow::Borrowed(code),
             message: message.into(),
             exit: 1,
+            details: None,
         }
     }
 
@@ -36,17 +40,26 @@ impl CliError {
             code: Cow::Borrowed(code),
             message: message.into(),
             exit: 2,
+            details: None,
         }
     }
 }
 
 impl CliError {
+    /// The same error with structured `details`.
+    #[must_use]
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     /// An error whose code comes from a server (the admin API, the proxy).
     pub fn remote(code: impl Into<String>, message: impl Into<String>, exit: i32) -> Self {
         Self {
             code: Cow::Owned(code.into()),
             message: message.into(),
             exit,
+            details: None,
         }
     }
 }
@@ -57,6 +70,7 @@ impl From<CoreError> for CliError {
             code: Cow::Borrowed(e.code()),
             message: e.to_string(),
             exit: e.exit_code(),
+            details: None,
         }
     }
 }
@@ -105,7 +119,10 @@ impl Printer {
     pub fn error(&self, e: &CliError) {
         match self.format {
             Format::Json => {
-                let v = json!({"error": {"code": e.code.as_ref(), "message": e.message}});
+                let mut v = json!({"error": {"code": e.code.as_ref(), "message": e.message}});
+                if let Some(d) = &e.details {
+                    v["error"]["details"] = d.clone();
+                }
                 let _ = write_stdout(&format!("{v}\n"));
             }
             Format::Text => {

@@ -463,7 +463,25 @@ async fn first_run_key_is_shown_once_in_text_and_failed_starts_leave_nothing() {
         .flm(&["proxy", "start", "--port", "1", "--mode", "https-acme"])
         .await
         .err("PROXY_INVALID_CONFIG", 1);
-    assert!(msg.contains("not available yet"), "{msg}");
+    assert!(msg.contains("--acme-email"), "{msg}");
+    let msg = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            "1",
+            "--mode",
+            "https-acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "api.example.com",
+            "--challenge",
+            "dns-01",
+        ])
+        .await
+        .err("PROXY_INVALID_CONFIG", 1);
+    assert!(msg.contains("dns-01"), "{msg}");
     env.flm(&["proxy", "start", "--bind", "not-an-ip"])
         .await
         .err("PROXY_INVALID_CONFIG", 1);
@@ -939,4 +957,254 @@ async fn install_ca_dry_run_changes_nothing() {
         .await
         .err("PROXY_CERT_FAILED", 1);
     assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
+}
+
+/// `--egress-mode socks5` through the daemon with Debian's real `microsocks`: a remote
+/// engine (an emulator on this machine's non-loopback address) is reached through the
+/// SOCKS server; status shows the egress; an unreachable endpoint refuses the start
+/// (fail closed) unless `--egress-fail-open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_through_socks5_via_the_daemon() {
+    let lan = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    if lan.is_loopback() || lan.is_unspecified() {
+        eprintln!("skipped: this machine has no non-loopback address");
+        return;
+    }
+    let remote = Emulator::start(
+        EmulatedKind::Vllm,
+        EmulatorOptions {
+            bind: lan,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ms_port = free_port();
+    let mut ms = tokio::process::Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &ms_port.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("microsocks is installed");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        // microsocks logs each relayed connection on stderr.
+        let out = ms.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                log.lock().unwrap().push_str(&format!("{l}\n"));
+            }
+        });
+    }
+    eventually("microsocks listens", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", ms_port)).is_ok()
+    })
+    .await;
+    let env = Env::new();
+    env.flm(&[
+        "engines",
+        "add",
+        "--kind",
+        "vllm",
+        "--url",
+        &remote.base_url(),
+        "--id",
+        "vllm-remote",
+    ])
+    .await
+    .ok();
+    let _guard = env.guard();
+    let endpoint = format!("127.0.0.1:{ms_port}");
+    let port = free_port();
+    let started = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            &port.to_string(),
+            "--egress-mode",
+            "socks5",
+            "--socks5-endpoint",
+            &endpoint,
+        ])
+        .await
+        .ok();
+    assert_eq!(
+        started["egress"],
+        json!({"mode": "socks5", "socks5_endpoint": endpoint, "fail_open": false, "url": format!("socks5://{endpoint}")}),
+        "{started}"
+    );
+    let key = started["api_key"]["key"].as_str().unwrap().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = chat(&base, &key, "flm://vllm-remote/test-model", "hi").await;
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{code} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let target = format!("connected to {}", remote.addr());
+    eventually(
+        "microsocks relays the engine",
+        Duration::from_secs(5),
+        || log.lock().unwrap().contains(&target),
+    )
+    .await;
+    let status = env.flm(&["proxy", "status"]).await.ok();
+    assert_eq!(
+        status["proxies"][0]["egress"]["url"],
+        format!("socks5://{endpoint}"),
+        "{status}"
+    );
+    let text = env.flm(&["--format", "text", "proxy", "status"]).await;
+    assert!(
+        text.stdout.contains(&format!("socks5://{endpoint}")),
+        "{}",
+        text.stdout
+    );
+    env.flm(&["proxy", "stop"]).await.ok();
+
+    // https-acme + tor switches to local-http unless --force (spec 30-proxy §11).
+    let started = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            &free_port().to_string(),
+            "--mode",
+            "https-acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "api.example.com",
+            "--egress-mode",
+            "tor",
+            "--socks5-endpoint",
+            &endpoint,
+        ])
+        .await
+        .ok();
+    assert_eq!(started["mode"], "local-http", "{started}");
+    assert_eq!(started["egress"]["url"], format!("tor://{endpoint}"));
+    env.flm(&["proxy", "stop"]).await.ok();
+
+    // Fail closed: nothing listens on the endpoint → exit 1, nothing left running.
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let msg = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            &free_port().to_string(),
+            "--egress-mode",
+            "socks5",
+            "--socks5-endpoint",
+            &dead,
+        ])
+        .await
+        .err("PROXY_INVALID_CONFIG", 1);
+    assert!(msg.contains("--egress-fail-open"), "{msg}");
+    assert!(!env.state_file().exists());
+    if std::net::TcpStream::connect("127.0.0.1:9050").is_err() {
+        let msg = env
+            .flm(&["proxy", "start", "--egress-mode", "tor"])
+            .await
+            .err("PROXY_INVALID_CONFIG", 1);
+        assert!(
+            msg.contains("tor://127.0.0.1:9050") && msg.contains("start Tor"),
+            "{msg}"
+        );
+    }
+    env.flm(&["proxy", "start", "--egress-mode", "socks5"])
+        .await
+        .err("PROXY_INVALID_CONFIG", 1);
+
+    // Fail open: starts with direct egress and says so.
+    let port = free_port();
+    let started = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            &port.to_string(),
+            "--egress-mode",
+            "socks5",
+            "--socks5-endpoint",
+            &dead,
+            "--egress-fail-open",
+        ])
+        .await
+        .ok();
+    assert!(
+        started["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("direct")),
+        "{started}"
+    );
+    assert_eq!(started["egress"]["mode"], "direct", "{started}");
+    env.flm(&["proxy", "stop"]).await.ok();
+    ms.kill().await.ok();
+}
+
+/// `--mode https-acme` through the daemon with an ACME directory that does not answer
+/// (`FLM_ACME_DIRECTORY`): the proxy falls back to dev-selfsigned, keeps serving HTTPS
+/// and reports the ACME error in `last_error` (start output and status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_acme_falls_back_to_dev_selfsigned_when_the_ca_is_down() {
+    let (mut env, _vllm) = vllm_env().await;
+    let dead = closed_port();
+    env.set(
+        "FLM_ACME_DIRECTORY",
+        &format!("https://127.0.0.1:{dead}/dir"),
+    );
+    let _guard = env.guard();
+    let mut port = free_port();
+    while TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+        port = free_port();
+    }
+    let data = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--mode",
+            "https-acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "api.example.com",
+            "--port",
+            &port.to_string(),
+        ])
+        .await
+        .ok();
+    assert_eq!(data["mode"], "dev-selfsigned", "{data}");
+    assert_eq!(data["https_port"], port + 1, "{data}");
+    let err = data["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("ACME") && err.contains(&format!("127.0.0.1:{dead}")),
+        "{data}"
+    );
+    let status = env.flm(&["proxy", "status"]).await.ok();
+    assert_eq!(status["proxies"][0]["last_error"], err, "{status}");
+    assert_eq!(status["proxies"][0]["acme_domain"], "api.example.com");
+    let pem = std::fs::read(data["tls"]["trust_cert_path"].as_str().unwrap()).unwrap();
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+        .get(format!("https://localhost:{}/health", port + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    env.flm(&["proxy", "stop"]).await.ok();
 }

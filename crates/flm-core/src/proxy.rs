@@ -60,6 +60,79 @@ pub struct EgressConfig {
     pub fail_open: bool,
 }
 
+/// Tor's default SOCKS5 port on this machine.
+pub const TOR_DEFAULT_ENDPOINT: &str = "127.0.0.1:9050";
+
+impl EgressMode {
+    /// Slug (`direct`, `tor`, `socks5`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            EgressMode::Direct => "direct",
+            EgressMode::Tor => "tor",
+            EgressMode::Socks5 => "socks5",
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The SOCKS5 `host:port` to use: the configured one, Tor's default for `tor`,
+    /// none for `direct`.
+    pub fn endpoint(&self) -> Option<String> {
+        match self.mode {
+            EgressMode::Direct => None,
+            EgressMode::Tor => Some(
+                self.socks5_endpoint
+                    .clone()
+                    .unwrap_or_else(|| TOR_DEFAULT_ENDPOINT.to_owned()),
+            ),
+            EgressMode::Socks5 => self.socks5_endpoint.clone(),
+        }
+    }
+
+    /// How status output shows the path: `direct`, `tor://127.0.0.1:9050`,
+    /// `socks5://host:port`.
+    pub fn display_url(&self) -> String {
+        match self.endpoint() {
+            Some(ep) => format!("{}://{ep}", self.mode.slug()),
+            None => "direct".to_owned(),
+        }
+    }
+
+    /// Checks the mode/endpoint combination and the `host:port` syntax.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |m: String| -> CoreError { ProxyError::InvalidConfig(m).into() };
+        match (self.mode, &self.socks5_endpoint) {
+            (EgressMode::Direct, Some(_)) => {
+                return Err(bad(
+                    "--socks5-endpoint needs --egress-mode tor or socks5".into()
+                ))
+            }
+            (EgressMode::Socks5, None) => {
+                return Err(bad(
+                    "--egress-mode socks5 needs --socks5-endpoint host:port".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(ep) = &self.socks5_endpoint {
+            let ok = ep
+                .rsplit_once(':')
+                .filter(|(host, port)| {
+                    !host.is_empty()
+                        && !host.contains('/')
+                        && port.parse::<u16>().is_ok_and(|p| p != 0)
+                })
+                .is_some();
+            if !ok {
+                return Err(bad(format!(
+                    "invalid SOCKS5 endpoint `{ep}`: expected host:port, e.g. 127.0.0.1:9050"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What to start (spec 30-proxy §2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyConfig {
@@ -73,6 +146,27 @@ pub struct ProxyConfig {
     /// Egress.
     #[serde(default)]
     pub egress: EgressConfig,
+    /// ACME account contact (required for `https-acme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_email: Option<String>,
+    /// Domain of the ACME certificate (required for `https-acme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_domain: Option<String>,
+    /// ACME challenge kind.
+    #[serde(default)]
+    pub acme_challenge: AcmeChallenge,
+}
+
+/// ACME challenge kinds (spec 30-proxy §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AcmeChallenge {
+    /// HTTP-01 on the HTTP port.
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// DNS-01 (only in `dns01-preview` builds).
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +176,9 @@ impl Default for ProxyConfig {
             port: DEFAULT_PROXY_PORT,
             listen_addr: "127.0.0.1".into(),
             egress: EgressConfig::default(),
+            acme_email: None,
+            acme_domain: None,
+            acme_challenge: AcmeChallenge::Http01,
         }
     }
 }
@@ -107,6 +204,29 @@ impl ProxyConfig {
             )
             .into());
         }
+        self.egress.validate()?;
+        if self.mode == ProxyMode::HttpsAcme {
+            let missing = |what: &str, flag: &str| -> CoreError {
+                ProxyError::InvalidConfig(format!("https-acme needs {what}: pass {flag}")).into()
+            };
+            let email = self
+                .acme_email
+                .as_deref()
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| missing("a contact email", "--acme-email you@example.com"))?;
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                return Err(ProxyError::InvalidConfig(format!(
+                    "invalid --acme-email `{email}`: expected an address like you@example.com"
+                ))
+                .into());
+            }
+            self.acme_domain
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| missing("a domain", "--acme-domain api.example.com"))?;
+        }
         Ok(ip)
     }
 }
@@ -127,6 +247,9 @@ pub struct ProxyHandle {
     pub mode: ProxyMode,
     /// Listen address.
     pub listen_addr: String,
+    /// Domain of the ACME certificate (`https-acme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_domain: Option<String>,
     /// Egress.
     pub egress: EgressConfig,
     /// Whether it serves.
@@ -167,6 +290,9 @@ pub struct ProxyEndpoints {
     /// The same network, when listening beyond loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_network: Option<String>,
+    /// The internet, with an ACME domain: `https://{domain}:{https_port}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
 }
 
 /// Proxy lifecycle errors.

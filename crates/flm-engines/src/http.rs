@@ -3,6 +3,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use flm_core::proxy::{EgressConfig, EgressMode};
 pub use flm_core::upstream::{embedded_error, one_line, upstream_message};
 use flm_core::EngineError;
 use serde_json::Value;
@@ -23,6 +24,40 @@ pub type FastClient = hyper_util::client::legacy::Client<
 pub struct HttpClient {
     inner: reqwest::Client,
     fast: Option<FastClient>,
+    /// With a SOCKS egress, the hyper fast path (which connects directly) serves only
+    /// loopback engines.
+    fast_loopback_only: bool,
+}
+
+/// CONNECT timeout through Tor/SOCKS5 (spec 30-proxy §11).
+pub const SOCKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`): such engines
+/// never go through Tor/SOCKS (spec 30-proxy §11).
+pub fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| is_loopback_host(u.host()))
+}
+
+fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+fn base_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("flm/", env!("CARGO_PKG_VERSION")))
 }
 
 fn fast_client() -> FastClient {
@@ -40,18 +75,47 @@ impl HttpClient {
     /// A client for engine traffic: TCP_NODELAY, bounded connect time, no redirects,
     /// and no system proxy (engines are local; egress proxies are explicit).
     pub fn new() -> Result<Self, EngineError> {
-        let inner = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("flm/", env!("CARGO_PKG_VERSION")))
+        let inner = base_builder()
             .build()
             .map_err(|e| EngineError::Network(format!("cannot create the HTTP client: {e}")))?;
         Ok(Self {
             inner,
             fast: Some(fast_client()),
+            fast_loopback_only: false,
+        })
+    }
+
+    /// A client whose outbound traffic follows `egress` (spec 30-proxy §11): with
+    /// `tor`/`socks5`, every non-loopback request goes through the SOCKS5 endpoint as
+    /// `socks5h` (the proxy resolves host names: no DNS leak), with a 20 s connect
+    /// timeout; loopback engines stay direct. `direct` is [`HttpClient::new`]. Whether
+    /// the endpoint answers is not checked here (see the proxy's start checks).
+    pub fn with_egress(egress: &EgressConfig) -> Result<Self, EngineError> {
+        let endpoint = match (egress.mode, egress.endpoint()) {
+            (EgressMode::Direct, _) => return Self::new(),
+            (_, Some(ep)) => ep,
+            (mode, None) => {
+                return Err(EngineError::Network(format!(
+                    "egress mode {} needs a SOCKS5 endpoint (host:port)",
+                    mode.slug()
+                )))
+            }
+        };
+        let proxy_url = url::Url::parse(&format!("socks5h://{endpoint}")).map_err(|e| {
+            EngineError::Network(format!("invalid SOCKS5 endpoint `{endpoint}`: {e}"))
+        })?;
+        let proxy = reqwest::Proxy::custom(move |u| {
+            (!is_loopback_host(u.host())).then(|| proxy_url.clone())
+        });
+        let inner = base_builder()
+            .proxy(proxy)
+            .connect_timeout(SOCKS_CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| EngineError::Network(format!("cannot create the HTTP client: {e}")))?;
+        Ok(Self {
+            inner,
+            fast: Some(fast_client()),
+            fast_loopback_only: true,
         })
     }
 
@@ -60,11 +124,27 @@ impl HttpClient {
     /// [`HttpClient::new`] (no redirects, no system proxy, TCP_NODELAY) are advised.
     /// With such a client every request, the relay included, goes through it.
     pub fn from_reqwest(inner: reqwest::Client) -> Self {
-        Self { inner, fast: None }
+        Self {
+            inner,
+            fast: None,
+            fast_loopback_only: false,
+        }
     }
 
     /// The hyper client for plain-HTTP relays, when enabled.
     pub fn fast(&self) -> Option<&FastClient> {
+        self.fast.as_ref()
+    }
+
+    /// The hyper client for a plain-HTTP relay to `base_url`, when it may be used:
+    /// never for `https://`, and with a SOCKS egress only for loopback engines (the
+    /// fast path connects directly).
+    pub fn fast_for(&self, base_url: &str) -> Option<&FastClient> {
+        if !base_url.starts_with("http://")
+            || (self.fast_loopback_only && !is_loopback_url(base_url))
+        {
+            return None;
+        }
         self.fast.as_ref()
     }
 
@@ -174,4 +254,51 @@ pub async fn send_json(rb: reqwest::RequestBuilder, url: &str) -> Result<Value, 
         });
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn loopback_engines_are_recognised() {
+        for u in [
+            "http://127.0.0.1:11434",
+            "http://127.0.0.2:8000",
+            "http://[::1]:8000",
+            "http://localhost:1234",
+            "http://LOCALHOST.:1234",
+        ] {
+            assert!(is_loopback_url(u), "{u}");
+        }
+        for u in [
+            "http://192.0.2.2:8000",
+            "http://gpu-box.lan:8000",
+            "https://example.com",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(u), "{u}");
+        }
+    }
+
+    #[test]
+    fn socks_egress_keeps_the_fast_path_for_loopback_only() {
+        let direct = HttpClient::new().unwrap();
+        assert!(direct.fast_for("http://192.0.2.2:8000").is_some());
+        assert!(direct.fast_for("https://127.0.0.1:8000").is_none());
+        let socks = HttpClient::with_egress(&EgressConfig {
+            mode: EgressMode::Socks5,
+            socks5_endpoint: Some("127.0.0.1:1080".into()),
+            fail_open: false,
+        })
+        .unwrap();
+        assert!(socks.fast_for("http://127.0.0.1:8000").is_some());
+        assert!(socks.fast_for("http://192.0.2.2:8000").is_none());
+        let tor = HttpClient::with_egress(&EgressConfig {
+            mode: EgressMode::Tor,
+            ..EgressConfig::default()
+        });
+        assert!(tor.is_ok());
+    }
 }

@@ -14,8 +14,9 @@
 //!   addresses of each kind, read from the environment.
 //!
 //! All adapters share one `reqwest` client ([`http::HttpClient`]) with TCP_NODELAY,
-//! no system proxy (engines are local; egress proxies are configured explicitly) and
-//! bounded timeouts. Streams are parsed incrementally ([`sse`]) so every chunk is
+//! no system proxy (engines are local; egress proxies are configured explicitly:
+//! [`HttpClient::with_egress`] sends non-loopback traffic through SOCKS5 as `socks5h`)
+//! and bounded timeouts. Streams are parsed incrementally ([`sse`]) so every chunk is
 //! handed on as soon as it arrives.
 
 pub mod discovery;

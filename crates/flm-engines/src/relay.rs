@@ -26,7 +26,7 @@ pub async fn relay(
     base_url: &str,
     req: RawRequest,
 ) -> Result<RawResponse, EngineError> {
-    if let (Some(fast), true) = (client.fast(), base_url.starts_with("http://")) {
+    if let Some(fast) = client.fast_for(base_url) {
         return relay_hyper(fast, base_url, req).await;
     }
     let url = format!("{base_url}{}", req.path_and_query);

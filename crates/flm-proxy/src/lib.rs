@@ -20,10 +20,21 @@
 //! - [`ProxyManager`] hosts instances; [`admin`] is the daemon's loopback admin API;
 //!   [`state_file`] is how CLI invocations find the daemon.
 //!
-//! The crate depends on `flm-core` only: composition roots hand it the services.
+//! - **TLS modes**: `dev-selfsigned` and `packaged-ca` (certificates from `flm-tls`),
+//!   `https-acme` (`flm-acme`, HTTP-01 answered on the HTTP port before the redirect;
+//!   fallback: reuse the existing certificate → dev-selfsigned with `last_error`;
+//!   renewal checked every 24 h and recorded in `certificates`).
+//! - **Egress** ([`egress`]): with Tor/SOCKS5, the endpoint must complete a SOCKS5
+//!   handshake at start (3 attempts) or the start fails (unless fail-open); engines on
+//!   other hosts are then reached through it (`socks5h`), loopback engines directly.
+//!
+//! Besides `flm-core`, the crate uses `flm-tls` and `flm-acme` for certificates;
+//! composition roots hand it the services (engines, keys, audit, certificates).
 
+mod acme_mode;
 pub mod admin;
 mod app;
+pub mod egress;
 pub mod error;
 mod handlers;
 pub mod manager;
@@ -35,7 +46,8 @@ mod server;
 pub mod state_file;
 mod tls_mode;
 
-pub use manager::{ProxyDeps, ProxyManager, StopTarget};
+pub use acme_mode::AcmeDeps;
+pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {

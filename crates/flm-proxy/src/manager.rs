@@ -8,7 +8,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use flm_core::keys::KeyTable;
 use flm_core::ports::ApiKeyRepository;
-use flm_core::proxy::{ProxyConfig, ProxyEndpoints, ProxyError, ProxyHandle, ProxyMode};
+use flm_core::proxy::{
+    EgressConfig, EgressMode, ProxyConfig, ProxyEndpoints, ProxyError, ProxyHandle, ProxyMode,
+};
 use flm_core::services::{ConfigService, EngineService};
 use flm_core::CoreError;
 use tokio::sync::{watch, Notify};
@@ -16,6 +18,11 @@ use tokio::task::JoinHandle;
 
 use crate::app::{self, AppState};
 use crate::routing::Router;
+
+/// Builds the engine service of an instance whose egress is not direct: the same
+/// engines, with HTTP clients that go through the SOCKS5 endpoint (spec 30-proxy §11).
+pub type EgressEngines =
+    Arc<dyn Fn(&EgressConfig) -> Result<EngineService, CoreError> + Send + Sync>;
 
 /// What a proxy needs from the rest of FLM; built by a composition root.
 #[derive(Clone)]
@@ -30,6 +37,14 @@ pub struct ProxyDeps {
     pub cors_origins: Vec<String>,
     /// Where TLS certificates are kept (`<data dir>/certs`).
     pub certs_dir: std::path::PathBuf,
+    /// Engines for a Tor/SOCKS5 egress; `None` refuses egress modes other than direct.
+    pub egress_engines: Option<EgressEngines>,
+    /// ACME directory and trust settings (`https-acme`).
+    pub acme: crate::acme_mode::AcmeDeps,
+    /// `security.db` → `certificates`: where ACME certificates are recorded.
+    pub certificates: Option<Arc<dyn flm_core::security::CertificateRepository>>,
+    /// The audit log (egress events such as `tor_unreachable`).
+    pub audit: Option<Arc<dyn flm_core::security::AuditRepository>>,
 }
 
 /// Which instances to stop.
@@ -144,16 +159,15 @@ impl ProxyManager {
     /// Starts a proxy instance.
     pub async fn start(&self, config: ProxyConfig) -> Result<ProxyHandle, CoreError> {
         let ip = config.validate()?;
-        let tls_mode = match config.mode {
-            ProxyMode::LocalHttp => false,
-            ProxyMode::DevSelfsigned | ProxyMode::PackagedCa => true,
-            other => {
-                return Err(ProxyError::InvalidConfig(format!(
-                    "mode `{}` is not available yet; use local-http, dev-selfsigned or packaged-ca",
-                    other.slug()
-                ))
-                .into())
-            }
+        let tls_mode = config.mode != ProxyMode::LocalHttp;
+        let acme = if config.mode == ProxyMode::HttpsAcme {
+            Some(crate::acme_mode::acme_config(
+                &self.shared.deps.acme,
+                &config,
+                &self.shared.deps.certs_dir,
+            )?)
+        } else {
+            None
         };
         if self
             .status()
@@ -166,6 +180,7 @@ impl ProxyManager {
             ))
             .into());
         }
+        let (engines, egress, egress_note) = self.egress(&config.egress).await?;
         // Both ports are bound before anything starts, so a taken port+1 fails cleanly.
         let listener = bind(ip, config.port)?;
         let https_listener = if tls_mode {
@@ -179,25 +194,85 @@ impl ProxyManager {
         let local = listener
             .local_addr()
             .map_err(|e| ProxyError::PortInUse(format!("cannot read the bound address: {e}")))?;
-        let lan = lan_ip();
-        let tls = if tls_mode {
-            let (mode, dir) = (config.mode, self.shared.deps.certs_dir.clone());
-            let setup =
-                tokio::task::spawn_blocking(move || crate::tls_mode::setup(mode, &dir, ip, lan))
-                    .await
-                    .map_err(|e| {
-                        ProxyError::InvalidConfig(format!("certificate task failed: {e}"))
-                    })??;
-            Some(setup)
-        } else {
-            None
+        let https_local = match &https_listener {
+            Some(l) => Some(l.local_addr().map_err(|e| {
+                ProxyError::PortInUse(format!("cannot read the bound address: {e}"))
+            })?),
+            None => None,
         };
-        self.reload_keys().await?;
-        self.ensure_key_task();
+        let lan = lan_ip();
         let settings = self.shared.deps.config.proxy_settings().await?;
-        let engine_settings = self.shared.deps.engines.settings().await?;
-        let router = Router::new();
+        let grace = settings.shutdown_grace;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+        let mut http_listener = Some(listener);
+        let mut mode = config.mode;
+        let mut last_error = egress_note;
+        let responder = flm_acme::Http01Responder::new();
+        let mut acme_not_after = None;
+        let tls = match (&acme, https_local) {
+            (Some(acme), Some(https_local)) => {
+                // HTTP-01 answers come first on the HTTP port, then the redirect.
+                if let Some(l) = http_listener.take() {
+                    let app = flm_acme::http01_router(responder.clone())
+                        .merge(crate::tls_mode::redirect_app(https_local.port()));
+                    servers.push(tokio::spawn(crate::server::serve(
+                        l,
+                        app,
+                        shutdown_rx.clone(),
+                        grace,
+                    )));
+                }
+                let started =
+                    crate::acme_mode::start(acme, &responder, &self.shared.deps.certs_dir, ip, lan)
+                        .await;
+                match started {
+                    Ok(st) => {
+                        mode = st.mode;
+                        acme_not_after = st.acme_not_after;
+                        if let Some(b) = &st.acme_bundle {
+                            self.record_acme(b, config.acme_domain.clone());
+                        }
+                        if let Some(e) = st.last_error {
+                            last_error = Some(match last_error {
+                                Some(prev) => format!("{prev}; {e}"),
+                                None => e,
+                            });
+                        }
+                        Some(st.tls)
+                    }
+                    Err(e) => {
+                        let _ = shutdown.send(true);
+                        return Err(e);
+                    }
+                }
+            }
+            _ if tls_mode => {
+                let (mode, dir) = (config.mode, self.shared.deps.certs_dir.clone());
+                let setup = tokio::task::spawn_blocking(move || {
+                    crate::tls_mode::setup(mode, &dir, ip, lan)
+                })
+                .await
+                .map_err(|e| {
+                    ProxyError::InvalidConfig(format!("certificate task failed: {e}"))
+                })??;
+                Some(setup)
+            }
+            _ => None,
+        };
+        if let Err(e) = self.reload_keys().await {
+            let _ = shutdown.send(true);
+            return Err(e);
+        }
+        self.ensure_key_task();
+        let engine_settings = match self.shared.deps.engines.settings().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = shutdown.send(true);
+                return Err(e);
+            }
+        };
+        let router = Router::new();
         let state = Arc::new(AppState {
             router: router.clone(),
             keys: self.shared.keys.clone(),
@@ -206,22 +281,25 @@ impl ProxyManager {
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
         });
         tokio::spawn(router.monitor(
-            self.shared.deps.engines.clone(),
+            engines,
             settings.engine_check_interval,
             engine_settings.request_timeout,
             shutdown_rx.clone(),
         ));
         let app = app::build(state);
-        let grace = settings.shutdown_grace;
-        let mut servers = Vec::new();
-        let (https_port, endpoints, tls_info) = match (https_listener, tls) {
-            (Some(https), Some(tls)) => {
-                let https_local = https.local_addr().map_err(|e| {
-                    ProxyError::PortInUse(format!("cannot read the bound address: {e}"))
-                })?;
-                let server_config = tls.resolver.server_config().map_err(|e| {
-                    ProxyError::InvalidConfig(format!("TLS configuration failed: {e}"))
-                })?;
+        let id = format!("proxy-{}", local.port());
+        let (https_port, endpoints, tls_info) = match (https_listener, https_local, tls) {
+            (Some(https), Some(https_local), Some(tls)) => {
+                let server_config = match tls.resolver.server_config() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = shutdown.send(true);
+                        return Err(ProxyError::InvalidConfig(format!(
+                            "TLS configuration failed: {e}"
+                        ))
+                        .into());
+                    }
+                };
                 let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
                 servers.push(tokio::spawn(crate::server::serve_tls(
                     https,
@@ -230,48 +308,83 @@ impl ProxyManager {
                     shutdown_rx.clone(),
                     grace,
                 )));
-                servers.push(tokio::spawn(crate::server::serve(
-                    listener,
-                    crate::tls_mode::redirect_app(https_local.port()),
-                    shutdown_rx.clone(),
-                    grace,
-                )));
-                tokio::spawn(crate::tls_mode::renew_loop(
-                    config.mode,
-                    self.shared.deps.certs_dir.clone(),
-                    ip,
-                    lan,
-                    tls.resolver.clone(),
-                    shutdown_rx.clone(),
-                ));
+                if let Some(l) = http_listener.take() {
+                    servers.push(tokio::spawn(crate::server::serve(
+                        l,
+                        crate::tls_mode::redirect_app(https_local.port()),
+                        shutdown_rx.clone(),
+                        grace,
+                    )));
+                }
+                match acme {
+                    Some(acme) => {
+                        let me = self.clone();
+                        let hid = id.clone();
+                        let domain = config.acme_domain.clone();
+                        let report: crate::acme_mode::Report =
+                            Arc::new(move |mode, err, bundle| {
+                                if let Some(b) = bundle {
+                                    me.record_acme(b, domain.clone());
+                                }
+                                me.update_handle(&hid, |h| {
+                                    h.mode = mode;
+                                    h.last_error = err.clone();
+                                    if let Some(b) = bundle {
+                                        h.tls = Some(crate::acme_mode::info(b));
+                                    }
+                                })
+                            });
+                        tokio::spawn(crate::acme_mode::renew_loop(
+                            acme,
+                            responder,
+                            tls.resolver.clone(),
+                            acme_not_after,
+                            report,
+                            shutdown_rx.clone(),
+                        ));
+                    }
+                    None => {
+                        tokio::spawn(crate::tls_mode::renew_loop(
+                            config.mode,
+                            self.shared.deps.certs_dir.clone(),
+                            ip,
+                            lan,
+                            tls.resolver.clone(),
+                            shutdown_rx.clone(),
+                        ));
+                    }
+                }
                 tracing::info!(addr = %https_local, "listening on https://{https_local} (http://{local} redirects)");
-                (
-                    Some(https_local.port()),
-                    endpoints(ip, https_local, "https", lan),
-                    Some(tls.info),
-                )
+                let mut eps = endpoints(ip, https_local, "https", lan);
+                if let Some(d) = &config.acme_domain {
+                    eps.external = Some(format!("https://{}:{}", d.trim(), https_local.port()));
+                }
+                (Some(https_local.port()), eps, Some(tls.info))
             }
             _ => {
-                servers.push(tokio::spawn(crate::server::serve(
-                    listener,
-                    app,
-                    shutdown_rx.clone(),
-                    grace,
-                )));
+                if let Some(l) = http_listener.take() {
+                    servers.push(tokio::spawn(crate::server::serve(
+                        l,
+                        app,
+                        shutdown_rx.clone(),
+                        grace,
+                    )));
+                }
                 tracing::info!(addr = %local, "listening on http://{local}");
                 (None, endpoints(ip, local, "http", lan), None)
             }
         };
         let handle = ProxyHandle {
-            id: format!("proxy-{}", local.port()),
+            id,
             pid: std::process::id(),
             port: local.port(),
             https_port,
-            mode: config.mode,
+            mode,
             listen_addr: config.listen_addr.clone(),
-            egress: config.egress.clone(),
+            acme_domain: config.acme_domain.clone(),
+            egress,
             running: true,
-            last_error: None,
+            last_error,
             started_at: chrono::Utc::now().to_rfc3339(),
             endpoints,
             tls: tls_info,
@@ -289,6 +402,126 @@ impl ProxyManager {
         }
         self.shared.changed.notify_waiters();
         Ok(handle)
+    }
+
+    /// The engine service for `egress`, the egress to report, and a note for
+    /// `last_error` when fail-open fell back to direct. A SOCKS endpoint that does not
+    /// complete a SOCKS5 handshake (3 attempts) stops the start unless `fail_open`.
+    async fn egress(
+        &self,
+        egress: &EgressConfig,
+    ) -> Result<(EngineService, EgressConfig, Option<String>), CoreError> {
+        let direct = self.shared.deps.engines.clone();
+        let Some(endpoint) = egress.endpoint() else {
+            return Ok((direct, egress.clone(), None));
+        };
+        let mut shown = egress.clone();
+        shown.socks5_endpoint = Some(endpoint.clone());
+        let url = shown.display_url();
+        match crate::egress::check_socks5(&endpoint, crate::egress::START_ATTEMPTS).await {
+            Ok(()) => {
+                let build = self.shared.deps.egress_engines.as_ref().ok_or_else(|| {
+                    ProxyError::InvalidConfig(
+                        "this build cannot route engine traffic through SOCKS5; use --egress-mode direct".into(),
+                    )
+                })?;
+                let engines = build(&shown)?;
+                tracing::info!(egress = %url, "outbound traffic goes through SOCKS5 (loopback engines stay direct)");
+                Ok((engines, shown, None))
+            }
+            Err(why) => {
+                let advice = if egress.mode == EgressMode::Tor {
+                    "start Tor (e.g. `systemctl start tor`) or pass --socks5-endpoint"
+                } else {
+                    "start the SOCKS5 proxy or fix --socks5-endpoint"
+                };
+                let event = if egress.fail_open {
+                    "egress_fail_open_triggered"
+                } else if egress.mode == EgressMode::Tor {
+                    "tor_unreachable"
+                } else {
+                    "socks5_unreachable"
+                };
+                self.audit(
+                    event,
+                    serde_json::json!({"egress": url, "error": why, "fail_open": egress.fail_open}),
+                )
+                .await;
+                if egress.fail_open {
+                    let note = format!(
+                        "egress {url} unreachable ({why}); --egress-fail-open: using direct egress"
+                    );
+                    tracing::warn!(event = "egress_fail_open_triggered", egress = %url, error = %why, "{note}");
+                    // The handle shows what really happens: direct.
+                    let effective = EgressConfig {
+                        mode: EgressMode::Direct,
+                        socks5_endpoint: None,
+                        fail_open: true,
+                    };
+                    Ok((direct, effective, Some(note)))
+                } else {
+                    if egress.mode == EgressMode::Tor {
+                        tracing::warn!(event = "tor_unreachable", egress = %url, error = %why, "Tor is unreachable");
+                    }
+                    Err(ProxyError::InvalidConfig(format!(
+                        "the SOCKS5 endpoint {url} is unreachable ({why}); {advice}, or pass --egress-fail-open to fall back to direct egress"
+                    ))
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Appends a proxy-level event (not tied to a request) to the audit log.
+    async fn audit(&self, event: &str, details: serde_json::Value) {
+        let Some(audit) = &self.shared.deps.audit else {
+            return;
+        };
+        let ev = flm_core::security::AuditEvent {
+            request_id: crate::request_id::new_request_id().0,
+            api_key_id: None,
+            endpoint: "proxy/egress".into(),
+            status: 503,
+            latency_ms: None,
+            created_at: chrono::Utc::now(),
+            event_type: Some(event.to_owned()),
+            severity: flm_core::security::AuditSeverity::High,
+            ip: None,
+            details: Some(details.to_string()),
+        };
+        if let Err(e) = audit.append_batch(&[ev]).await {
+            tracing::warn!(error = %e, event, "cannot write the audit event");
+        }
+    }
+
+    /// Records an ACME certificate in `security.db` → `certificates`.
+    fn record_acme(&self, bundle: &flm_tls::CertBundle, domain: Option<String>) {
+        let Some(repo) = self.shared.deps.certificates.clone() else {
+            return;
+        };
+        let row = flm_core::security::CertificateRow {
+            id: flm_tls::record_id(flm_tls::CertMode::Acme, domain.as_deref()),
+            cert_path: bundle.cert_path.display().to_string(),
+            key_path: bundle.key_path.display().to_string(),
+            mode: flm_core::security::CertificateMode::Acme,
+            domain,
+            expires_at: Some(bundle.not_after),
+            updated_at: chrono::Utc::now(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = repo.upsert(&row).await {
+                tracing::warn!(error = %e, "cannot record the ACME certificate");
+            }
+        });
+    }
+
+    /// Changes the handle of a running instance (renewal outcome, for instance).
+    fn update_handle(&self, id: &str, f: impl FnOnce(&mut ProxyHandle)) {
+        if let Ok(mut inst) = self.shared.instances.lock() {
+            if let Some(i) = inst.get_mut(id) {
+                f(&mut i.handle);
+            }
+        }
     }
 
     /// Running instances.
@@ -398,6 +631,7 @@ fn endpoints(ip: IpAddr, local: SocketAddr, scheme: &str, lan: Option<IpAddr>) -
     ProxyEndpoints {
         localhost: format!("{scheme}://localhost:{port}"),
         local_network,
+        external: None,
     }
 }
 

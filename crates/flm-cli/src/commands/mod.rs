@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod chat;
+mod check;
 mod config;
 mod engines;
 mod models;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::ApiKeys(cmd) => api_keys::run(&app, cmd, printer).await,
         Command::Chat(args) => chat::run(&app, args, printer).await,
         Command::Security(cmd) => security::run(&app, cmd, printer).await,
+        Command::Check(args) => check::run(&app, args, printer).await,
     };
     app.store.close().await;
     result

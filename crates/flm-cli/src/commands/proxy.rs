@@ -5,13 +5,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use flm_core::keys::NewApiKey;
-use flm_core::proxy::{EgressConfig, ProxyConfig, ProxyHandle, ProxyMode};
+use flm_core::proxy::{
+    AcmeChallenge, EgressConfig, EgressMode, ProxyConfig, ProxyHandle, ProxyMode,
+};
 use flm_proxy::{ProxyManager, StopTarget};
 use flm_store::DbFile;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::cli::{Format, ModeArg, ProxyCmd, StartArgs, StopArgs};
+use crate::cli::{ChallengeArg, EgressArg, Format, ModeArg, ProxyCmd, StartArgs, StopArgs};
 use crate::client::{self, Daemon, Lookup};
 use crate::commands::Progress;
 use crate::daemon::Terminate;
@@ -99,12 +101,19 @@ async fn first_run_key(app: &App, printer: &Printer) -> Result<Option<NewApiKey>
 }
 
 async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliError> {
-    let mode = mode_of(args.mode);
-    if mode == ProxyMode::HttpsAcme {
-        return Err(CliError::user(
-            "PROXY_INVALID_CONFIG",
-            "mode https-acme is not available yet; use local-http, dev-selfsigned or packaged-ca",
-        ));
+    let mut mode = mode_of(args.mode);
+    if mode == ProxyMode::HttpsAcme && args.egress_mode == EgressArg::Tor {
+        let msg = if args.force {
+            "https-acme with --egress-mode tor (--force): ACME requests themselves do not go through Tor"
+        } else {
+            mode = ProxyMode::LocalHttp;
+            "https-acme with --egress-mode tor: ACME CAs often refuse Tor exit nodes; starting in local-http instead (pass --force to keep https-acme)"
+        };
+        if printer.format == Format::Text {
+            eprintln!("warning: {msg}");
+        } else {
+            tracing::warn!("{msg}");
+        }
     }
     let port = match args.port {
         Some(p) => p,
@@ -114,7 +123,23 @@ async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliE
         mode,
         port,
         listen_addr: args.bind.trim().to_owned(),
-        egress: EgressConfig::default(),
+        egress: EgressConfig {
+            mode: match args.egress_mode {
+                EgressArg::Direct => EgressMode::Direct,
+                EgressArg::Tor => EgressMode::Tor,
+                EgressArg::Socks5 => EgressMode::Socks5,
+            },
+            socks5_endpoint: args
+                .socks5_endpoint
+                .map(|e| e.trim().trim_start_matches("socks5://").to_owned()),
+            fail_open: args.egress_fail_open,
+        },
+        acme_email: args.acme_email.map(|e| e.trim().to_owned()),
+        acme_domain: args.acme_domain.map(|d| d.trim().to_owned()),
+        acme_challenge: match args.challenge {
+            ChallengeArg::Http01 => AcmeChallenge::Http01,
+            ChallengeArg::Dns01 => AcmeChallenge::Dns01,
+        },
     };
     let ip = config.validate()?;
     let new_key = first_run_key(app, printer).await?;
@@ -201,6 +226,16 @@ fn listen_addr(h: &ProxyHandle) -> String {
     }
 }
 
+/// The egress as shown: the config, plus `url` (`tor://127.0.0.1:9050`, …) when it
+/// goes through SOCKS5.
+fn egress_json(e: &EgressConfig) -> Value {
+    let mut v = json!(e);
+    if e.mode != EgressMode::Direct {
+        v["url"] = json!(e.display_url());
+    }
+    v
+}
+
 fn start_output(h: &ProxyHandle, new_key: Option<&NewApiKey>, daemon: bool) -> Value {
     let mut v = json!({
         "status": "running",
@@ -211,11 +246,14 @@ fn start_output(h: &ProxyHandle, new_key: Option<&NewApiKey>, daemon: bool) -> V
         "openai_base_url": format!("{}/v1", h.endpoints.localhost),
         "pid": h.pid,
         "handle_id": h.id,
-        "egress": h.egress,
+        "egress": egress_json(&h.egress),
         "daemon": daemon,
     });
     if let Some(https) = h.https_port {
         v["https_port"] = json!(https);
+    }
+    if let Some(err) = &h.last_error {
+        v["last_error"] = json!(err);
     }
     if let Some(tls) = &h.tls {
         v["tls"] = json!(tls);
@@ -243,6 +281,15 @@ fn print_started(
         if let Some(lan) = &h.endpoints.local_network {
             out.push_str(&format!("On your network: {lan}/v1\n"));
         }
+        if h.egress.mode != EgressMode::Direct {
+            out.push_str(&format!(
+                "Egress to remote engines: {} (engines on this machine: direct)\n",
+                h.egress.display_url()
+            ));
+        }
+        if let Some(err) = &h.last_error {
+            out.push_str(&format!("Warning: {err}\n"));
+        }
         if h.listen_addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()) {
             out.push_str("Reachable from other machines: every client needs an API key.\n");
         }
@@ -254,7 +301,15 @@ fn print_started(
                 tls.fingerprint_sha256,
                 tls.not_after
             ));
-            if h.mode == ProxyMode::PackagedCa {
+            if h.mode == ProxyMode::HttpsAcme {
+                out.push_str(&format!(
+                    "Certificate issued by the ACME CA for {}; clients trust it without extra steps.\n",
+                    h.acme_domain.as_deref().unwrap_or("the domain")
+                ));
+                if let Some(ext) = &h.endpoints.external {
+                    out.push_str(&format!("From the internet: {ext}/v1\n"));
+                }
+            } else if h.mode == ProxyMode::PackagedCa {
                 out.push_str(&format!(
                     "Clients trust it through FLM's local root CA: {}\n  this machine: `flm security install-ca`; other machines: import that file.\n",
                     tls.trust_cert_path
@@ -269,6 +324,7 @@ fn print_started(
         let cacert = h
             .tls
             .as_ref()
+            .filter(|t| !t.trust_cert_path.is_empty())
             .map(|t| format!("--cacert {} ", t.trust_cert_path))
             .unwrap_or_default();
         let key_shown = match new_key {
@@ -318,7 +374,15 @@ async fn status(app: &App, printer: &Printer) -> Result<(), CliError> {
             )
         }
     };
-    printer.success(&json!({"daemon": daemon, "proxies": proxies}), || {
+    let shown: Vec<Value> = proxies
+        .iter()
+        .map(|h| {
+            let mut v = json!(h);
+            v["egress"] = egress_json(&h.egress);
+            v
+        })
+        .collect();
+    printer.success(&json!({"daemon": daemon, "proxies": shown}), || {
         if proxies.is_empty() {
             return "No proxy is running. Start one with `flm proxy start`.".to_owned();
         }
@@ -330,12 +394,22 @@ async fn status(app: &App, printer: &Printer) -> Result<(), CliError> {
                     h.mode.slug().to_owned(),
                     h.listen_addr.clone(),
                     format!("{}/v1", h.endpoints.localhost),
+                    h.egress.display_url(),
                     h.pid.to_string(),
                     uptime(&h.started_at),
                 ]
             })
             .collect();
-        table(&["PORT", "MODE", "BIND", "URL", "PID", "UPTIME"], &rows)
+        let mut out = table(
+            &["PORT", "MODE", "BIND", "URL", "EGRESS", "PID", "UPTIME"],
+            &rows,
+        );
+        for h in &proxies {
+            if let Some(err) = &h.last_error {
+                out.push_str(&format!("\nport {}: {err}", h.port));
+            }
+        }
+        out
     })
 }
 

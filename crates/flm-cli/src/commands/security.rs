@@ -1,12 +1,26 @@
-//! `flm security install-ca|uninstall-ca`: the local root CA of `--mode packaged-ca`
-//! in the operating system's trust store.
+//! `flm security …` (spec 20-cli §4.9): the security policy, the IP blocklist, the
+//! audit log, backups of security.db, recorded intrusions and anomalies, and the local
+//! root CA of `--mode packaged-ca` in the operating system's trust store.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use flm_core::security::{
+    AnomalyFilter, AuditFilter, AuditRow, AuditSeverity, BlockRow, IntrusionFilter,
+};
+use flm_guard::policy::SecurityPolicy;
+use flm_store::{format_ts, parse_ts, Store};
 use flm_tls::trust::{self, TrustOptions, TrustOutcome};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::app::{certs_dir, App};
+use crate::app::{certs_dir, state_file_path, App};
 use crate::cli::SecurityCmd;
-use crate::output::{CliError, Printer};
+use crate::cli_security::{
+    AnomalyArgs, AuditCmd, AuditFilterArgs, BackupCmd, BlocklistCmd, ExportFormat, IntrusionArgs,
+    PolicyCmd, SeverityArg,
+};
+use crate::output::{table, CliError, Printer};
 
 fn outcome(o: TrustOutcome) -> &'static str {
     match o {
@@ -28,6 +42,20 @@ fn tls_error(e: &flm_tls::TlsError) -> CliError {
 }
 
 pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Result<(), CliError> {
+    match cmd {
+        SecurityCmd::Policy(c) => policy(app, c, printer).await,
+        SecurityCmd::IpBlocklist(c) => blocklist(app, c, printer).await,
+        SecurityCmd::AuditLogs(c) => audit(app, c, printer).await,
+        SecurityCmd::Backup(c) => backup(app, c, printer).await,
+        SecurityCmd::Intrusion(a) => intrusion(app, a, printer).await,
+        SecurityCmd::Anomaly(a) => anomaly(app, a, printer).await,
+        ca @ (SecurityCmd::InstallCa { .. } | SecurityCmd::UninstallCa { .. }) => {
+            trust_ca(app, ca, printer).await
+        }
+    }
+}
+
+async fn trust_ca(app: &App, cmd: SecurityCmd, printer: &Printer) -> Result<(), CliError> {
     let dry = matches!(
         cmd,
         SecurityCmd::InstallCa { dry_run: true, .. } | SecurityCmd::UninstallCa { dry_run: true }
@@ -79,6 +107,7 @@ pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Resul
             .map_err(|e| tls_error(&e))?;
             (r, path)
         }
+        _ => return Err(CliError::internal("INTERNAL", "not a CA command")),
     };
     let steps = report.steps();
     let data = json!({
@@ -103,4 +132,678 @@ pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Resul
         }
         out
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// policy
+// ---------------------------------------------------------------------------------------
+
+/// Validates a policy document with flm-guard: `POLICY_INVALID` listing every field
+/// error (message and `error.details`), else the normalised document.
+pub(crate) fn validate_policy(text: &str) -> Result<SecurityPolicy, CliError> {
+    SecurityPolicy::from_json_str(text).map_err(|errs| {
+        let details = serde_json::to_value(errs.errors()).unwrap_or(Value::Null);
+        CliError::user(
+            "POLICY_INVALID",
+            format!(
+                "{errs} ({} problem(s); nothing was changed)",
+                errs.errors().len()
+            ),
+        )
+        .with_details(details)
+    })
+}
+
+async fn policy(app: &App, cmd: PolicyCmd, printer: &Printer) -> Result<(), CliError> {
+    match cmd {
+        PolicyCmd::Show => {
+            let stored = app.store.policy().load().await?.ok_or_else(|| {
+                CliError::user(
+                    "NOT_FOUND",
+                    "no security policy is stored (the proxy refuses every request but /health); set one with `flm security policy set`",
+                )
+            })?;
+            let (policy, note) = match serde_json::from_str::<Value>(&stored.policy_json) {
+                Ok(v) => (v, None),
+                Err(e) => (
+                    Value::String(stored.policy_json.clone()),
+                    Some(format!("the stored policy is not valid JSON ({e}); fix it with `flm security policy set`")),
+                ),
+            };
+            let updated_at = format_ts(&stored.updated_at);
+            let mut data = json!({
+                "id": "default",
+                "policy_json": policy,
+                "updated_at": updated_at,
+            });
+            if let Some(n) = &note {
+                data["problem"] = json!(n);
+            }
+            printer.success(&data, || {
+                let body = match &policy {
+                    Value::String(raw) => raw.clone(),
+                    v => serde_json::to_string_pretty(v).unwrap_or_default(),
+                };
+                let mut out = format!("policy `default`, updated {updated_at}\n{body}\n");
+                if let Some(n) = &note {
+                    out.push_str(&format!("warning: {n}\n"));
+                }
+                out
+            })
+        }
+        PolicyCmd::Set { json, file } => {
+            let (text, source) = match (json, file) {
+                (Some(j), _) => (j, "--json".to_owned()),
+                (None, Some(path)) => (read_text_file(&path)?, path.display().to_string()),
+                (None, None) => {
+                    return Err(CliError::user(
+                        "INVALID_ARGUMENT",
+                        "pass the policy with --json <JSON> or --file <PATH>",
+                    ))
+                }
+            };
+            let policy = validate_policy(&text)?;
+            let normalised = policy.to_json_string();
+            app.store
+                .ensure_writable(flm_store::DbFile::Security)
+                .map_err(CliError::from)?;
+            let updated_at = app.store.policy().save(&normalised).await?;
+            let updated_at = format_ts(&updated_at);
+            let stored: Value = serde_json::from_str(&normalised).unwrap_or(Value::Null);
+            let data = json!({
+                "id": "default",
+                "policy_json": stored,
+                "updated_at": updated_at,
+                "source": source,
+            });
+            printer.success(&data, || {
+                format!(
+                    "security policy `default` saved ({updated_at}).\nA running proxy does not pick it up yet: restart it (`flm proxy stop`, `flm proxy start`) to apply it.\n"
+                )
+            })
+        }
+    }
+}
+
+/// Reads a UTF-8 text file the user named; errors name the path.
+fn read_text_file(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::InvalidData => "not UTF-8 text".to_owned(),
+            _ => e.to_string(),
+        };
+        CliError::user("IO_ERROR", format!("cannot read {}: {why}", path.display()))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// ip-blocklist
+// ---------------------------------------------------------------------------------------
+
+/// Minutes of a block added without `--minutes` / `--permanent`.
+const DEFAULT_BLOCK_MINUTES: u32 = 30;
+
+fn block_json(r: &BlockRow) -> Value {
+    json!({
+        "ip": r.ip,
+        "failure_count": r.failure_count,
+        "first_failure_at": format_ts(&r.first_failure_at),
+        "blocked_until": r.blocked_until.as_ref().map(format_ts),
+        "permanent_block": r.permanent,
+        "last_attempt": format_ts(&r.last_attempt),
+    })
+}
+
+/// The canonical text of a single IP address (IPv4-mapped IPv6 folded to IPv4).
+fn canonical_ip(raw: &str) -> Result<String, CliError> {
+    let raw = raw.trim();
+    if raw.contains('/') {
+        // Validate the range so the message is precise, but refuse it: the blocklist
+        // is per address (flm_guard::BlockEntry holds one IpAddr).
+        return match raw.parse::<flm_guard::IpNet>() {
+            Ok(net) if net.is_host() => Ok(flm_guard::net::canonical(net.addr()).to_string()),
+            Ok(net) => Err(CliError::user(
+                "INVALID_ARGUMENT",
+                format!("`{net}` is a range; the blocklist holds single addresses (use the policy's ip_whitelist to restrict ranges)"),
+            )),
+            Err(e) => Err(CliError::user(
+                "INVALID_ARGUMENT",
+                format!("`{raw}` is not an IP address or CIDR range: {e}"),
+            )),
+        };
+    }
+    flm_guard::net::parse_ip(raw)
+        .map(|ip| flm_guard::net::canonical(ip).to_string())
+        .ok_or_else(|| {
+            CliError::user(
+                "INVALID_ARGUMENT",
+                format!("`{raw}` is not an IP address (e.g. 203.0.113.7 or 2001:db8::1)"),
+            )
+        })
+}
+
+async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<(), CliError> {
+    let repo = app.store.blocklist();
+    match cmd {
+        BlocklistCmd::List => {
+            let mut rows = repo.load_all().await?;
+            rows.sort_by(|a, b| a.ip.cmp(&b.ip));
+            let now = Utc::now();
+            let data: Vec<Value> = rows.iter().map(block_json).collect();
+            printer.success(&data, || {
+                if rows.is_empty() {
+                    return "no blocked IPs".into();
+                }
+                let body: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        let state = if r.permanent {
+                            "permanent".to_owned()
+                        } else {
+                            match r.blocked_until {
+                                Some(u) if u > now => format!("until {}", format_ts(&u)),
+                                Some(_) => "expired".to_owned(),
+                                None => "not blocked".to_owned(),
+                            }
+                        };
+                        vec![
+                            r.ip.clone(),
+                            state,
+                            r.failure_count.to_string(),
+                            format_ts(&r.last_attempt),
+                        ]
+                    })
+                    .collect();
+                table(&["IP", "BLOCK", "FAILURES", "LAST ATTEMPT"], &body)
+            })
+        }
+        BlocklistCmd::Add {
+            ip,
+            minutes,
+            permanent,
+        } => {
+            let ip = canonical_ip(&ip)?;
+            let now = Utc::now();
+            let existing = repo.load_all().await?.into_iter().find(|r| r.ip == ip);
+            let until = if permanent {
+                None
+            } else {
+                let m = minutes.unwrap_or(DEFAULT_BLOCK_MINUTES);
+                Some(now + chrono::Duration::minutes(i64::from(m)))
+            };
+            let row = BlockRow {
+                ip: ip.clone(),
+                failure_count: existing.as_ref().map_or(0, |r| r.failure_count),
+                first_failure_at: existing.as_ref().map_or(now, |r| r.first_failure_at),
+                blocked_until: until,
+                permanent,
+                last_attempt: now,
+            };
+            repo.upsert_many(std::slice::from_ref(&row)).await?;
+            let data = block_json(&row);
+            printer.success(&data, || match until {
+                None => format!("{ip} blocked permanently (lift it with `flm security ip-blocklist unblock {ip}`)"),
+                Some(u) => format!("{ip} blocked until {}", format_ts(&u)),
+            })
+        }
+        BlocklistCmd::Unblock { ip: raw } => {
+            let ip = canonical_ip(&raw).unwrap_or_else(|_| raw.trim().to_owned());
+            let mut removed = repo.remove(&ip).await?;
+            if !removed && ip != raw.trim() {
+                removed = repo.remove(raw.trim()).await?;
+            }
+            if !removed {
+                return Err(CliError::user(
+                    "NOT_FOUND",
+                    format!("{ip} is not in the blocklist; see `flm security ip-blocklist list`"),
+                ));
+            }
+            printer.success(&json!({"ip": ip, "removed": true}), || {
+                format!("{ip} removed from the blocklist")
+            })
+        }
+        BlocklistCmd::Clear => {
+            let removed = repo.clear_temporary().await?;
+            let remaining = repo.load_all().await?.len();
+            printer.success(
+                &json!({"removed": removed, "remaining_permanent": remaining}),
+                || {
+                    format!(
+                        "{removed} temporary entr{} removed; {remaining} permanent block(s) kept (lift them with `unblock`)",
+                        if removed == 1 { "y" } else { "ies" }
+                    )
+                },
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// audit-logs
+// ---------------------------------------------------------------------------------------
+
+fn audit_filter(f: AuditFilterArgs) -> Result<AuditFilter, CliError> {
+    let since = match f.since {
+        None => None,
+        Some(raw) => Some(parse_ts(&raw).ok_or_else(|| {
+            CliError::user(
+                "INVALID_ARGUMENT",
+                format!("--since `{raw}` is not an RFC 3339 time (e.g. 2026-11-25T00:00:00Z)"),
+            )
+        })?),
+    };
+    let ip = match f.ip {
+        Some(raw) => Some(canonical_ip(&raw)?),
+        None => None,
+    };
+    Ok(AuditFilter {
+        severity: f.severity.map(|s| match s {
+            SeverityArg::Low => AuditSeverity::Low,
+            SeverityArg::Medium => AuditSeverity::Medium,
+            SeverityArg::High => AuditSeverity::High,
+            SeverityArg::Critical => AuditSeverity::Critical,
+        }),
+        event_type: f.event_type,
+        ip,
+        since,
+        until: None,
+        limit: None,
+        offset: 0,
+    })
+}
+
+const AUDIT_COLUMNS: [&str; 13] = [
+    "id",
+    "request_id",
+    "api_key_id",
+    "endpoint",
+    "status",
+    "latency_ms",
+    "created_at",
+    "event_type",
+    "severity",
+    "ip",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
+fn audit_cells(r: &AuditRow) -> [String; 13] {
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        r.id.to_string(),
+        r.request_id.clone(),
+        o(&r.api_key_id),
+        r.endpoint.clone(),
+        r.status.to_string(),
+        r.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
+        r.created_at.clone(),
+        o(&r.event_type),
+        r.severity.clone(),
+        o(&r.ip),
+        o(&r.details),
+        r.prev_hash.clone(),
+        r.hash.clone(),
+    ]
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR/LF or edge
+/// spaces; quotes doubled.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn audit_csv(rows: &[AuditRow]) -> String {
+    let mut out = AUDIT_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        let cells: Vec<String> = audit_cells(r).iter().map(|c| csv_field(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, then
+/// rename), mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CliError::user("IO_ERROR", format!("cannot {what} {}: {e}", p.display()))
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if path.is_dir() {
+        return Err(CliError::user(
+            "IO_ERROR",
+            format!("{} is a directory; pass a file name", path.display()),
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = opts.open(&tmp).map_err(|e| io("create", path, e))?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("write", path, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("write", path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliError> {
+    let repo = app.store.audit();
+    match cmd {
+        AuditCmd::List {
+            filter,
+            limit,
+            offset,
+        } => {
+            let mut f = audit_filter(filter)?;
+            f.limit = Some(limit);
+            f.offset = offset;
+            let rows = repo.list(&f).await?;
+            printer.success(&rows, || {
+                if rows.is_empty() {
+                    return "no audit events".into();
+                }
+                let body: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            r.created_at.clone(),
+                            r.severity.clone(),
+                            r.event_type.clone().unwrap_or_else(|| "-".into()),
+                            r.ip.clone().unwrap_or_else(|| "-".into()),
+                            r.status.to_string(),
+                            r.endpoint.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID", "TIME", "SEVERITY", "EVENT", "IP", "STATUS", "ENDPOINT",
+                    ],
+                    &body,
+                )
+            })
+        }
+        AuditCmd::Verify => {
+            let report = repo.verify().await?;
+            if !report.ok {
+                let id = report
+                    .first_bad_id
+                    .map_or_else(|| "unknown".to_owned(), |i| i.to_string());
+                return Err(CliError::user(
+                    "AUDIT_TAMPERED",
+                    format!(
+                        "the audit log was tampered with: first bad row id {id}: {}",
+                        report.problem.clone().unwrap_or_default()
+                    ),
+                )
+                .with_details(json!({
+                    "first_bad_id": report.first_bad_id,
+                    "rows_checked": report.rows_checked,
+                    "problem": report.problem,
+                })));
+            }
+            printer.success(&report, || {
+                format!(
+                    "audit chain intact: {} row(s) verified",
+                    report.rows_checked
+                )
+            })
+        }
+        AuditCmd::Export {
+            output_format,
+            output,
+            filter,
+        } => {
+            let format = output_format.unwrap_or_else(|| {
+                let csv = output
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                if csv {
+                    ExportFormat::Csv
+                } else {
+                    ExportFormat::Json
+                }
+            });
+            let f = audit_filter(filter)?;
+            let rows = repo.export(&f).await?;
+            let bytes = match format {
+                ExportFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&rows).map_err(|e| {
+                        CliError::internal("INTERNAL", format!("cannot encode the rows: {e}"))
+                    })?;
+                    s.push('\n');
+                    s.into_bytes()
+                }
+                ExportFormat::Csv => audit_csv(&rows).into_bytes(),
+            };
+            write_private(&output, &bytes)?;
+            let fmt = match format {
+                ExportFormat::Json => "json",
+                ExportFormat::Csv => "csv",
+            };
+            let shown = output.display().to_string();
+            let data = json!({"output": shown, "format": fmt, "rows": rows.len()});
+            printer.success(&data, || {
+                format!(
+                    "{} audit row(s) written to {shown} ({fmt}, 0600)",
+                    rows.len()
+                )
+            })
+        }
+        AuditCmd::Archive {
+            older_than_days,
+            archive,
+        } => {
+            let path =
+                archive.unwrap_or_else(|| app.data_dir.join("archive").join("audit-archive.db"));
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir)?;
+            }
+            let cutoff = Utc::now() - chrono::Duration::days(i64::from(older_than_days));
+            let report = repo.archive_older_than(cutoff, &path).await?;
+            printer.success(&report, || {
+                format!(
+                    "{} audit row(s) older than {older_than_days} day(s) moved to {}",
+                    report.rows_archived,
+                    report.archive_path.display()
+                )
+            })
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(|e| {
+        CliError::user(
+            "IO_ERROR",
+            format!("cannot create the directory {}: {e}", dir.display()),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// backup
+// ---------------------------------------------------------------------------------------
+
+/// The pid of a live proxy daemon of this data directory, if one runs.
+fn live_daemon(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(state_file_path(data_dir)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+    crate::process::pid_alive(pid).then_some(pid)
+}
+
+async fn backup(app: &App, cmd: BackupCmd, printer: &Printer) -> Result<(), CliError> {
+    match cmd {
+        BackupCmd::Create { output } => {
+            let dir = output.unwrap_or_else(|| app.data_dir.join("backups"));
+            let info = app.store.backup_security(&dir, Utc::now()).await?;
+            let _ = writeln!(std::io::stderr(), "{}", info.path.display());
+            printer.success(&info, || {
+                format!(
+                    "backup written: {}\n{} backup(s) in {}",
+                    info.path.display(),
+                    info.total_backups,
+                    dir.display()
+                )
+            })
+        }
+        BackupCmd::Restore { file } => {
+            if let Some(pid) = live_daemon(&app.data_dir) {
+                return Err(CliError::user(
+                    "PROXY_ALREADY_RUNNING",
+                    format!("the proxy daemon (pid {pid}) is running on this data directory; stop it with `flm proxy stop` before restoring"),
+                ));
+            }
+            app.store.close().await;
+            let info = Store::restore_security(app.store.paths(), &file).await?;
+            printer.success(&info, || {
+                format!(
+                    "restored {} from {} ({} migration(s) applied).\nIf FLM was in read-only safe mode, start it again to leave it.",
+                    info.restored_path.display(),
+                    file.display(),
+                    info.migrations_applied
+                )
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// intrusion, anomaly
+// ---------------------------------------------------------------------------------------
+
+fn opt_ip(ip: Option<String>) -> Result<Option<String>, CliError> {
+    ip.map(|raw| canonical_ip(&raw)).transpose()
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    format_ts(t)
+}
+
+async fn intrusion(app: &App, a: IntrusionArgs, printer: &Printer) -> Result<(), CliError> {
+    let filter = IntrusionFilter {
+        ip: opt_ip(a.ip)?,
+        min_score: a.min_score,
+        limit: a.limit,
+        offset: a.offset,
+    };
+    let rows = app.store.security_events().list_intrusions(&filter).await?;
+    printer.success(&rows, || {
+        if rows.is_empty() {
+            return "no intrusion attempts recorded".into();
+        }
+        let body: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    ts(&r.created_at),
+                    r.ip.clone(),
+                    r.pattern.clone(),
+                    r.score.to_string(),
+                    r.method.clone().unwrap_or_else(|| "-".into()),
+                    r.request_path.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(&["TIME", "IP", "PATTERN", "SCORE", "METHOD", "PATH"], &body)
+    })
+}
+
+async fn anomaly(app: &App, a: AnomalyArgs, printer: &Printer) -> Result<(), CliError> {
+    let filter = AnomalyFilter {
+        ip: opt_ip(a.ip)?,
+        anomaly_type: a.anomaly_type,
+        limit: a.limit,
+        offset: a.offset,
+    };
+    let rows = app.store.security_events().list_anomalies(&filter).await?;
+    printer.success(&rows, || {
+        if rows.is_empty() {
+            return "no anomalies recorded".into();
+        }
+        let body: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    ts(&r.created_at),
+                    r.ip.clone(),
+                    r.anomaly_type.clone(),
+                    r.score.to_string(),
+                    r.details.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(&["TIME", "IP", "TYPE", "SCORE", "DETAILS"], &body)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field(r#"{"a":"b"}"#), r#""{""a"":""b""}""#);
+        assert_eq!(csv_field("x\ny"), "\"x\ny\"");
+        assert_eq!(csv_field(" pad"), "\" pad\"");
+        assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn ips_are_canonical_and_ranges_refused() {
+        assert_eq!(
+            canonical_ip(" 203.0.113.7 ").ok().as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            canonical_ip("::ffff:10.0.0.1").ok().as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            canonical_ip("10.0.0.1/32").ok().as_deref(),
+            Some("10.0.0.1")
+        );
+        assert!(canonical_ip("10.0.0.0/8").is_err());
+        assert!(canonical_ip("999.1.1.1").is_err());
+        assert!(canonical_ip("10.0.0.1/99").is_err());
+    }
 }

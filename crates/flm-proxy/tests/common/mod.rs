@@ -34,6 +34,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub fn engine_service(store: &Store, config: &ConfigService, client: HttpClient) -> EngineService {
+    let env: EnvLookup = Arc::new(|_| None);
+    EngineService::new(EngineServiceParts {
+        prober: Arc::new(HttpProber::new(client.clone(), BinaryFinder::new(env))),
+        factory: Arc::new(Registry::new(client)),
+        cache: store.engine_cache(),
+        endpoints: store.endpoints(),
+        config: config.clone(),
+        clock: Arc::new(SystemClock),
+        default_targets: Vec::new(),
+    })
+}
+
+pub fn egress_engines(store: Store, config: ConfigService) -> flm_proxy::EgressEngines {
+    Arc::new(move |egress| {
+        let client = HttpClient::with_egress(egress).map_err(|e| {
+            flm_core::CoreError::from(flm_core::proxy::ProxyError::InvalidConfig(e.to_string()))
+        })?;
+        Ok(engine_service(&store, &config, client))
+    })
+}
+
 pub async fn harness(endpoints: &[(EngineKind, String, &str)]) -> Harness {
     harness_with(endpoints, Vec::new()).await
 }
@@ -56,17 +78,7 @@ pub async fn harness_with(
     ] {
         config.set(k, v).await.unwrap();
     }
-    let env: EnvLookup = Arc::new(|_| None);
-    let client = HttpClient::new().unwrap();
-    let engines = EngineService::new(EngineServiceParts {
-        prober: Arc::new(HttpProber::new(client.clone(), BinaryFinder::new(env))),
-        factory: Arc::new(Registry::new(client)),
-        cache: store.engine_cache(),
-        endpoints: store.endpoints(),
-        config: config.clone(),
-        clock: Arc::new(SystemClock),
-        default_targets: Vec::new(),
-    });
+    let engines = engine_service(&store, &config, HttpClient::new().unwrap());
     for (kind, url, id) in endpoints {
         engines.add_endpoint(*kind, url, Some(id)).await.unwrap();
     }
@@ -74,10 +86,14 @@ pub async fn harness_with(
     let key = keys.create("test").await.unwrap().key;
     let manager = ProxyManager::new(ProxyDeps {
         engines,
-        config,
+        config: config.clone(),
         keys: store.api_keys(),
         cors_origins,
         certs_dir: dir.path().join("certs"),
+        egress_engines: Some(egress_engines(store.clone(), config.clone())),
+        acme: flm_proxy::AcmeDeps::default(),
+        certificates: Some(store.certificates()),
+        audit: Some(store.audit()),
     });
     let port = free_port();
     manager
