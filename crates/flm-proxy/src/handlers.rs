@@ -263,16 +263,7 @@ async fn relay_full(
         Ok::<_, EngineError>((status, body))
     };
     match tokio::time::timeout(st.settings.request_timeout, exchange).await {
-        Err(_) => Attempt::Done(Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "timeout_error",
-            format!(
-                "engine `{}` did not answer within {} s (proxy.request_timeout_secs)",
-                entry.id,
-                st.settings.request_timeout.as_secs()
-            ),
-        ))),
+        Err(_) => engine_timeout(st, entry),
         Ok(Err(e)) => attempt_err(route_code, e),
         Ok(Ok((status, body))) => {
             if (200..300).contains(&status) {
@@ -304,6 +295,20 @@ async fn relay_full(
             }
         }
     }
+}
+
+/// 408 for an engine that stayed silent past `proxy.request_timeout_secs`.
+fn engine_timeout(st: &SharedState, entry: &EngineEntry) -> Attempt {
+    Attempt::Done(Err(ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "timeout_error",
+        format!(
+            "engine `{}` did not answer within {} s (proxy.request_timeout_secs)",
+            entry.id,
+            st.settings.request_timeout.as_secs()
+        ),
+    )))
 }
 
 fn upstream_error(route_code: &'static str, status: u16, body: &[u8], engine: &str) -> ApiError {
@@ -364,12 +369,7 @@ async fn chat_translate(
         };
     }
     match tokio::time::timeout(st.settings.request_timeout, entry.engine.chat(request)).await {
-        Err(_) => Attempt::Done(Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "timeout_error",
-            format!("engine `{}` did not answer in time", entry.id),
-        ))),
+        Err(_) => engine_timeout(st, entry),
         Ok(Err(e)) => attempt_err("chat_error", e),
         Ok(Ok(r)) => {
             let body = json!({
@@ -424,12 +424,7 @@ pub async fn embeddings(State(st): State<SharedState>, body: Body) -> Result<Res
             }
             let req = openai_req::to_embedding_request(&model, input);
             match tokio::time::timeout(st.settings.request_timeout, entry.engine.embeddings(req)).await {
-                Err(_) => Attempt::Done(Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "timeout_error",
-                    format!("engine `{}` did not answer in time", entry.id),
-                ))),
+                Err(_) => engine_timeout(&st, &entry),
                 Ok(Err(e)) => attempt_err("embeddings_error", e),
                 Ok(Ok(r)) => {
                     let data: Vec<Value> = r

@@ -15,6 +15,16 @@ use tokio::sync::watch;
 /// A client must send its request headers within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/1 connection settings shared by the plain and TLS listeners: keep-alive, and
+/// a header read timeout against slow-loris clients.
+fn http1_builder() -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    b
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then waits at most `grace`
 /// for open connections to finish.
 pub async fn serve(
@@ -38,11 +48,7 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service.clone());
+                let conn = http1_builder().serve_connection(TokioIo::new(stream), service.clone());
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -107,11 +113,7 @@ pub async fn serve_tls(
                             return;
                         }
                     };
-                    let conn = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(tls), service);
+                    let conn = http1_builder().serve_connection(TokioIo::new(tls), service);
                     if let Err(e) = graceful.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
