@@ -39,8 +39,13 @@ pub(crate) struct AcmeHttp {
 }
 
 impl AcmeHttp {
-    /// A client trusting the web PKI plus `extra_roots_pem`, if any.
-    pub(crate) fn new(extra_roots_pem: Option<&[u8]>, request_timeout: Duration) -> Result<Self> {
+    /// A client trusting the web PKI plus `extra_roots_pem`, if any, going through
+    /// `proxy` when set.
+    pub(crate) fn new(
+        extra_roots_pem: Option<&[u8]>,
+        proxy: Option<&str>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(true)
@@ -49,6 +54,10 @@ impl AcmeHttp {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT.min(request_timeout))
             .timeout(REQUEST_TIMEOUT.min(request_timeout));
+        if let Some(p) = proxy {
+            let p = reqwest::Proxy::all(p).map_err(|e| AcmeError::config("proxy", chain(&e)))?;
+            builder = builder.proxy(p);
+        }
         if let Some(pem) = extra_roots_pem {
             let roots = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| AcmeError::config("root_ca_pem", chain(&e)))?;

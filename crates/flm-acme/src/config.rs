@@ -74,6 +74,11 @@ pub struct AcmeConfig {
     /// Extra PEM trust root(s) for the ACME server's own HTTPS (tests: pebble's
     /// self-made certificate). `None` trusts the public web PKI only.
     pub root_ca_pem: Option<Vec<u8>>,
+    /// Proxy for every request to the ACME server, e.g. `socks5h://127.0.0.1:9050`
+    /// (Tor: names resolved by the proxy) or `socks5://host:port`. `None` = direct
+    /// (the usual `HTTPS_PROXY` environment variables still apply). The HTTP-01/DNS-01
+    /// validation itself is done by the CA and does not use it.
+    pub proxy: Option<String>,
 }
 
 impl AcmeConfig {
@@ -93,6 +98,7 @@ impl AcmeConfig {
             state_dir: state_dir.into(),
             timeout: DEFAULT_TIMEOUT,
             root_ca_pem: None,
+            proxy: None,
         }
     }
 
@@ -145,8 +151,30 @@ impl AcmeConfig {
                 ));
             }
         }
+        if let Some(p) = &self.proxy {
+            validate_proxy_url(p)?;
+        }
         Ok(out)
     }
+}
+
+/// `socks5://`, `socks5h://`, `http://` or `https://` with a host and a port.
+fn validate_proxy_url(s: &str) -> Result<()> {
+    let url = url::Url::parse(s)
+        .map_err(|e| AcmeError::config("proxy", format!("`{s}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "socks5" | "socks5h" | "http" | "https") {
+        return Err(AcmeError::config(
+            "proxy",
+            format!("`{s}`: expected socks5h://host:port, socks5://host:port or http://host:port"),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.port_or_known_default().is_none() {
+        return Err(AcmeError::config(
+            "proxy",
+            format!("`{s}` needs a host and a port"),
+        ));
+    }
+    Ok(())
 }
 
 /// The ACME directory from the environment, per spec 20-cli §5: `FLM_ACME_DIRECTORY`
@@ -459,6 +487,15 @@ mod tests {
             .to_string()
             .contains("root_ca_pem"));
         c.root_ca_pem = None;
+        c.proxy = Some("ftp://127.0.0.1:21".into());
+        assert!(c
+            .validate()
+            .expect_err("proxy scheme")
+            .to_string()
+            .contains("proxy"));
+        c.proxy = Some("socks5h://127.0.0.1:9050".into());
+        assert!(c.validate().is_ok());
+        c.proxy = None;
         c.domains.clear();
         assert!(c.validate().is_err());
         c.domains = (0..101).map(|i| format!("h{i}.example.com")).collect();

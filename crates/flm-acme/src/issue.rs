@@ -177,7 +177,11 @@ pub async fn obtain(config: &AcmeConfig, responder: &Http01Responder) -> Result<
         Challenge::Http01 => Duration::ZERO,
     };
     let bound = config.timeout + propagation;
-    let http = AcmeHttp::new(config.root_ca_pem.as_deref(), bound)?;
+    let http = AcmeHttp::new(
+        config.root_ca_pem.as_deref(),
+        config.proxy.as_deref(),
+        bound,
+    )?;
     let progress = Progress::default();
     tracing::info!(
         directory = %config.directory_url,

@@ -120,10 +120,19 @@ pub struct StartArgs {
     /// Domain of the ACME certificate (required for --mode https-acme).
     #[arg(long, value_name = "FQDN")]
     pub acme_domain: Option<String>,
-    /// ACME challenge: http-01 (served on --port) or dns-01 (only in builds with the
-    /// dns01-preview feature).
+    /// ACME challenge: http-01 (served on --port) or dns-01 (TXT records published by
+    /// --dns-hook; required for a wildcard --acme-domain *.example.com).
     #[arg(long, value_enum, default_value = "http-01")]
     pub challenge: ChallengeArg,
+    /// DNS-01 hook program, run as `<command> set|remove <fqdn> <value>` to add or
+    /// delete the `_acme-challenge` TXT record (exit 0 = done). Required for
+    /// --challenge dns-01.
+    #[arg(long, value_name = "COMMAND")]
+    pub dns_hook: Option<String>,
+    /// Seconds to wait after the DNS-01 records are set before validation (at most
+    /// 120) [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=120))]
+    pub dns_propagation_wait: Option<u64>,
     /// Outbound path to engines on other hosts: direct, tor (SOCKS5 at
     /// 127.0.0.1:9050 unless --socks5-endpoint) or socks5. Host names are resolved by
     /// the SOCKS server; engines on this machine are always reached directly.
@@ -153,7 +162,7 @@ pub enum ChallengeArg {
     /// HTTP-01 on the HTTP port.
     #[value(name = "http-01")]
     Http01,
-    /// DNS-01 (dns01-preview builds only).
+    /// DNS-01 through --dns-hook.
     #[value(name = "dns-01")]
     Dns01,
 }

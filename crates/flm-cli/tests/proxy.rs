@@ -481,7 +481,45 @@ async fn first_run_key_is_shown_once_in_text_and_failed_starts_leave_nothing() {
         ])
         .await
         .err("PROXY_INVALID_CONFIG", 1);
-    assert!(msg.contains("dns-01"), "{msg}");
+    assert!(
+        msg.contains("dns-01") && msg.contains("--dns-hook"),
+        "{msg}"
+    );
+    // A wildcard needs dns-01.
+    let msg = env
+        .flm(&[
+            "proxy",
+            "start",
+            "--port",
+            "1",
+            "--mode",
+            "https-acme",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-domain",
+            "*.example.com",
+        ])
+        .await
+        .err("PROXY_INVALID_CONFIG", 1);
+    assert!(
+        msg.contains("wildcard") && msg.contains("--challenge dns-01"),
+        "{msg}"
+    );
+    // The propagation wait is bounded (clap: 0..=120).
+    env.flm(&[
+        "proxy",
+        "start",
+        "--mode",
+        "https-acme",
+        "--challenge",
+        "dns-01",
+        "--dns-hook",
+        "/bin/true",
+        "--dns-propagation-wait",
+        "121",
+    ])
+    .await
+    .err("INVALID_ARGUMENT", 1);
     env.flm(&["proxy", "start", "--bind", "not-an-ip"])
         .await
         .err("PROXY_INVALID_CONFIG", 1);

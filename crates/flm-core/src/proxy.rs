@@ -155,7 +155,18 @@ pub struct ProxyConfig {
     /// ACME challenge kind.
     #[serde(default)]
     pub acme_challenge: AcmeChallenge,
+    /// DNS-01 hook program (`<hook> set|remove <fqdn> <value>`); required for
+    /// `dns-01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_hook: Option<String>,
+    /// Seconds to wait after the DNS-01 records are set (≤ 120; `None` = the hook
+    /// default, 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_propagation_wait_secs: Option<u64>,
 }
+
+/// Upper bound of `--dns-propagation-wait` (spec 30-proxy §10.3).
+pub const MAX_DNS_PROPAGATION_WAIT_SECS: u64 = 120;
 
 /// ACME challenge kinds (spec 30-proxy §10.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -164,7 +175,7 @@ pub enum AcmeChallenge {
     #[default]
     #[serde(rename = "http-01")]
     Http01,
-    /// DNS-01 (only in `dns01-preview` builds).
+    /// DNS-01 through a hook program (`dns_hook`); the only way to get a wildcard.
     #[serde(rename = "dns-01")]
     Dns01,
 }
@@ -179,6 +190,8 @@ impl Default for ProxyConfig {
             acme_email: None,
             acme_domain: None,
             acme_challenge: AcmeChallenge::Http01,
+            dns_hook: None,
+            dns_propagation_wait_secs: None,
         }
     }
 }
@@ -221,11 +234,54 @@ impl ProxyConfig {
                 ))
                 .into());
             }
-            self.acme_domain
+            let domain = self
+                .acme_domain
                 .as_deref()
                 .map(str::trim)
                 .filter(|d| !d.is_empty())
                 .ok_or_else(|| missing("a domain", "--acme-domain api.example.com"))?;
+            let dns01 = self.acme_challenge == AcmeChallenge::Dns01;
+            if domain.starts_with('*') && !dns01 {
+                return Err(ProxyError::InvalidConfig(format!(
+                    "--acme-domain `{domain}` is a wildcard: wildcard certificates need --challenge dns-01 with --dns-hook <command> (http-01 cannot prove control of every subdomain)"
+                ))
+                .into());
+            }
+            if dns01
+                && self
+                    .dns_hook
+                    .as_deref()
+                    .map(str::trim)
+                    .is_none_or(str::is_empty)
+            {
+                return Err(ProxyError::InvalidConfig(
+                    "--challenge dns-01 needs --dns-hook <command> (called as `<command> set|remove <fqdn> <value>` to publish the _acme-challenge TXT record)".into(),
+                )
+                .into());
+            }
+        }
+        if self.mode != ProxyMode::HttpsAcme || self.acme_challenge != AcmeChallenge::Dns01 {
+            if self.dns_hook.is_some() {
+                return Err(ProxyError::InvalidConfig(
+                    "--dns-hook is only used with --mode https-acme --challenge dns-01".into(),
+                )
+                .into());
+            }
+            if self.dns_propagation_wait_secs.is_some() {
+                return Err(ProxyError::InvalidConfig(
+                    "--dns-propagation-wait is only used with --mode https-acme --challenge dns-01"
+                        .into(),
+                )
+                .into());
+            }
+        }
+        if let Some(w) = self.dns_propagation_wait_secs {
+            if w > MAX_DNS_PROPAGATION_WAIT_SECS {
+                return Err(ProxyError::InvalidConfig(format!(
+                    "--dns-propagation-wait {w} is too long: at most {MAX_DNS_PROPAGATION_WAIT_SECS} seconds"
+                ))
+                .into());
+            }
         }
         Ok(ip)
     }
@@ -326,5 +382,47 @@ impl ProxyError {
             ProxyError::NotRunning(_) => "PROXY_NOT_RUNNING",
             ProxyError::Daemon(_) => "PROXY_DAEMON_ERROR",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_json_without_dns_fields_still_parses() {
+        let old = r#"{"mode":"https-acme","port":8780,"listen_addr":"127.0.0.1",
+            "acme_email":"ops@example.com","acme_domain":"api.example.com",
+            "acme_challenge":"http-01"}"#;
+        let c: ProxyConfig = serde_json::from_str(old).expect("old JSON");
+        assert_eq!(c.dns_hook, None);
+        assert_eq!(c.dns_propagation_wait_secs, None);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn dns01_and_wildcard_rules() {
+        let mut c = ProxyConfig {
+            mode: ProxyMode::HttpsAcme,
+            acme_email: Some("ops@example.com".into()),
+            acme_domain: Some("*.example.com".into()),
+            ..ProxyConfig::default()
+        };
+        let e = c.validate().expect_err("wildcard over http-01").to_string();
+        assert!(
+            e.contains("wildcard") && e.contains("--challenge dns-01"),
+            "{e}"
+        );
+        c.acme_challenge = AcmeChallenge::Dns01;
+        let e = c.validate().expect_err("no hook").to_string();
+        assert!(e.contains("--dns-hook"), "{e}");
+        c.dns_hook = Some("/usr/local/bin/hook".into());
+        assert!(c.validate().is_ok());
+        c.dns_propagation_wait_secs = Some(121);
+        assert!(c.validate().is_err());
+        c.dns_propagation_wait_secs = Some(120);
+        assert!(c.validate().is_ok());
+        c.mode = ProxyMode::LocalHttp;
+        assert!(c.validate().is_err(), "--dns-hook without https-acme");
     }
 }

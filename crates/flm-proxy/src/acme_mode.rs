@@ -1,5 +1,6 @@
 //! `https-acme` (spec 30-proxy §10.3/§10.4): the certificate comes from an ACME CA
-//! through `flm-acme`, answered over HTTP-01 on the proxy's HTTP port. Fallback order:
+//! through `flm-acme`, answered over HTTP-01 on the proxy's HTTP port or over DNS-01
+//! through a hook program (`--dns-hook`). Fallback order:
 //! a fresh certificate → the existing unexpired one (`flm_acme::obtain_or_reuse`) →
 //! `dev-selfsigned` with the ACME error in `last_error` → error.
 
@@ -28,40 +29,76 @@ pub struct AcmeDeps {
     pub root_ca_pem: Option<Vec<u8>>,
 }
 
-/// How often the certificate is checked for renewal (spec 30-proxy §10.3).
-const RENEW_CHECK: Duration = Duration::from_secs(24 * 3600);
+/// ACME timings (spec 30-proxy §10.3: one issuance bounded by 90 s; checked every
+/// 24 h, renewed when fewer than 20 days remain).
+#[derive(Clone, Copy, Debug)]
+pub struct RenewTiming {
+    /// Interval between renewal checks.
+    pub check_every: Duration,
+    /// Renew when the certificate expires within this window.
+    pub renew_before: chrono::Duration,
+    /// Bound on one issuance (plus the DNS propagation wait).
+    pub issuance_timeout: Duration,
+}
+
+impl Default for RenewTiming {
+    fn default() -> Self {
+        RenewTiming {
+            check_every: Duration::from_secs(24 * 3600),
+            renew_before: chrono::Duration::days(20),
+            issuance_timeout: flm_acme::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Consecutive renewal failures after which `last_error` reports an `AcmeError`
+/// (spec 30-proxy §10.3).
+pub const FAILURES_FOR_ACME_ERROR: u32 = 2;
 
 fn invalid(msg: String) -> CoreError {
     ProxyError::InvalidConfig(msg).into()
 }
 
-/// The `flm-acme` configuration for `config`; DNS-01 is refused unless built with
-/// `dns01-preview` (and, even then, is not wired to DNS profiles yet).
+/// The `flm-acme` configuration for `config`. DNS-01 publishes its TXT records through
+/// the `--dns-hook` program ([`flm_acme::HookDnsProvider`]); a wildcard
+/// `*.example.com` asks for `*.example.com` and `example.com` in one certificate.
 pub fn acme_config(
     deps: &AcmeDeps,
     config: &ProxyConfig,
     certs_dir: &Path,
 ) -> Result<AcmeConfig, CoreError> {
-    if config.acme_challenge == AcmeChallenge::Dns01 {
-        return Err(invalid(if cfg!(feature = "dns01-preview") {
-            "the dns-01 challenge needs a DNS credential profile, which the proxy cannot use yet; use --challenge http-01".into()
-        } else {
-            "the dns-01 challenge is not available in this build (it needs the dns01-preview feature); use --challenge http-01".into()
-        }));
-    }
+    let challenge = match config.acme_challenge {
+        AcmeChallenge::Http01 => Challenge::Http01,
+        AcmeChallenge::Dns01 => {
+            let hook = config
+                .dns_hook
+                .as_deref()
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| invalid("--challenge dns-01 needs --dns-hook <command>".into()))?;
+            if hook.contains('/') && !Path::new(hook).is_file() {
+                return Err(invalid(format!(
+                    "--dns-hook `{hook}` does not exist or is not a file"
+                )));
+            }
+            let mut p = flm_acme::HookDnsProvider::new(hook);
+            if let Some(w) = config.dns_propagation_wait_secs {
+                p = p.with_propagation_wait(Duration::from_secs(w));
+            }
+            Challenge::Dns01(Box::new(p))
+        }
+    };
     let email = config.acme_email.as_deref().unwrap_or_default().trim();
     let domain = config.acme_domain.as_deref().unwrap_or_default().trim();
     let directory = deps
         .directory_url
         .clone()
         .unwrap_or_else(|| flm_acme::directory_url_from_env(|k| std::env::var(k).ok()));
-    let mut c = AcmeConfig::new(
-        directory,
-        email,
-        vec![domain.to_owned()],
-        Challenge::Http01,
-        acme_dir(certs_dir),
-    );
+    let mut domains = vec![domain.to_owned()];
+    if let Some(base) = domain.strip_prefix("*.") {
+        domains.push(base.to_owned());
+    }
+    let mut c = AcmeConfig::new(directory, email, domains, challenge, acme_dir(certs_dir));
     c.root_ca_pem = deps.root_ca_pem.clone();
     c.validate()
         .map_err(|e| invalid(format!("invalid https-acme settings: {e}")))?;
@@ -169,43 +206,64 @@ pub async fn start(
 /// What the renewal loop reports to the instance's handle.
 pub type Report = Arc<dyn Fn(ProxyMode, Option<String>, Option<&CertBundle>) + Send + Sync>;
 
-/// Every 24 h: renews the ACME certificate when 20 days or less remain, or retries
-/// ACME after a fallback; swaps the certificate in without downtime. Runs until
-/// `shutdown`.
+/// Every `timing.check_every` (24 h): renews the ACME certificate when it expires
+/// within `timing.renew_before` (20 days), or retries ACME after a fallback; swaps the
+/// certificate in without downtime. From the second consecutive failure on,
+/// `last_error` starts with `AcmeError`. Runs until `shutdown`.
 pub async fn renew_loop(
     acme: AcmeConfig,
     responder: Http01Responder,
     resolver: Arc<ReloadableResolver>,
     mut not_after: Option<DateTime<Utc>>,
     report: Report,
+    timing: RenewTiming,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut failures = 0u32;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RENEW_CHECK) => {}
+            _ = tokio::time::sleep(timing.check_every) => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
-        let due = not_after.is_none_or(|t| t - chrono::Duration::days(20) <= Utc::now());
+        let due = not_after.is_none_or(|t| t - timing.renew_before <= Utc::now());
         if !due {
             continue;
         }
-        match flm_acme::obtain(&acme, &responder).await {
+        let outcome = match flm_acme::obtain(&acme, &responder).await {
             Ok(issued) => match resolver.reload(&issued.bundle) {
-                Ok(()) => {
-                    tracing::info!(not_after = %issued.bundle.not_after, "ACME certificate renewed");
-                    not_after = Some(issued.bundle.not_after);
-                    report(ProxyMode::HttpsAcme, None, Some(&issued.bundle));
-                }
-                Err(e) => tracing::warn!(error = %e, "renewed ACME certificate refused"),
+                Ok(()) => Ok(issued.bundle),
+                Err(e) => Err(format!("the renewed certificate was refused: {e}")),
             },
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(bundle) => {
+                failures = 0;
+                tracing::info!(not_after = %bundle.not_after, fingerprint = %bundle.sha256_fingerprint, "ACME certificate renewed");
+                not_after = Some(bundle.not_after);
+                report(ProxyMode::HttpsAcme, None, Some(&bundle));
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "ACME renewal failed; keeping the current certificate");
+                failures += 1;
+                tracing::warn!(error = %e, failures, "ACME renewal failed; keeping the current certificate");
                 let mode = if not_after.is_some() {
                     ProxyMode::HttpsAcme
                 } else {
                     ProxyMode::DevSelfsigned
                 };
-                report(mode, Some(format!("ACME renewal failed: {e}")), None);
+                let keeping = match not_after {
+                    Some(t) => format!("keeping the certificate valid until {}", t.to_rfc3339()),
+                    None => "keeping the dev-selfsigned certificate".to_owned(),
+                };
+                let msg = if failures >= FAILURES_FOR_ACME_ERROR {
+                    format!("AcmeError: ACME renewal failed {failures} times in a row (last: {e}); {keeping}")
+                } else {
+                    format!(
+                        "ACME renewal failed: {e}; {keeping}; retrying in {} s",
+                        timing.check_every.as_secs()
+                    )
+                };
+                report(mode, Some(msg), None);
             }
         }
     }

@@ -46,7 +46,7 @@ mod server;
 pub mod state_file;
 mod tls_mode;
 
-pub use acme_mode::AcmeDeps;
+pub use acme_mode::{AcmeDeps, RenewTiming};
 pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).

@@ -73,6 +73,7 @@ struct Shared {
     changed: Notify,
     key_refresh: Notify,
     key_task: Mutex<Option<JoinHandle<()>>>,
+    acme_renewal: Mutex<crate::acme_mode::RenewTiming>,
 }
 
 /// Hosts proxy instances (in the daemon, or in the CLI with `--no-daemon`).
@@ -96,6 +97,7 @@ impl ProxyManager {
                 changed: Notify::new(),
                 key_refresh: Notify::new(),
                 key_task: Mutex::new(None),
+                acme_renewal: Mutex::new(crate::acme_mode::RenewTiming::default()),
             }),
         }
     }
@@ -109,6 +111,15 @@ impl ProxyManager {
             extra.push((id.to_owned(), plain.to_owned()));
         }
         Ok(())
+    }
+
+    /// Changes the ACME timings of instances started afterwards (default: issuance
+    /// bounded by 90 s, checked every 24 h, renewed when fewer than 20 days remain).
+    /// For tests and operators who need an earlier renewal or a shorter bound.
+    pub fn set_acme_renewal(&self, timing: crate::acme_mode::RenewTiming) {
+        if let Ok(mut t) = self.shared.acme_renewal.lock() {
+            *t = timing;
+        }
     }
 
     /// Reloads the key table from the database now (after a revoke, for instance).
@@ -160,7 +171,7 @@ impl ProxyManager {
     pub async fn start(&self, config: ProxyConfig) -> Result<ProxyHandle, CoreError> {
         let ip = config.validate()?;
         let tls_mode = config.mode != ProxyMode::LocalHttp;
-        let acme = if config.mode == ProxyMode::HttpsAcme {
+        let mut acme = if config.mode == ProxyMode::HttpsAcme {
             Some(crate::acme_mode::acme_config(
                 &self.shared.deps.acme,
                 &config,
@@ -181,6 +192,16 @@ impl ProxyManager {
             .into());
         }
         let (engines, egress, egress_note) = self.egress(&config.egress).await?;
+        // ACME traffic takes the same egress as engine traffic (spec 30-proxy §11);
+        // `socks5h`: the SOCKS server resolves the CA's name (no DNS leak under Tor).
+        if let (Some(a), Some(ep)) = (acme.as_mut(), egress.endpoint()) {
+            a.proxy = Some(format!("socks5h://{ep}"));
+        }
+        if let Some(a) = acme.as_mut() {
+            if let Ok(t) = self.shared.acme_renewal.lock() {
+                a.timeout = t.issuance_timeout;
+            }
+        }
         // Both ports are bound before anything starts, so a taken port+1 fails cleanly.
         let listener = bind(ip, config.port)?;
         let https_listener = if tls_mode {
@@ -340,6 +361,11 @@ impl ProxyManager {
                             tls.resolver.clone(),
                             acme_not_after,
                             report,
+                            self.shared
+                                .acme_renewal
+                                .lock()
+                                .map(|t| *t)
+                                .unwrap_or_default(),
                             shutdown_rx.clone(),
                         ));
                     }
@@ -357,7 +383,9 @@ impl ProxyManager {
                 tracing::info!(addr = %https_local, "listening on https://{https_local} (http://{local} redirects)");
                 let mut eps = endpoints(ip, https_local, "https", lan);
                 if let Some(d) = &config.acme_domain {
-                    eps.external = Some(format!("https://{}:{}", d.trim(), https_local.port()));
+                    let d = d.trim();
+                    let d = d.strip_prefix("*.").unwrap_or(d);
+                    eps.external = Some(format!("https://{d}:{}", https_local.port()));
                 }
                 (Some(https_local.port()), eps, Some(tls.info))
             }
@@ -429,7 +457,20 @@ impl ProxyManager {
                 tracing::info!(egress = %url, "outbound traffic goes through SOCKS5 (loopback engines stay direct)");
                 Ok((engines, shown, None))
             }
-            Err(why) => {
+            Err(crate::egress::CheckError::NotSocks5(why)) => {
+                // Fail closed even with --egress-fail-open: this is a wrong endpoint,
+                // not an outage, and direct egress would silently bypass it.
+                self.audit(
+                    "socks5_not_socks",
+                    serde_json::json!({"egress": url, "error": why}),
+                )
+                .await;
+                Err(ProxyError::InvalidConfig(format!(
+                    "the SOCKS5 endpoint {url} cannot be used ({why}); fix --socks5-endpoint (host:port of a SOCKS5 server such as Tor's 127.0.0.1:9050)"
+                ))
+                .into())
+            }
+            Err(crate::egress::CheckError::Unreachable(why)) => {
                 let advice = if egress.mode == EgressMode::Tor {
                     "start Tor (e.g. `systemctl start tor`) or pass --socks5-endpoint"
                 } else {

@@ -348,3 +348,63 @@ async fn egress_config_is_validated() {
         "PROXY_INVALID_CONFIG"
     );
 }
+
+/// A `--socks5-endpoint` that is a plain HTTP server (or a silent listener) is refused
+/// at once, fail-closed even with `--egress-fail-open`: it is a wrong endpoint, not an
+/// outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_that_is_not_socks5_is_refused_precisely() {
+    let s = setup(&[]).await;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|| async { "hello" });
+        axum::serve(http, app).await.unwrap();
+    });
+    for fail_open in [false, true] {
+        let started = Instant::now();
+        let err = s
+            .manager
+            .start(socks(http_addr.clone(), fail_open))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "PROXY_INVALID_CONFIG");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&http_addr) && msg.contains("did not speak SOCKS5"),
+            "{msg}"
+        );
+        assert!(msg.contains("HTTP server"), "{msg}");
+        assert!(!msg.contains("attempts"), "not retried: {msg}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    // Accepts, then says nothing: refused after one bounded wait.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            held.push(c);
+        }
+    });
+    let started = Instant::now();
+    let err = s
+        .manager
+        .start(socks(silent_addr.clone(), false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "PROXY_INVALID_CONFIG");
+    assert!(err.to_string().contains("did not speak SOCKS5"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(s.manager.status().is_empty());
+    let events: Vec<String> = s
+        .store
+        .audit()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.event_type)
+        .collect();
+    assert!(events.iter().any(|e| e == "socks5_not_socks"), "{events:?}");
+}

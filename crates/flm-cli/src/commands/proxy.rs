@@ -104,7 +104,7 @@ async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliE
     let mut mode = mode_of(args.mode);
     if mode == ProxyMode::HttpsAcme && args.egress_mode == EgressArg::Tor {
         let msg = if args.force {
-            "https-acme with --egress-mode tor (--force): ACME requests themselves do not go through Tor"
+            "https-acme with --egress-mode tor (--force): ACME requests go through Tor too; the CA may refuse Tor exit nodes (then the proxy falls back to dev-selfsigned)"
         } else {
             mode = ProxyMode::LocalHttp;
             "https-acme with --egress-mode tor: ACME CAs often refuse Tor exit nodes; starting in local-http instead (pass --force to keep https-acme)"
@@ -140,6 +140,8 @@ async fn start(app: &App, args: StartArgs, printer: &Printer) -> Result<(), CliE
             ChallengeArg::Http01 => AcmeChallenge::Http01,
             ChallengeArg::Dns01 => AcmeChallenge::Dns01,
         },
+        dns_hook: args.dns_hook.map(|h| h.trim().to_owned()),
+        dns_propagation_wait_secs: args.dns_propagation_wait,
     };
     let ip = config.validate()?;
     let new_key = first_run_key(app, printer).await?;
