@@ -34,8 +34,9 @@ case "$MODE" in
 esac
 ROUNDS=3
 
-log() { echo "[bench] $*" >&2; }
-die() { echo "bench/proxy.sh: $*" >&2; exit 1; }
+SCRIPT=bench/proxy.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 if [ "$AA" = 1 ]; then
   cargo build --release --locked -p flm-bench >&2
@@ -45,40 +46,14 @@ fi
 FLM=$PWD/target/release/flm
 BENCH=$PWD/target/release/flm-bench
 
-start_help=$("$FLM" proxy start --help 2>/dev/null || true)
-if [ "$AA" = 0 ] && ! { [[ $start_help == *--no-daemon* ]] \
-  && "$FLM" api-keys create --help >/dev/null 2>&1; }; then
-  die "this build of \`flm\` has no \`proxy start --no-daemon\` or \`api-keys create\` yet
-  (crates/flm-proxy is not wired into flm-cli), so there is no proxy to measure.
-  To check the harness alone (fake engine + load generator, A/A): bench/proxy.sh $MODE --aa"
-fi
+[ "$AA" = 1 ] || require_proxy_cli "To check the harness alone (fake engine + load generator, A/A): bench/proxy.sh $MODE --aa"
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
 # --- the fake engine ---
-: >"$WORK/upstream.out"
-"$BENCH" fake-upstream --port 0 >>"$WORK/upstream.out" 2>&1 &
-UP_PID=$!
-PIDS+=("$UP_PID")
-UP_URL=
-for _ in $(seq 100); do
-  UP_URL=$(sed -n 's/^listening on //p' "$WORK/upstream.out")
-  [ -n "$UP_URL" ] && break
-  kill -0 "$UP_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$UP_URL" ] || die "fake upstream did not start: $(cat "$WORK/upstream.out")"
-log "fake engine on $UP_URL"
+start_fake_upstream
 
 # --- the proxy (or, for --aa, the fake engine again) ---
 if [ "$AA" = 1 ]; then
@@ -86,32 +61,14 @@ if [ "$AA" = 1 ]; then
   log "A/A calibration: the \"via proxy\" column is the fake engine, direct"
 else
   DATA=$WORK/data
-  "$FLM" --data-dir "$DATA" engines add --kind openai --url "$UP_URL" --id fake >&2
-  KEY=$("$FLM" --data-dir "$DATA" api-keys create --label bench --format json \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["key"])')
-  PP=$(free_port)
-  "$FLM" --data-dir "$DATA" proxy start --no-daemon --port "$PP" >"$WORK/proxy.log" 2>&1 &
-  PROXY_PID=$!
-  PIDS+=("$PROXY_PID")
-  PROXY_URL=http://127.0.0.1:$PP PROXY_MODEL=flm://fake/fake-model
-  up=0
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null "$PROXY_URL/health" && { up=1; break; }
-    kill -0 "$PROXY_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ "$up" = 1 ] || die "proxy did not answer GET /health with 200 within 10 s; its log:
-$(tail -20 "$WORK/proxy.log")"
-  log "proxy on $PROXY_URL (pid $PROXY_PID)"
+  KEY=$(setup_data_dir "$DATA")
+  start_proxy "$DATA" "$WORK/proxy.log"
+  PROXY_PID=$STARTED_PID PROXY_URL=$STARTED_URL PROXY_MODEL=flm://fake/fake-model
 fi
 RSS_IDLE=$(rss_kib "$PROXY_PID")
 
 # One request through the proxy path first, so a wiring problem shows its answer.
-smoke=$(curl -s -w '\n%{http_code}' "$PROXY_URL/v1/chat/completions" \
-  -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-  -d "{\"model\":\"$PROXY_MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}") || true
-[ "${smoke##*$'\n'}" = 200 ] || die "POST /v1/chat/completions via $PROXY_URL (model $PROXY_MODEL) did not answer 200:
-$smoke"
+smoke_chat "$PROXY_URL" "$PROXY_MODEL" "$KEY"
 
 # --- the runs ---
 RES=$WORK/results.jsonl
@@ -145,7 +102,7 @@ echo
 if [ "$AA" = 1 ]; then
   echo "A/A calibration (\"via proxy\" = the fake engine again, direct; RSS is the fake engine's):"
 else
-  echo "Result ($(date +%F), \`$MODE\`: $ROUNDS interleaved rounds of ${DUR} s per run, $(nproc) cores shared by load generator, proxy and fake engine, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', dirty tree')):"
+  echo "Result ($(date +%F), \`$MODE\`: $ROUNDS interleaved rounds of ${DUR} s per run, $(nproc) cores shared by load generator, proxy and fake engine, $(commit_note)):"
 fi
 echo
 enforce=()

@@ -147,14 +147,21 @@ impl App {
         })
     }
 
-    /// What a proxy instance needs: engines, settings, keys and the CORS origins of
-    /// the security policy.
+    /// What a proxy instance needs: engines, settings, keys and `security.db`.
     pub async fn proxy_deps(&self) -> Result<ProxyDeps, CliError> {
         Ok(ProxyDeps {
             engines: self.engines.clone(),
             config: self.config.clone(),
             keys: self.store.api_keys(),
-            cors_origins: self.cors_origins().await?,
+            security: {
+                self.check_policy().await?;
+                Some(flm_proxy::SecurityDeps {
+                    policy: self.store.policy(),
+                    blocklist: self.store.blocklist(),
+                    events: self.store.security_events(),
+                    rate_limits: self.store.rate_limit_states(),
+                })
+            },
             certs_dir: certs_dir(&self.data_dir),
             egress_engines: Some(egress_engines(self.store.clone(), self.config.clone())),
             acme: acme_deps()?,
@@ -163,10 +170,11 @@ impl App {
         })
     }
 
-    /// `cors.allowed_origins` of the `default` security policy; empty (any origin)
-    /// when the policy or the key is missing. A policy that is not valid JSON is an
-    /// error: the proxy fails closed rather than guess (spec 40-security §3.3).
-    pub async fn cors_origins(&self) -> Result<Vec<String>, CliError> {
+    /// Refuses to start a proxy on a stored policy it could not use: the running proxy
+    /// would fail closed (spec 40-security §3.3) and refuse everything, so saying so
+    /// at start is kinder. A missing policy row is left to the proxy (it fails closed
+    /// and says why on every request).
+    pub async fn check_policy(&self) -> Result<(), CliError> {
         let row: Option<String> =
             sqlx::query_scalar("SELECT policy_json FROM security_policies WHERE id = 'default'")
                 .fetch_optional(self.store.security_pool())
@@ -178,10 +186,10 @@ impl App {
                         e,
                     ))
                 })?;
-        let Some(json) = row else {
-            return Ok(Vec::new());
-        };
-        cors_origins_of(&json)
+        match row {
+            Some(json) => check_policy_json(&json),
+            None => Ok(()),
+        }
     }
 
     /// Shown when the proxy is started with no API key and none can be created.
@@ -190,38 +198,22 @@ impl App {
     }
 }
 
-/// Extracts `cors.allowed_origins` from a policy document.
-pub fn cors_origins_of(policy_json: &str) -> Result<Vec<String>, CliError> {
-    let policy: serde_json::Value = serde_json::from_str(policy_json).map_err(|e| {
-        CliError::user(
+/// Whether a stored policy document is usable; `POLICY_INVALID` says why not.
+pub fn check_policy_json(policy_json: &str) -> Result<(), CliError> {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(policy_json) {
+        return Err(CliError::user(
             "POLICY_INVALID",
             format!("the security policy is not valid JSON ({e}); fix it with `flm security policy set` before starting the proxy"),
-        )
-    })?;
-    let origins = match policy.get("cors").and_then(|c| c.get("allowed_origins")) {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| s.trim().to_owned())
-                    .ok_or_else(|| {
-                        CliError::user(
-                            "POLICY_INVALID",
-                            format!("cors.allowed_origins must hold non-empty strings, found {v}"),
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(CliError::user(
+        ));
+    }
+    flm_guard::SecurityPolicy::from_json_str(policy_json)
+        .map(drop)
+        .map_err(|e| {
+            CliError::user(
                 "POLICY_INVALID",
-                format!("cors.allowed_origins must be an array of strings, found {other}"),
-            ))
-        }
-    };
-    Ok(origins)
+                format!("the stored security policy is invalid ({e}); fix it with `flm security policy set` before starting the proxy"),
+            )
+        })
 }
 
 /// The runtime of a process that serves the proxy: one worker per core by default;
@@ -246,18 +238,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cors_origins_are_read_leniently_but_not_guessed() {
-        assert!(cors_origins_of(r#"{"cors":{"allowed_origins":[]}}"#)
-            .unwrap()
-            .is_empty());
-        assert!(cors_origins_of("{}").unwrap().is_empty());
+    fn stored_policies_are_checked_before_a_start() {
+        assert!(check_policy_json(r#"{"cors":{"allowed_origins":[]}}"#).is_ok());
+        assert!(check_policy_json("{}").is_ok());
+        assert!(check_policy_json(
+            r#"{"ip_whitelist":[],"cors":{"allowed_origins":[]},"rate_limit":{}}"#
+        )
+        .is_ok());
+        assert_eq!(check_policy_json("{").unwrap_err().code, "POLICY_INVALID");
         assert_eq!(
-            cors_origins_of(r#"{"cors":{"allowed_origins":["https://a.example.com"]}}"#).unwrap(),
-            ["https://a.example.com"]
-        );
-        assert_eq!(cors_origins_of("{").unwrap_err().code, "POLICY_INVALID");
-        assert_eq!(
-            cors_origins_of(r#"{"cors":{"allowed_origins":"x"}}"#)
+            check_policy_json(r#"{"cors":{"allowed_origins":"x"}}"#)
                 .unwrap_err()
                 .code,
             "POLICY_INVALID"

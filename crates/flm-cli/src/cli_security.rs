@@ -23,6 +23,9 @@ pub enum SecurityCmd {
     Intrusion(IntrusionArgs),
     /// Anomalies the proxy detected.
     Anomaly(AnomalyArgs),
+    /// Current rate-limit windows the proxy persisted (per API key id, and per client
+    /// IP as `ip:<address>`).
+    RateLimits(RateLimitsArgs),
     /// Add FLM's local root CA (created on first use) to this machine's trust store,
     /// so browsers and tools trust `--mode packaged-ca` without warnings. Needs root.
     InstallCa {
@@ -196,6 +199,9 @@ pub enum BackupCmd {
 /// Options of `flm security intrusion`.
 #[derive(Debug, Args)]
 pub struct IntrusionArgs {
+    /// `list` (optional: `flm security intrusion list` is the same command).
+    #[arg(value_parser = ["list"], hide = true)]
+    pub action: Option<String>,
     /// Only this client IP.
     #[arg(long)]
     pub ip: Option<String>,
@@ -213,6 +219,9 @@ pub struct IntrusionArgs {
 /// Options of `flm security anomaly`.
 #[derive(Debug, Args)]
 pub struct AnomalyArgs {
+    /// `list` (optional: `flm security anomaly list` is the same command).
+    #[arg(value_parser = ["list"], hide = true)]
+    pub action: Option<String>,
     /// Only this client IP.
     #[arg(long)]
     pub ip: Option<String>,
@@ -225,6 +234,14 @@ pub struct AnomalyArgs {
     /// Rows to skip.
     #[arg(long, default_value_t = 0)]
     pub offset: u32,
+}
+
+/// Options of `flm security rate-limits`.
+#[derive(Debug, Args)]
+pub struct RateLimitsArgs {
+    /// Only the window of this key (an API key id, or `ip:<address>`); exact match.
+    #[arg(long, value_name = "ID")]
+    pub api_key_id: Option<String>,
 }
 
 /// Options of `flm check`.

@@ -283,6 +283,20 @@ impl Daemon {
         Ok(())
     }
 
+    /// `POST /admin/reload-security`: the daemon re-reads the security policy and
+    /// reconciles its in-memory IP blocklist with `ip_blocklist`.
+    pub async fn reload_security(&self) -> Result<(), CliError> {
+        let _: Value = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/reload-security",
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Waits until the daemon process is gone (at most `timeout`); removes the state
     /// file if the daemon left it behind. Returns whether it exited.
     pub async fn wait_exit(&self, timeout: Duration) -> bool {

@@ -642,6 +642,8 @@ async fn intrusions_and_anomalies_are_listed_with_filters() {
 
     let all = env.flm(&["security", "intrusion"]).await.ok();
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // `intrusion list` (the wording) is the same command.
+    assert_eq!(env.flm(&["security", "intrusion", "list"]).await.ok(), all);
     let high = env
         .flm(&["security", "intrusion", "--min-score", "100"])
         .await

@@ -169,6 +169,40 @@ fn fold_overlong(bytes: &mut Vec<u8>) -> bool {
     found
 }
 
+/// Folds full-width forms of printable ASCII (U+FF01–U+FF5E, `．．／`, `＜ｓｃｒｉｐｔ＞`)
+/// to ASCII: NFKC-normalising back ends (and IIS "best fit" mappings) treat them as the
+/// ASCII they look like. Returns whether one was found. Costs one scan for `EF` when
+/// there is none.
+fn fold_fullwidth(bytes: &mut Vec<u8>) -> bool {
+    if !bytes.contains(&0xEF) {
+        return false;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut found = false;
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if b == 0xEF {
+            let ascii = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                // U+FF01..U+FF3F
+                (Some(0xBC), Some(&c @ 0x81..=0xBF)) => Some(c - 0x60),
+                // U+FF40..U+FF5E
+                (Some(0xBD), Some(&c @ 0x80..=0x9E)) => Some(c - 0x20),
+                _ => None,
+            };
+            if let Some(a) = ascii {
+                out.push(a);
+                found = true;
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    *bytes = out;
+    found
+}
+
 fn cut(input: &[u8]) -> (&[u8], bool) {
     match input.get(..MAX_SCAN_BYTES) {
         Some(head) if input.len() > MAX_SCAN_BYTES => (head, true),
@@ -206,6 +240,7 @@ pub fn decode(input: &[u8], plus_as_space: bool) -> Decoded {
         double_encoded |= changed && dangerous;
     }
     let overlong = fold_overlong(&mut cur);
+    fold_fullwidth(&mut cur);
     let nul = cur.contains(&0);
     let crlf = cur.iter().any(|&b| b == b'\r' || b == b'\n');
     cur.make_ascii_lowercase();
@@ -325,6 +360,20 @@ mod tests {
         assert!(!decode(b"%2e%2e", false).double_encoded);
         // Four levels deep is still reported.
         assert!(decode(b"%2525252e", false).double_encoded);
+    }
+
+    #[test]
+    fn folds_fullwidth_ascii() {
+        let d = decode(
+            "．．／ｅｔｃ／ｐａｓｓｗｄ＜ＳＣＲＩＰＴ＞～".as_bytes(),
+            false,
+        );
+        assert_eq!(d.text, "../etc/passwd<script>~");
+        let d = decode(b"%ef%bc%8e%ef%bc%8e%ef%bc%8f", false);
+        assert_eq!(d.text, "../");
+        // Other characters of the block and truncated sequences stay.
+        assert_eq!(decode("ｱ日本".as_bytes(), false).text, "ｱ日本");
+        assert_eq!(decode(&[0xEF, 0xBC], false).text, "\u{fffd}");
     }
 
     #[test]

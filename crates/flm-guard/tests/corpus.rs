@@ -1,8 +1,20 @@
 //! Seed-corpus robustness tests: every file under `tests/seeds/<target>/` — plus
 //! deterministic mutations of it, and every seed fed to every other target — goes
 //! through the matching parser / normaliser / detector, which must not panic and must
-//! keep its documented invariants. A coverage-guided fuzzer (`cargo fuzz`) can start
-//! from the same seed directories.
+//! keep its documented invariants. The coverage-guided fuzz targets in `fuzz/` start
+//! from the same seed directories and check the same invariants, so every seed (and
+//! every crash a fuzzer found, once added here) also runs in CI:
+//!
+//! | seed dir | fuzz target | entry points |
+//! |---|---|---|
+//! | `path`, `query`, `header` | `normalize` | `normalize::decode`, `normalize_path`, `canonical_path`, `is_honeypot_path` |
+//! | `request`, `path`, `query`, `header`, `fields` | `detectors` | `inspect`, `inspect_fields`, `fields_from_json`, `IntrusionDetector`, `AnomalyDetector` |
+//! | `cidr`, `xff` | `net` | `IpNet` parse/Display, `parse_forwarded_addr`, `client_ip`, `AllowList` |
+//! | `policy` | `policy` | `SecurityPolicy::from_json_slice` → `to_json_string` → parse round trip |
+//!
+//! The `api_key` target (`flm_core::keys::KeyTable::verify`) has its seeds in
+//! `fuzz/seeds/api_key`; flm-guard does not depend on flm-core, so they are not run
+//! here.
 
 // Test code: a failed assertion or an unreadable seed directory must abort the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,18 +22,23 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use flm_guard::anomaly::{AnomalyConfig, AnomalyDetector, RequestObservation, ResponseObservation};
-use flm_guard::intrusion::{
-    fields_from_json, inspect, is_honeypot_path, IntrusionConfig, IntrusionDetector, RequestFacts,
+use flm_guard::anomaly::{
+    fingerprint, AnomalyConfig, AnomalyDetector, RequestObservation, ResponseObservation,
 };
-use flm_guard::net::{client_ip, parse_forwarded_addr, IpNet};
-use flm_guard::normalize::{decode, normalize_path, MAX_SCAN_BYTES};
+use flm_guard::intrusion::{
+    fields_from_json, inspect, inspect_fields, is_honeypot_path, IntrusionConfig,
+    IntrusionDetector, RequestFacts,
+};
+use flm_guard::net::{client_ip, parse_forwarded_addr, AllowList, IpNet};
+use flm_guard::normalize::{
+    canonical_path, decode, is_plain_path, normalize_path, MAX_DECODE_ROUNDS, MAX_SCAN_BYTES,
+};
 use flm_guard::ratelimit::{Limit, RateLimiter};
 use flm_guard::resource::{CpuSample, MemSample};
 use flm_guard::{Blocklist, BlocklistConfig, SecurityPolicy};
 
 const TARGETS: &[&str] = &[
-    "policy", "cidr", "xff", "path", "query", "header", "fields", "procstat", "meminfo",
+    "policy", "cidr", "xff", "path", "query", "header", "fields", "request", "procstat", "meminfo",
 ];
 
 fn seeds_dir() -> PathBuf {
@@ -54,6 +71,7 @@ fn run(target: &str, input: &[u8]) {
         "query" => query(input),
         "header" => header(input),
         "fields" => fields(input),
+        "request" => request(input),
         "procstat" => {
             let text = String::from_utf8_lossy(input);
             if let Ok(s) = CpuSample::parse_proc_stat(&text) {
@@ -96,6 +114,7 @@ fn cidr(input: &[u8]) {
         let again: IpNet = net.to_string().parse().expect("display must parse");
         assert_eq!(again, net);
         assert!(net.contains(net.addr()));
+        assert!(AllowList::new(vec![net]).allows(net.addr()));
     }
     let _ = parse_forwarded_addr(&text);
 }
@@ -146,8 +165,15 @@ fn facts_inspect(
 fn path(input: &[u8]) {
     let text = String::from_utf8_lossy(input);
     let n = normalize_path(&text);
-    assert!(n.canonical.starts_with('/'));
-    let _ = is_honeypot_path(&text);
+    let c = &n.canonical;
+    assert!(c.starts_with('/'));
+    assert!(c == "/" || !c.ends_with('/'), "{c:?}");
+    assert!(!c.contains("//") && !n.decoded.text.contains('\\'));
+    assert_eq!(&canonical_path(c), c, "canonical form is a fixed point");
+    // The plain-path fast path and the full path agree on honeypots.
+    if text.starts_with('/') && is_plain_path(c) {
+        assert_eq!(is_honeypot_path(&text), is_honeypot_path(c), "{text:?}");
+    }
     facts_inspect("GET", &text, None, &[("user-agent", b"x")], &[]);
     let mut a = AnomalyDetector::new(AnomalyConfig::default());
     let ip: IpAddr = "192.0.2.9".parse().unwrap();
@@ -175,11 +201,18 @@ fn path(input: &[u8]) {
 }
 
 fn query(input: &[u8]) {
-    let d = decode(input, true);
-    assert!(
-        d.text.len() <= MAX_SCAN_BYTES * 3,
-        "decoding never grows much"
-    );
+    for plus in [false, true] {
+        let d = decode(input, plus);
+        assert!(
+            d.text.len() <= MAX_SCAN_BYTES * 3,
+            "decoding never grows much"
+        );
+        assert!(d.rounds <= MAX_DECODE_ROUNDS);
+        assert_eq!(d.truncated, input.len() > MAX_SCAN_BYTES);
+        assert!(!d.text.bytes().any(|b| b.is_ascii_uppercase()));
+        assert_eq!(d.nul, d.text.contains('\0'));
+        assert_eq!(decode(input, plus), d, "deterministic");
+    }
     let text = String::from_utf8_lossy(input);
     facts_inspect(
         "POST",
@@ -221,6 +254,95 @@ fn fields(input: &[u8]) {
             None,
             &[("user-agent", b"x")],
             &borrowed,
+        );
+    }
+}
+
+/// The `detectors` fuzz target's input layout: `method \0 path \0 query \0 header
+/// values… \x01 JSON body`. Checks bounded, deduplicated findings, determinism, and
+/// that the proxy's split inspection (head, then body fields) equals a full one.
+fn request(input: &[u8]) {
+    const NAMES: &[&str] = &[
+        "User-Agent",
+        "referer",
+        "X-Forwarded-For",
+        "accept",
+        "sec-ch-ua",
+        "Cookie",
+        "x-custom",
+        "origin",
+    ];
+    let (head, body) = match input.iter().position(|&b| b == 1) {
+        Some(i) => (&input[..i], &input[i + 1..]),
+        None => (input, &[][..]),
+    };
+    let mut parts = head.split(|&b| b == 0);
+    let method = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let query = parts
+        .next()
+        .map(|q| String::from_utf8_lossy(q).into_owned());
+    let headers: Vec<(&str, &[u8])> = parts
+        .enumerate()
+        .take(80)
+        .map(|(i, v)| (NAMES[i % NAMES.len()], v))
+        .collect();
+    let owned = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| fields_from_json(&v))
+        .unwrap_or_default();
+    let body_text = String::from_utf8_lossy(body);
+    let mut fields: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    fields.push(("model", &body_text));
+    let facts = RequestFacts {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        headers: &headers,
+        fields: &fields,
+    };
+    let full = inspect(&facts);
+    assert!(full.len() <= 64);
+    for (i, f) in full.iter().enumerate() {
+        assert_eq!(f.score, f.pattern.points());
+        assert!(!full[..i]
+            .iter()
+            .any(|o| o.pattern == f.pattern && o.location == f.location));
+    }
+    assert_eq!(inspect(&facts), full);
+    let mut split = inspect(&RequestFacts {
+        fields: &[],
+        ..facts
+    });
+    split.extend(inspect_fields(&fields));
+    if split.len() < 64 {
+        assert_eq!(split, full);
+    }
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut a = AnomalyDetector::new(AnomalyConfig::default());
+    for k in 0..4u64 {
+        let _ = a.on_request(
+            ip,
+            &RequestObservation {
+                method: &method,
+                path: &path,
+                body_bytes: body.len() as u64,
+                header_count: headers.len(),
+                user_agent: headers.first().map(|(_, v)| *v),
+                fingerprint: Some(fingerprint(&method, &path, body)),
+            },
+            k * 997,
+        );
+        let _ = a.on_response(
+            ip,
+            &ResponseObservation {
+                status: 400 + k as u16,
+                duration_ms: k,
+                streaming: k % 2 == 0,
+            },
+            k * 997,
         );
     }
 }

@@ -46,6 +46,7 @@ pub fn router(manager: ProxyManager, token: String, port: u16) -> axum::Router {
         .route("/admin/start", post(start))
         .route("/admin/stop", post(stop))
         .route("/admin/reload-keys", post(reload_keys))
+        .route("/admin/reload-security", post(reload_security))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -150,10 +151,25 @@ async fn health() -> Response {
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let g = st.manager.guard();
+    let (d, a) = (&g.stats, g.audit_stats());
     Json(json!({
         "pid": std::process::id(),
         "started_at": st.started_at,
         "proxies": st.manager.status(),
+        "security": {
+            "open_connections": g.conns.load(Relaxed),
+            "refused_blocked": d.refused_blocked.load(Relaxed),
+            "blocks": d.blocks.load(Relaxed),
+            "intrusions_detected": d.intrusions.load(Relaxed),
+            "anomalies_detected": d.anomalies.load(Relaxed),
+            "rate_limited": d.rate_limited.load(Relaxed),
+            "resource_throttled": d.resource_throttled(),
+            "audit_written": a.written.load(Relaxed),
+            "audit_shed": a.shed.load(Relaxed),
+            "audit_dropped": a.dropped.load(Relaxed),
+        },
     }))
     .into_response()
 }
@@ -199,6 +215,13 @@ async fn stop(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Res
 async fn reload_keys(State(st): State<Arc<AdminState>>) -> Response {
     match st.manager.reload_keys().await {
         Ok(n) => Json(json!({"keys": n})).into_response(),
+        Err(e) => core_error(&e),
+    }
+}
+
+async fn reload_security(State(st): State<Arc<AdminState>>) -> Response {
+    match st.manager.reload_security().await {
+        Ok(()) => Json(json!({"reloaded": true})).into_response(),
         Err(e) => core_error(&e),
     }
 }

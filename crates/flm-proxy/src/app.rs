@@ -2,11 +2,17 @@
 //!
 //! Layer order, outermost first, and why:
 //! 1. `request_context` — assigns the request id, renders error bodies (with that id)
-//!    and stamps `x-request-id` and the FLM identity header on *every* response,
-//!    including 401s and 404s;
-//! 2. CORS — answers preflights before authentication (browsers send no key on them)
-//!    and adds the allow headers per the policy's `cors.allowed_origins`;
-//! 3. routes: `/health` is public; `/v1/*` and `/engine/*` sit behind `require_key`;
+//!    and stamps `x-request-id`, the FLM identity header and the security headers on
+//!    *every* response, including 401s, 403s and 404s;
+//! 2. the defence ([`crate::defence::layer`]) — banned IPs, allow list, resources,
+//!    intrusion and anomaly detection, per-IP rate limit, and the audit record of
+//!    every request; before CORS so that a banned client gets nothing, not even a
+//!    preflight answer;
+//! 3. CORS — answers preflights before authentication (browsers send no key on them)
+//!    and adds the allow headers per the policy's `cors` (read live, so a policy
+//!    change applies at once);
+//! 4. routes: `/health` is public; `/v1/*` and `/engine/*` sit behind `require_key`
+//!    (authentication failures feed the blocklist; then the per-key rate limit);
 //!    everything else is a JSON 404.
 
 use std::sync::Arc;
@@ -40,8 +46,11 @@ pub struct AppState {
     pub keys: Arc<ArcSwap<KeyTable>>,
     /// Timeouts and limits.
     pub settings: ProxySettings,
-    /// CORS allowed origins; empty = any (`*`).
-    pub cors_origins: Vec<String>,
+    /// The defence: policy, blocklist, limits, detectors, audit.
+    pub guard: Arc<crate::defence::Guard>,
+    /// Whether this listener is bound to a non-loopback address (spec 40-security
+    /// §11: the abuse protections default to on).
+    pub exposed: bool,
     /// How long a request may wait for the first engine check after start.
     pub first_check_wait: Duration,
 }
@@ -53,6 +62,7 @@ pub type SharedState = Arc<AppState>;
 pub fn build(state: SharedState) -> axum::Router {
     let protected = axum::Router::new()
         .route("/v1/models", get(handlers::list_models))
+        .route("/metrics", get(crate::defence::metrics))
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/v1/embeddings", post(handlers::embeddings))
         .route("/engine/{engine_id}/{*path}", any(handlers::passthrough))
@@ -63,6 +73,10 @@ pub fn build(state: SharedState) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::defence::layer,
+        ))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -133,20 +147,41 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         HeaderName::from_static(FLM_SERVER_HEADER),
         SERVER_VALUE.clone(),
     );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     resp
 }
 
+/// Spec 40-security §5: on every response. The API serves JSON only, so the CSP
+/// allows nothing at all.
+const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_XSS_PROTECTION, "1; mode=block"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'none'; style-src 'none'; img-src 'none'; font-src 'none'; frame-ancestors 'none'; form-action 'none'",
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+    ),
+];
+
 async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).cloned();
+    let policies = state.guard.policies();
+    let cors = &policies.raw.cors;
     let allowed = origin.as_ref().and_then(|o| {
-        if state.cors_origins.is_empty() {
+        if cors.allowed_origins.is_empty() {
             return Some(HeaderValue::from_static("*"));
         }
-        let o_str = o.to_str().ok()?;
-        state
-            .cors_origins
+        let o_str = o.to_str().ok()?.trim_end_matches('/').to_ascii_lowercase();
+        cors.allowed_origins
             .iter()
-            .any(|a| a == "*" || a == o_str || o_str.split("://").nth(1) == Some(a.as_str()))
+            .any(|a| a == "*" || *a == o_str || o_str.split("://").nth(1) == Some(a.as_str()))
             .then(|| o.clone())
     });
     let preflight = req.method() == Method::OPTIONS
@@ -165,20 +200,29 @@ async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Res
         }
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, x-request-id"),
-        );
+        let methods = cors
+            .allowed_methods
+            .as_ref()
+            .map(|m| m.join(", "))
+            .and_then(|m| HeaderValue::from_str(&m).ok())
+            .unwrap_or(HeaderValue::from_static("GET, POST, OPTIONS"));
+        let headers = cors
+            .allowed_headers
+            .as_ref()
+            .map(|m| m.join(", "))
+            .and_then(|m| HeaderValue::from_str(&m).ok())
+            .unwrap_or(HeaderValue::from_static(
+                "authorization, content-type, x-request-id",
+            ));
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, headers);
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
         );
         r
     } else {
+        drop(policies);
         next.run(req).await
     };
     if let Some(v) = allowed {
@@ -189,7 +233,9 @@ async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Res
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("x-request-id"),
+            HeaderValue::from_static(
+                "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
+            ),
         );
     }
     resp
@@ -209,8 +255,23 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
     match result {
         Ok(id) => {
             tracing::debug!(api_key_id = %id, path = %req.uri().path(), "authenticated");
-            req.extensions_mut().insert(KeyId(id));
-            next.run(req).await
+            let limit = state.guard.key_limit(state.exposed, &id);
+            if let Some((d, now)) = limit.filter(|(d, _)| !d.allowed) {
+                let mut resp = crate::defence::rate_limited(
+                    "rate limit of this API key exceeded (policy `rate_limit`)",
+                )
+                .into_response();
+                crate::defence::rate_headers(resp.headers_mut(), &d, now, true);
+                resp.extensions_mut().insert(KeyId(id));
+                return resp;
+            }
+            req.extensions_mut().insert(KeyId(id.clone()));
+            let mut resp = next.run(req).await;
+            if let Some((d, now)) = limit {
+                crate::defence::rate_headers(resp.headers_mut(), &d, now, false);
+            }
+            resp.extensions_mut().insert(KeyId(id));
+            resp
         }
         Err(failure) => {
             let rid = req
@@ -218,8 +279,17 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 .get::<RequestId>()
                 .map(|r| r.0.clone())
                 .unwrap_or_default();
-            tracing::warn!(request_id = %rid, reason = failure.reason(), path = %req.uri().path(), "authentication failed");
-            ApiError::unauthorized(match failure {
+            let ip = req
+                .extensions()
+                .get::<crate::defence::ClientIp>()
+                .map(|c| c.0);
+            tracing::warn!(request_id = %rid, reason = failure.reason(), client_ip = ?ip, path = %req.uri().path(), "authentication failed");
+            if let Some(ip) = ip {
+                state
+                    .guard
+                    .auth_failure(state.exposed, ip, &rid, req.uri().path());
+            }
+            let mut resp = ApiError::unauthorized(match failure {
                 flm_core::keys::AuthFailure::MissingAuthorizationHeader => {
                     "missing API key: send `Authorization: Bearer <key>` (create one with `flm api-keys create --label <name>`)"
                 }
@@ -228,7 +298,10 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 }
                 flm_core::keys::AuthFailure::InvalidOrRevokedApiKey => "invalid or revoked API key",
             })
-            .into_response()
+            .into_response();
+            resp.extensions_mut()
+                .insert(crate::defence::AuthReason(failure.reason()));
+            resp
         }
     }
 }

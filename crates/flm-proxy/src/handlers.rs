@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::app::{KeyId, SharedState};
+use crate::defence::ClientIp;
 use crate::error::ApiError;
 use crate::openai_req::{self, ChatParams};
 use crate::relay::{relay_sse, translate_sse};
@@ -92,7 +93,29 @@ async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
     }
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// Parses the body as a JSON object and scores its non-content fields (the defence
+/// never looks at messages or inputs).
+fn parse_checked(
+    st: &SharedState,
+    ip: Option<Extension<ClientIp>>,
+    rid: &str,
+    path: &str,
+    bytes: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    let value = parse_value(bytes)?;
+    if let Some(Extension(ClientIp(ip))) = ip {
+        st.guard.inspect_body(st.exposed, ip, rid, path, &value)?;
+    }
+    match value {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(ApiError::bad_request(
             "invalid_json",
@@ -100,11 +123,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
         ));
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request(
-            "invalid_json",
-            "the request body must be a JSON object",
-        )),
+        Ok(v) => Ok(v),
         Err(e) => Err(ApiError::bad_request(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),
@@ -159,10 +178,11 @@ pub async fn chat_completions(
     State(st): State<SharedState>,
     Extension(rid): Extension<RequestId>,
     Extension(key): Extension<KeyId>,
+    ip: Option<Extension<ClientIp>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
-    let mut obj = parse_object(&bytes)?;
+    let mut obj = parse_checked(&st, ip, &rid.0, "/v1/chat/completions", &bytes)?;
     let params = openai_req::validate_chat(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
@@ -393,9 +413,15 @@ async fn chat_translate(
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(State(st): State<SharedState>, body: Body) -> Result<Response, ApiError> {
+pub async fn embeddings(
+    State(st): State<SharedState>,
+    rid: Option<Extension<RequestId>>,
+    ip: Option<Extension<ClientIp>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
-    let obj = parse_object(&bytes)?;
+    let rid = rid.map(|Extension(r)| r.0).unwrap_or_default();
+    let obj = parse_checked(&st, ip, &rid, "/v1/embeddings", &bytes)?;
     let (requested, input) = openai_req::validate_embeddings(&obj)?;
     let routes = st.router.routes(st.first_check_wait).await;
     let resolved = routes.resolve(&requested)?;

@@ -34,6 +34,8 @@
 mod acme_mode;
 pub mod admin;
 mod app;
+mod audit;
+pub mod defence;
 pub mod egress;
 pub mod error;
 mod handlers;
@@ -41,12 +43,15 @@ pub mod manager;
 mod openai_req;
 mod relay;
 mod request_id;
+mod resources;
 pub mod routing;
 mod server;
 pub mod state_file;
 mod tls_mode;
 
 pub use acme_mode::{AcmeDeps, RenewTiming};
+pub use audit::AuditStats;
+pub use defence::{DefenceStats, Guard, SecurityDeps};
 pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).

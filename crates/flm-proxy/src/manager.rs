@@ -33,8 +33,9 @@ pub struct ProxyDeps {
     pub config: ConfigService,
     /// API keys.
     pub keys: Arc<dyn ApiKeyRepository>,
-    /// CORS allowed origins from the security policy (empty = any).
-    pub cors_origins: Vec<String>,
+    /// `security.db`: policy, blocklist, security events, rate-limit windows. `None`
+    /// runs with the open default policy and keeps bans in memory only.
+    pub security: Option<crate::defence::SecurityDeps>,
     /// Where TLS certificates are kept (`<data dir>/certs`).
     pub certs_dir: std::path::PathBuf,
     /// Engines for a Tor/SOCKS5 egress; `None` refuses egress modes other than direct.
@@ -74,6 +75,10 @@ struct Shared {
     key_refresh: Notify,
     key_task: Mutex<Option<JoinHandle<()>>>,
     acme_renewal: Mutex<crate::acme_mode::RenewTiming>,
+    guard: Arc<crate::defence::Guard>,
+    /// Ends the defence's background tasks when the manager is dropped.
+    _guard_stop: watch::Sender<bool>,
+    guard_stop_rx: watch::Receiver<bool>,
 }
 
 /// Hosts proxy instances (in the daemon, or in the CLI with `--no-daemon`).
@@ -88,8 +93,16 @@ const KEY_POLL: Duration = Duration::from_secs(2);
 impl ProxyManager {
     /// A manager with no instance yet.
     pub fn new(deps: ProxyDeps) -> Self {
+        let guard = Arc::new(crate::defence::Guard::new(
+            deps.security.clone(),
+            deps.audit.clone(),
+        ));
+        let (guard_stop, guard_stop_rx) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
+                guard,
+                _guard_stop: guard_stop,
+                guard_stop_rx,
                 deps,
                 keys: Arc::new(ArcSwap::from_pointee(KeyTable::default())),
                 extra_keys: Mutex::new(Vec::new()),
@@ -120,6 +133,20 @@ impl ProxyManager {
         if let Ok(mut t) = self.shared.acme_renewal.lock() {
             *t = timing;
         }
+    }
+
+    /// The defence shared by every instance (counters, flush).
+    pub fn guard(&self) -> &Arc<crate::defence::Guard> {
+        &self.shared.guard
+    }
+
+    /// Re-reads the security policy and the IP blocklist now (after a CLI change).
+    pub async fn reload_security(&self) -> Result<(), CoreError> {
+        self.shared
+            .guard
+            .reload()
+            .await
+            .map_err(|e| CoreError::from(ProxyError::InvalidConfig(e)))
     }
 
     /// Reloads the key table from the database now (after a revoke, for instance).
@@ -242,6 +269,7 @@ impl ProxyManager {
                         app,
                         shutdown_rx.clone(),
                         grace,
+                        None,
                     )));
                 }
                 let started =
@@ -286,6 +314,10 @@ impl ProxyManager {
             return Err(e);
         }
         self.ensure_key_task();
+        self.shared
+            .guard
+            .load(self.shared.guard_stop_rx.clone())
+            .await;
         let engine_settings = match self.shared.deps.engines.settings().await {
             Ok(s) => s,
             Err(e) => {
@@ -298,7 +330,8 @@ impl ProxyManager {
             router: router.clone(),
             keys: self.shared.keys.clone(),
             settings,
-            cors_origins: self.shared.deps.cors_origins.clone(),
+            guard: self.shared.guard.clone(),
+            exposed: !ip.is_loopback(),
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
         });
         tokio::spawn(router.monitor(
@@ -328,6 +361,7 @@ impl ProxyManager {
                     app,
                     shutdown_rx.clone(),
                     grace,
+                    Some(self.shared.guard.conns.clone()),
                 )));
                 if let Some(l) = http_listener.take() {
                     servers.push(tokio::spawn(crate::server::serve(
@@ -335,6 +369,7 @@ impl ProxyManager {
                         crate::tls_mode::redirect_app(https_local.port()),
                         shutdown_rx.clone(),
                         grace,
+                        None,
                     )));
                 }
                 match acme {
@@ -396,6 +431,7 @@ impl ProxyManager {
                         app,
                         shutdown_rx.clone(),
                         grace,
+                        Some(self.shared.guard.conns.clone()),
                     )));
                 }
                 tracing::info!(addr = %local, "listening on http://{local}");
@@ -614,6 +650,9 @@ impl ProxyManager {
             h.running = false;
             stopped.push(h);
         }
+        // Bans, rate-limit windows and queued audit records reach the disk before
+        // `stop` returns (the daemon may exit right after).
+        self.shared.guard.flush().await;
         self.shared.changed.notify_waiters();
         Ok(stopped)
     }

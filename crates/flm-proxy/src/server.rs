@@ -3,7 +3,12 @@
 //! slow-loris clients, and a graceful shutdown that lets in-flight requests and
 //! streams finish within a bound.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tower::Layer;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,20 +30,50 @@ fn http1_builder() -> http1::Builder {
     b
 }
 
+/// Counts a connection while it is open.
+struct Open(Option<Arc<AtomicU32>>);
+
+impl Open {
+    fn new(c: Option<Arc<AtomicU32>>) -> Self {
+        if let Some(c) = &c {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(c)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The app for one connection: every request carries the TCP peer (for the
+/// defence's client IP).
+fn with_peer(
+    app: &axum::Router,
+    peer: SocketAddr,
+) -> TowerToHyperService<axum::middleware::AddExtension<axum::Router, crate::defence::PeerAddr>> {
+    TowerToHyperService::new(axum::Extension(crate::defence::PeerAddr(peer)).layer(app.clone()))
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then waits at most `grace`
-/// for open connections to finish.
+/// for open connections to finish. `conns` counts open connections (resource
+/// protection).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    conns: Option<Arc<AtomicU32>>,
 ) {
     let graceful = GracefulShutdown::new();
-    let service = TowerToHyperService::new(app);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -48,9 +83,11 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = http1_builder().serve_connection(TokioIo::new(stream), service.clone());
+                let open = Open::new(conns.clone());
+                let conn = http1_builder().serve_connection(TokioIo::new(stream), with_peer(&app, peer));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -81,9 +118,9 @@ pub async fn serve_tls(
     app: axum::Router,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    conns: Option<Arc<AtomicU32>>,
 ) {
     let graceful = std::sync::Arc::new(GracefulShutdown::new());
-    let service = TowerToHyperService::new(app);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -97,11 +134,13 @@ pub async fn serve_tls(
                 };
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
-                let service = service.clone();
+                let service = with_peer(&app, peer);
                 let graceful = graceful.clone();
+                let open = Open::new(conns.clone());
                 // The handshake runs in its own task so a slow client cannot stall
                 // the accept loop.
                 tokio::spawn(async move {
+                    let _open = open;
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {

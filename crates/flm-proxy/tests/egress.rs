@@ -124,7 +124,7 @@ async fn setup(endpoints: &[(&str, String)]) -> Setup {
         engines,
         config: config.clone(),
         keys: store.api_keys(),
-        cors_origins: Vec::new(),
+        security: None,
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config)),
         acme: flm_proxy::AcmeDeps::default(),

@@ -61,6 +61,17 @@ async fn official_openai_sdk_against_every_engine() {
     broken
         .control()
         .set_behavior(Behavior::DropMidStream { after_chunks: 3 });
+    // Every protection on, with the defaults of an exposed bind: the SDK's real
+    // traffic (its headers, its retries, its error paths) must not be scored.
+    let all_on = serde_json::json!({
+        "ip_blocklist": {"enabled": true},
+        "intrusion_detection": {"enabled": true},
+        "anomaly_detection": {"enabled": true},
+        "ip_rate_limit": {"enabled": true},
+        "resource_protection": {"enabled": true, "cpu_threshold": 100, "memory_threshold": 100},
+    });
+    h.store.policy().save(&all_on.to_string()).await.unwrap();
+    h.manager.reload_security().await.unwrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/e2e/openai_client.py"
@@ -86,5 +97,38 @@ async fn official_openai_sdk_against_every_engine() {
         "SDK checks failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    h.manager.guard().flush().await;
+    let findings = h
+        .store
+        .security_events()
+        .list_intrusions(&flm_core::security::IntrusionFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        findings.is_empty(),
+        "the SDK's traffic was scored: {findings:?}"
+    );
+    assert!(h
+        .store
+        .blocklist()
+        .load_all()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.blocked_until.is_none() && !r.permanent));
+    let audit = h
+        .store
+        .audit()
+        .list(&flm_core::security::AuditFilter {
+            event_type: Some("auth_success".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(audit.len() >= 10, "{}", audit.len());
     h.stop().await;
 }

@@ -118,7 +118,10 @@ async fn insert_rows(
             .push_bind(r.prev_hash.clone())
             .push_bind(r.hash.clone());
     });
-    q.build().execute(conn).await.map(drop)
+    // Not cached: every batch size is a different statement, and SQLite's compiled
+    // form of a 200-row insert is large; caching up to 100 of them per connection
+    // held tens of MiB (measured: proxy RSS 20 → 55 MiB under load).
+    q.build().persistent(false).execute(conn).await.map(drop)
 }
 
 /// Appends the filter's `WHERE` conditions.

