@@ -505,20 +505,23 @@ pub struct AuditRow {
 impl AuditRow {
     /// The canonical serialisation covered by the hash (see the module docs).
     pub fn canonical(&self) -> String {
-        serde_json::json!([
+        // A tuple serialises as the same compact JSON array as `json!([..])` would,
+        // without copying every field into a `Value` first (this runs once per
+        // request on the audit writer).
+        serde_json::to_string(&(
             self.id,
-            self.request_id,
-            self.api_key_id,
-            self.endpoint,
+            &self.request_id,
+            &self.api_key_id,
+            &self.endpoint,
             self.status,
             self.latency_ms,
-            self.created_at,
-            self.event_type,
-            self.severity,
-            self.ip,
-            self.details,
-        ])
-        .to_string()
+            &self.created_at,
+            &self.event_type,
+            &self.severity,
+            &self.ip,
+            &self.details,
+        ))
+        .unwrap_or_default()
     }
 
     /// `lower_hex(SHA-256(prev_hash ‖ canonical))` from this row's `prev_hash` and fields
