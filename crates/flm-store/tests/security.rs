@@ -918,7 +918,7 @@ async fn restore_applies_missing_migrations_and_refuses_future_or_foreign_backup
         msg.contains("newer FLM") && msg.contains("99990101000000"),
         "{msg}"
     );
-    assert!(msg.contains("20261125000400"), "{msg}");
+    assert!(msg.contains("20261125000500"), "{msg}");
     assert_eq!(std::fs::read(&paths.security_db).unwrap(), live_before);
     assert!(!tmp.path().join("data/security.db.restore.tmp").exists());
 
