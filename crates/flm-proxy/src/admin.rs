@@ -151,25 +151,18 @@ async fn health() -> Response {
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
-    let g = st.manager.guard();
-    let (d, a) = (&g.stats, g.audit_stats());
+    let security: serde_json::Map<String, serde_json::Value> = st
+        .manager
+        .guard()
+        .counters()
+        .into_iter()
+        .map(|(name, _, _, value)| (name.to_owned(), value.into()))
+        .collect();
     Json(json!({
         "pid": std::process::id(),
         "started_at": st.started_at,
         "proxies": st.manager.status(),
-        "security": {
-            "open_connections": g.conns.load(Relaxed),
-            "refused_blocked": d.refused_blocked.load(Relaxed),
-            "blocks": d.blocks.load(Relaxed),
-            "intrusions_detected": d.intrusions.load(Relaxed),
-            "anomalies_detected": d.anomalies.load(Relaxed),
-            "rate_limited": d.rate_limited.load(Relaxed),
-            "resource_throttled": d.resource_throttled(),
-            "audit_written": a.written.load(Relaxed),
-            "audit_shed": a.shed.load(Relaxed),
-            "audit_dropped": a.dropped.load(Relaxed),
-        },
+        "security": security,
     }))
     .into_response()
 }

@@ -137,13 +137,6 @@ pub struct DefenceStats {
     pub throttled: AtomicU64,
 }
 
-impl DefenceStats {
-    /// Requests refused by resource protection so far.
-    pub fn resource_throttled(&self) -> u64 {
-        self.throttled.load(Ordering::Relaxed)
-    }
-}
-
 /// Shared defence state of one manager.
 pub struct Guard {
     deps: Option<SecurityDeps>,
@@ -915,13 +908,13 @@ impl Guard {
     /// The checks before routing; `Some` is the refusal to send.
     fn admit(
         &self,
+        pols: &Policies,
         exposed: bool,
         ip: IpAddr,
         req: &Request,
         m: &Meta<'_>,
         now: Millis,
     ) -> Option<Response> {
-        let pols = self.policies.load();
         if let Some(reason) = &pols.closed {
             return Some(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -1138,8 +1131,9 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
         .extensions()
         .get::<PeerAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.0.ip());
+    // One policy for the whole request, even if it changes while it runs.
+    let pols = g.policies.load_full();
     let ip = {
-        let pols = g.policies.load();
         let trusted = &pols.effective(st.exposed).trusted_proxies;
         if trusted.is_empty() {
             canonical(peer)
@@ -1178,7 +1172,7 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
         method: &method,
         user_agent: user_agent.as_deref(),
     };
-    let resp = match g.admit(st.exposed, ip, &req, &meta, now) {
+    let resp = match g.admit(&pols, st.exposed, ip, &req, &meta, now) {
         Some(refusal) => refusal,
         None => {
             req.extensions_mut().insert(ClientIp(ip));
@@ -1187,7 +1181,7 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
     };
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    let eff_anomaly = g.policies.load().effective(st.exposed).anomaly.is_some();
+    let eff_anomaly = pols.effective(st.exposed).anomaly.is_some();
     if eff_anomaly {
         let streaming = resp
             .headers()
@@ -1214,74 +1208,82 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
     resp
 }
 
+impl Guard {
+    /// Every counter as `(metric name, Prometheus kind, help, value)`: the one list
+    /// behind `GET /metrics` and the daemon's `GET /admin/status`.
+    pub fn counters(&self) -> [(&'static str, &'static str, &'static str, u64); 10] {
+        let g = self;
+        let (d, a) = (&g.stats, g.audit_stats());
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "flm_proxy_open_connections",
+                "gauge",
+                "Open client connections.",
+                u64::from(g.conns.load(Ordering::Relaxed)),
+            ),
+            (
+                "flm_proxy_ip_blocked_refusals_total",
+                "counter",
+                "Requests refused because their address is banned.",
+                load(&d.refused_blocked),
+            ),
+            (
+                "flm_proxy_blocks_total",
+                "counter",
+                "Bans started or lengthened.",
+                load(&d.blocks),
+            ),
+            (
+                "flm_proxy_intrusions_detected",
+                "counter",
+                "Intrusion signature findings.",
+                load(&d.intrusions),
+            ),
+            (
+                "flm_proxy_anomalies_detected",
+                "counter",
+                "Anomalies detected.",
+                load(&d.anomalies),
+            ),
+            (
+                "flm_proxy_rate_limited_total",
+                "counter",
+                "Requests refused by a rate limit.",
+                load(&d.rate_limited),
+            ),
+            (
+                "flm_proxy_resource_throttled_total",
+                "counter",
+                "Requests refused by resource protection.",
+                load(&d.throttled),
+            ),
+            (
+                "flm_proxy_audit_written_total",
+                "counter",
+                "Audit rows written.",
+                load(&a.written),
+            ),
+            (
+                "flm_proxy_audit_shed_total",
+                "counter",
+                "Requests refused because the audit queue was full.",
+                load(&a.shed),
+            ),
+            (
+                "flm_proxy_audit_dropped_total",
+                "counter",
+                "Audit records lost (queue full after admission, or the database refused them).",
+                load(&a.dropped),
+            ),
+        ]
+    }
+}
+
 /// `GET /metrics` (behind an API key): the defence's counters in the Prometheus text
 /// format.
 pub(crate) async fn metrics(State(st): State<SharedState>) -> Response {
-    let g = &st.guard;
-    let (d, a) = (&g.stats, g.audit_stats());
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 10] = [
-        (
-            "flm_proxy_open_connections",
-            "gauge",
-            "Open client connections.",
-            u64::from(g.conns.load(Ordering::Relaxed)),
-        ),
-        (
-            "flm_proxy_ip_blocked_refusals_total",
-            "counter",
-            "Requests refused because their address is banned.",
-            load(&d.refused_blocked),
-        ),
-        (
-            "flm_proxy_blocks_total",
-            "counter",
-            "Bans started or lengthened.",
-            load(&d.blocks),
-        ),
-        (
-            "flm_proxy_intrusions_detected",
-            "counter",
-            "Intrusion signature findings.",
-            load(&d.intrusions),
-        ),
-        (
-            "flm_proxy_anomalies_detected",
-            "counter",
-            "Anomalies detected.",
-            load(&d.anomalies),
-        ),
-        (
-            "flm_proxy_rate_limited_total",
-            "counter",
-            "Requests refused by a rate limit.",
-            load(&d.rate_limited),
-        ),
-        (
-            "flm_proxy_resource_throttled_total",
-            "counter",
-            "Requests refused by resource protection.",
-            load(&d.throttled),
-        ),
-        (
-            "flm_proxy_audit_written_total",
-            "counter",
-            "Audit rows written.",
-            load(&a.written),
-        ),
-        (
-            "flm_proxy_audit_shed_total",
-            "counter",
-            "Requests refused because the audit queue was full.",
-            load(&a.shed),
-        ),
-        (
-            "flm_proxy_audit_dropped_total",
-            "counter",
-            "Audit records lost (queue full after admission, or the database refused them).",
-            load(&a.dropped),
-        ),
-    ];
+    let rows = st.guard.counters();
     let mut out = String::with_capacity(2048);
     for (name, kind, help, value) in rows {
         out.push_str(&format!(
