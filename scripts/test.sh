@@ -17,7 +17,9 @@ fi
 
 # Debian packages used by the build and the tests.
 pkgs=()
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks; do
+# iproute2: network-namespace tests; chromium: the browser tests (Debian's build, no
+# browser download).
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
