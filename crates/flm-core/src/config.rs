@@ -127,6 +127,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "How long `flm proxy stop` lets in-flight requests and streams finish",
     },
     SettingSpec {
+        key: "proxy.max_connections_per_ip",
+        default: "128",
+        ty: SettingType::Int { min: 1, max: 65_535 },
+        help: "Open connections one client address (IPv6: one /64) may hold; more are closed at accept. Trusted proxies are exempt",
+    },
+    SettingSpec {
+        key: "proxy.send_timeout_secs",
+        default: "30",
+        ty: SettingType::Int { min: 1, max: 3600 },
+        help: "A response write that makes no progress this long (the client stopped reading) closes the connection and cancels the engine request",
+    },
+    SettingSpec {
         key: "preferred_language",
         default: "en",
         ty: SettingType::Choice(&["en", "ja"]),
@@ -244,6 +256,10 @@ pub struct ProxySettings {
     pub engine_check_interval: Duration,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// Open connections per client address (IPv6: per /64).
+    pub max_connections_per_ip: u32,
+    /// A response write without progress this long closes the connection.
+    pub send_timeout: Duration,
 }
 
 impl Default for ProxySettings {
@@ -254,6 +270,8 @@ impl Default for ProxySettings {
             max_body_bytes: 10 * 1024 * 1024,
             engine_check_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            max_connections_per_ip: 128,
+            send_timeout: Duration::from_secs(30),
         }
     }
 }

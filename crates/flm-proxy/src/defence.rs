@@ -156,7 +156,8 @@ pub struct Guard {
     /// Refusals of banned IPs not yet recorded.
     refusals: Mutex<HashMap<IpAddr, u64>>,
     pub(crate) audit: AuditSink,
-    /// Open client connections (all listeners).
+    /// Client connections with a request in progress (all listeners); idle and
+    /// handshaking sockets are not counted (see `server::Connections`).
     pub conns: Arc<AtomicU32>,
     cpu_bits: AtomicU64,
     mem_bits: AtomicU64,
@@ -1219,7 +1220,7 @@ impl Guard {
             (
                 "flm_proxy_open_connections",
                 "gauge",
-                "Open client connections.",
+                "Client connections with a request in progress (what resource protection counts).",
                 u64::from(g.conns.load(Ordering::Relaxed)),
             ),
             (

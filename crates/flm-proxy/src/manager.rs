@@ -251,6 +251,25 @@ impl ProxyManager {
         let lan = lan_ip();
         let settings = self.shared.deps.config.proxy_settings().await?;
         let grace = settings.shutdown_grace;
+        // One connection table for all listeners of this proxy; trusted reverse proxies
+        // carry many clients on one address, so they are exempt from the per-address cap.
+        let conns = {
+            let guard = self.shared.guard.clone();
+            let exposed = !ip.is_loopback();
+            let exempt: crate::server::Exempt = Box::new(move |peer| {
+                guard
+                    .policies()
+                    .effective(exposed)
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(peer))
+            });
+            crate::server::Connections::new(
+                crate::server::ConnLimits::of(&settings),
+                self.shared.guard.conns.clone(),
+                Some(exempt),
+            )
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut servers = Vec::new();
         let mut http_listener = Some(listener);
@@ -269,7 +288,7 @@ impl ProxyManager {
                         app,
                         shutdown_rx.clone(),
                         grace,
-                        None,
+                        conns.clone(),
                     )));
                 }
                 let started =
@@ -361,7 +380,7 @@ impl ProxyManager {
                     app,
                     shutdown_rx.clone(),
                     grace,
-                    Some(self.shared.guard.conns.clone()),
+                    conns.clone(),
                 )));
                 if let Some(l) = http_listener.take() {
                     servers.push(tokio::spawn(crate::server::serve(
@@ -369,7 +388,7 @@ impl ProxyManager {
                         crate::tls_mode::redirect_app(https_local.port()),
                         shutdown_rx.clone(),
                         grace,
-                        None,
+                        conns.clone(),
                     )));
                 }
                 match acme {
@@ -431,7 +450,7 @@ impl ProxyManager {
                         app,
                         shutdown_rx.clone(),
                         grace,
-                        Some(self.shared.guard.conns.clone()),
+                        conns.clone(),
                     )));
                 }
                 tracing::info!(addr = %local, "listening on http://{local}");

@@ -9,8 +9,15 @@
 //!
 //! Both enforce the streaming ceiling (`proxy.stream_timeout_secs`) without an idle
 //! timeout, so a slow first token is never cut. Dropping the stream (the client went
-//! away) drops the upstream request with it.
+//! away) drops the upstream request with it. The ceiling holds even when nobody polls
+//! the stream (hyper polls a body only when it can write, so a client that stops
+//! reading would otherwise stall it): a watchdog drops the upstream at the deadline
+//! ([`Watched`]); the connection itself is closed by the send timeout
+//! (`proxy.send_timeout_secs`, see `server.rs`).
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +32,67 @@ const ERROR_EVENT: &[u8] = b"data: {\"error\"";
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An upstream stream that a watchdog task drops at `deadline`, whether or not the
+/// stream is being polled.
+struct Watched<S> {
+    slot: Arc<Mutex<Option<S>>>,
+    watchdog: Option<tokio::task::AbortHandle>,
+}
+
+impl<S: Send + 'static> Watched<S> {
+    fn new(upstream: S, deadline: Instant) -> Self {
+        let slot = Arc::new(Mutex::new(Some(upstream)));
+        let weak = Arc::downgrade(&slot);
+        // Outside a runtime there is no watchdog; the relay's own deadline still applies
+        // whenever the stream is polled.
+        let watchdog = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            rt.spawn(async move {
+                tokio::time::sleep_until(deadline).await;
+                if let Some(slot) = weak.upgrade() {
+                    let upstream = lock(&slot).take();
+                    if upstream.is_some() {
+                        tracing::debug!("streaming ceiling reached: upstream request dropped");
+                    }
+                }
+            })
+            .abort_handle()
+        });
+        Self { slot, watchdog }
+    }
+}
+
+impl<S> Watched<S> {
+    /// Drops the upstream now (the relay is done with it).
+    fn close(&self) {
+        let upstream = lock(&self.slot).take();
+        drop(upstream);
+    }
+}
+
+/// The slot holds at most the upstream stream, valid even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<S> Drop for Watched<S> {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watchdog {
+            w.abort();
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for Watched<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        match lock(&self.slot).as_mut() {
+            Some(s) => s.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
 }
 
 /// An SSE error event followed by `[DONE]`.
@@ -51,10 +119,11 @@ pub fn relay_sse(
     request_id: String,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct St {
-        body: RawBody,
+        body: Watched<RawBody>,
         // One timer for the whole stream: registering a timer per chunk would cost
         // more than the relay itself.
         deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+        deadline_at: Instant,
         tail: [u8; 16],
         tail_len: usize,
         saw_done: bool,
@@ -83,9 +152,11 @@ pub fn relay_sse(
             self.tail_len = keep;
         }
     }
+    let deadline = Instant::now() + ceiling;
     let st = St {
-        body,
-        deadline: Box::pin(tokio::time::sleep_until(Instant::now() + ceiling)),
+        body: Watched::new(body, deadline),
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        deadline_at: deadline,
         tail: [0; 16],
         tail_len: 0,
         saw_done: false,
@@ -102,6 +173,12 @@ pub fn relay_sse(
             n = st.body.next() => Some(n),
             _ = &mut st.deadline => None,
         };
+        // An engine that always has a chunk ready never lets the timer be polled (nor,
+        // on a busy worker, fire): the clock decides.
+        let next = next.filter(|_| Instant::now() < st.deadline_at);
+        if !matches!(next, Some(Some(Ok(_)))) {
+            st.body.close();
+        }
         let out = match next {
             Some(Some(Ok(chunk))) => {
                 st.scan(&chunk);
@@ -157,17 +234,20 @@ pub fn translate_sse(
     model: String,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct St {
-        chunks: ChatStream,
+        chunks: Watched<ChatStream>,
         deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+        deadline_at: Instant,
         finished: bool,
         id: String,
         model: String,
         created: i64,
         rid: String,
     }
+    let deadline = Instant::now() + ceiling;
     let st = St {
-        chunks,
-        deadline: Box::pin(tokio::time::sleep_until(Instant::now() + ceiling)),
+        chunks: Watched::new(chunks, deadline),
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        deadline_at: deadline,
         finished: false,
         id: format!("chatcmpl-{request_id}"),
         model,
@@ -190,6 +270,16 @@ pub fn translate_sse(
             n = st.chunks.next() => Ok(n),
             _ = &mut st.deadline => Err(()),
         };
+        let next = next.and_then(|n| {
+            if Instant::now() < st.deadline_at {
+                Ok(n)
+            } else {
+                Err(())
+            }
+        });
+        if !matches!(next, Ok(Some(Ok(_)))) {
+            st.chunks.close();
+        }
         let out = match next {
             Ok(Some(Ok(c))) => {
                 let mut s = String::new();
@@ -287,6 +377,53 @@ mod tests {
             "r".into(),
         );
         assert_eq!(collect(s).await, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    }
+
+    /// Sets its flag when dropped.
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ceiling_drops_the_upstream_even_if_nobody_polls() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        // An engine that never ends, and a relay nobody polls (a stalled client).
+        let upstream: RawBody = Box::pin(futures::stream::pending::<()>().map(move |()| {
+            let _keep = &flag;
+            Ok::<_, EngineError>(Bytes::new())
+        }));
+        let relay = relay_sse(upstream, Duration::from_millis(100), "r".into());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "upstream still alive after the ceiling"
+        );
+        // Polled afterwards, the relay ends the OpenAI way.
+        let out = collect(relay).await;
+        assert!(out.contains("streaming_timeout"), "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_is_always_ready_still_meets_the_ceiling() {
+        // Every chunk is ready at once, but producing it takes 2 ms of wall time.
+        let upstream: RawBody = Box::pin(
+            futures::stream::repeat_with(|| {
+                std::thread::sleep(Duration::from_millis(2));
+                Ok::<_, EngineError>(Bytes::from_static(b"data: {\"a\":1}\n\n"))
+            })
+            .take(500),
+        );
+        let out = collect(relay_sse(upstream, Duration::from_millis(50), "r".into())).await;
+        assert!(out.contains("streaming_timeout"), "ceiling ignored");
+        assert!(
+            out.matches("{\"a\":1}").count() < 400,
+            "ran far past the ceiling"
+        );
     }
 
     #[tokio::test]

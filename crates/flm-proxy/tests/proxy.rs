@@ -489,9 +489,11 @@ async fn slow_clients_do_not_block_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_cancels_the_upstream_stream() {
+    // The full answer takes ~7 s (about 14 chunks, 500 ms apart): far longer than the
+    // window below, so only a real cancellation can close the stream in time.
     let vllm = Emulator::start(
         EmulatedKind::Vllm,
-        EmulatorOptions::default().chunk_delay(Duration::from_millis(200)),
+        EmulatorOptions::default().chunk_delay(Duration::from_millis(500)),
     )
     .await
     .unwrap();
@@ -502,17 +504,19 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         .await
         .unwrap();
     assert!(first.is_some());
+    assert_eq!(vllm.control().open_streams(), 1);
     drop(body);
-    // The emulator notices the closed connection: its stream is dropped well before
-    // the ~2 s the full answer would take.
+    // The engine's own signal: its stream was dropped before it ended.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while vllm.control().open_streams() > 0 {
+    while vllm.control().cancelled_streams() == 0 {
         assert!(
             Instant::now() < deadline,
-            "upstream stream still open after the client left"
+            "upstream stream not cancelled after the client left"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(vllm.control().open_streams(), 0);
+    assert_eq!(vllm.control().cancelled_streams(), 1);
     h.stop().await;
 }
 

@@ -449,7 +449,7 @@ async fn rate_limits_per_ip_and_per_key() {
     h.stop().await;
 }
 
-/// Above the memory threshold, or with more connections open than allowed, new
+/// Above the memory threshold, or with more requests in progress than allowed, new
 /// requests get `503 resource_throttle`; one alert per episode is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_protection_refuses_new_requests_with_503() {
@@ -478,17 +478,26 @@ async fn resource_protection_refuses_new_requests_with_503() {
     )
     .await;
     assert_eq!(models_as(&h, "-").await.status(), 200);
-    // 101 idle connections exceed the cap of 100: the next request is refused, and
-    // admitted again once they are gone.
+    // 100 requests in progress (headers sent, body still awaited) reach the cap of
+    // 100: the next request is refused, and admitted again once they are gone. Idle
+    // sockets do not count (tests/dos.rs).
     let addr = h.base.trim_start_matches("http://").to_owned();
-    let mut idle = Vec::new();
-    for _ in 0..101 {
-        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+        h.key
+    );
+    let mut busy = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes())
+            .await
+            .unwrap();
+        busy.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, c) = code(models_as(&h, "-").await).await;
     assert_eq!((status, c.as_str()), (503, "resource_throttle"));
-    drop(idle);
+    drop(busy);
     let deadline = Instant::now() + Duration::from_secs(5);
     while models_as(&h, "-").await.status() != 200 {
         assert!(Instant::now() < deadline, "connections never released");

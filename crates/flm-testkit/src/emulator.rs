@@ -36,6 +36,8 @@ pub(crate) struct ControlInner {
     chat_requests: AtomicU64,
     /// Streamed responses whose body is still alive (not finished, not dropped).
     pub(crate) open_streams: AtomicU64,
+    /// Streamed responses dropped before they ended (the client went away).
+    pub(crate) cancelled_streams: AtomicU64,
     last_chat_body: Mutex<Option<Value>>,
     last_headers: Mutex<Option<HeaderMap>>,
     /// Models that served a request (Ollama `/api/ps`).
@@ -105,6 +107,14 @@ impl EmulatorControl {
     /// tests prove that a proxy cancels upstream requests.
     pub fn open_streams(&self) -> u64 {
         self.inner.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Streamed chat responses dropped before they ended: the engine's own view of a
+    /// cancelled request (the client, or the proxy in front of it, closed the
+    /// connection mid-stream). Streams that end normally, fail or are cut by the
+    /// emulator itself are not counted. Never reset.
+    pub fn cancelled_streams(&self) -> u64 {
+        self.inner.cancelled_streams.load(Ordering::SeqCst)
     }
 
     /// Body of the last chat request whose body was valid JSON.

@@ -220,6 +220,10 @@ pub struct EmulatorOptions {
     pub bind: IpAddr,
     /// Pause between two streamed chunks; defaults to zero.
     pub chunk_delay: Duration,
+    /// Streamed chat replies repeat their first content chunk this many extra times
+    /// (after the first one), for long streams in cancellation and slow-client tests;
+    /// defaults to zero.
+    pub stream_padding: usize,
     /// vLLM only: when set, `/v1/*` requires `Authorization: Bearer <key>` (401
     /// `{"error":"Unauthorized"}` otherwise). Ollama and LM Studio ignore it.
     pub api_key: Option<String>,
@@ -234,6 +238,7 @@ impl Default for EmulatorOptions {
             port: 0,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             chunk_delay: Duration::ZERO,
+            stream_padding: 0,
             api_key: None,
             behavior: Behavior::Normal,
         }
@@ -252,6 +257,12 @@ impl EmulatorOptions {
     /// Sets the pause between streamed chunks.
     pub fn chunk_delay(mut self, delay: Duration) -> Self {
         self.chunk_delay = delay;
+        self
+    }
+
+    /// Sets [`EmulatorOptions::stream_padding`].
+    pub fn stream_padding(mut self, extra_chunks: usize) -> Self {
+        self.stream_padding = extra_chunks;
         self
     }
 }

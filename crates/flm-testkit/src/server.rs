@@ -37,6 +37,7 @@ pub(crate) struct AppState {
     pub(crate) kind: EmulatedKind,
     pub(crate) models: Vec<EmulatedModel>,
     pub(crate) chunk_delay: Duration,
+    pub(crate) stream_padding: usize,
     pub(crate) api_key: Option<String>,
     pub(crate) control: Arc<ControlInner>,
     /// Unix time the emulator started; used as `created` / `modified_at`.
@@ -76,6 +77,7 @@ impl AppState {
             kind,
             models,
             chunk_delay: opts.chunk_delay,
+            stream_padding: opts.stream_padding,
             api_key: opts.api_key.clone(),
             control,
             created: chrono::Utc::now().timestamp(),

@@ -55,25 +55,52 @@ fn aborted() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "emulated connection drop")
 }
 
-/// Counts a live streamed body in [`crate::EmulatorControl::open_streams`].
-struct OpenStream(Shared);
+/// Counts a live streamed body in [`crate::EmulatorControl::open_streams`], and in
+/// [`crate::EmulatorControl::cancelled_streams`] when it is dropped before it ended.
+struct OpenStream {
+    st: Shared,
+    ended: bool,
+}
 
 impl OpenStream {
     fn new(st: &Shared) -> Self {
         st.control
             .open_streams
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(Shared::clone(st))
+        Self {
+            st: Shared::clone(st),
+            ended: false,
+        }
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0
-            .control
-            .open_streams
+        let c = &self.st.control;
+        if !self.ended {
+            c.cancelled_streams
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        c.open_streams
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Repeats the first content frame (the one after the opening frame) `extra` times,
+/// keeping the terminal index in step.
+fn pad(frames: Vec<Bytes>, terminal: usize, extra: usize) -> (Vec<Bytes>, usize) {
+    let at = 1.min(terminal.saturating_sub(1));
+    if extra == 0 || terminal == 0 {
+        return (frames, terminal);
+    }
+    let Some(filler) = frames.get(at).cloned() else {
+        return (frames, terminal);
+    };
+    let mut out = Vec::with_capacity(frames.len() + extra);
+    out.extend(frames[..=at].iter().cloned());
+    out.extend(std::iter::repeat_n(filler, extra));
+    out.extend(frames[at + 1..].iter().cloned());
+    (out, terminal + extra)
 }
 
 /// Streams `plan` under `behavior` (only `FailMidStream` and `DropMidStream` matter here).
@@ -86,6 +113,7 @@ pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Res
         error_frame,
         after_error,
     } = plan;
+    let (frames, terminal) = pad(frames, terminal, st.stream_padding);
     let (cut, fail, drop) = match behavior {
         Behavior::FailMidStream { after_chunks } => (*after_chunks.min(&terminal), true, false),
         Behavior::DropMidStream { after_chunks } => (*after_chunks.min(&terminal), false, true),
@@ -93,9 +121,12 @@ pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Res
     };
     let guard = OpenStream::new(&st);
     let body = async_stream::stream! {
-        let _guard = guard;
+        // Only a drop while the stream is suspended counts as a cancellation; every
+        // way the emulator itself ends the stream marks it ended first.
+        let mut guard = guard;
         for (i, frame) in frames.into_iter().take(cut).enumerate() {
             if i > 0 && !st.pause(st.chunk_delay).await {
+                guard.ended = true;
                 yield Err(aborted());
                 return;
             }
@@ -103,6 +134,7 @@ pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Res
         }
         if fail {
             if !st.pause(st.chunk_delay).await {
+                guard.ended = true;
                 yield Err(aborted());
                 return;
             }
@@ -114,8 +146,10 @@ pub(crate) fn respond(st: &Shared, behavior: &Behavior, plan: StreamPlan) -> Res
             // An error from the body makes hyper close the connection without the final
             // chunk of the chunked encoding: the client sees a truncated response.
             st.pause(FLUSH_BEFORE_DROP).await;
+            guard.ended = true;
             yield Err(aborted());
         }
+        guard.ended = true;
     };
     let mut resp = Response::new(Body::from_stream(body));
     *resp.status_mut() = StatusCode::OK;

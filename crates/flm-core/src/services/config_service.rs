@@ -192,6 +192,15 @@ impl ConfigService {
                 "proxy.shutdown_grace_secs",
                 d.shutdown_grace.as_secs(),
             )),
+            max_connections_per_ip: u32::try_from(int(
+                "proxy.max_connections_per_ip",
+                u64::from(d.max_connections_per_ip),
+            ))
+            .unwrap_or(d.max_connections_per_ip),
+            send_timeout: Duration::from_secs(int(
+                "proxy.send_timeout_secs",
+                d.send_timeout.as_secs(),
+            )),
         })
     }
 
