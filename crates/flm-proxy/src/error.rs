@@ -218,9 +218,10 @@ fn host_port_at(msg: &str, i: usize) -> Option<usize> {
     let is_host = host.eq_ignore_ascii_case("localhost")
         || host.parse::<std::net::Ipv4Addr>().is_ok()
         || (host.contains('.')
-            && host.rsplit('.').next().is_some_and(|tld| {
-                tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic())
-            }));
+            && host
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic())));
     if !is_host {
         return None;
     }
@@ -288,7 +289,9 @@ mod tests {
     fn rendered_bodies_never_carry_addresses() {
         let e = ApiError::engine(
             "chat_error",
-            &EngineError::Network("cannot connect to http://127.0.0.1:9/v1/chat/completions: refused".into()),
+            &EngineError::Network(
+                "cannot connect to http://127.0.0.1:9/v1/chat/completions: refused".into(),
+            ),
         );
         let body = e.body("r1");
         assert!(!body.contains("127.0.0.1"), "{body}");

@@ -283,7 +283,9 @@ pub fn canonical_path(raw: &str) -> Result<String, ApiError> {
     let mut i = 0;
     while i < b.len() {
         let c = if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
                 return Err(invalid_path(
                     "the path has a malformed percent-escape (expected `%` and two hex digits)",
@@ -311,7 +313,9 @@ pub fn canonical_path(raw: &str) -> Result<String, ApiError> {
     let path = String::from_utf8(out).map_err(|_| invalid_path("the path is not ASCII"))?;
     for seg in path[1..].split('/') {
         if seg.is_empty() {
-            return Err(invalid_path("empty path segments (`//`, a trailing `/`) are not allowed"));
+            return Err(invalid_path(
+                "empty path segments (`//`, a trailing `/`) are not allowed",
+            ));
         }
         if seg == "." || seg == ".." {
             return Err(invalid_path("path segments `.` and `..` are not allowed"));
@@ -567,7 +571,10 @@ mod tests {
         for (raw, want) in [
             ("api/tags", "/api/tags"),
             ("v1/models/llama3.2%3Alatest", "/v1/models/llama3.2:latest"),
-            ("v1/models/hf.co/org/m:Q4_K_M", "/v1/models/hf.co/org/m:Q4_K_M"),
+            (
+                "v1/models/hf.co/org/m:Q4_K_M",
+                "/v1/models/hf.co/org/m:Q4_K_M",
+            ),
             ("api%2Fdelete", "/api/delete"),
         ] {
             let p = canonical_path(raw).unwrap();
@@ -575,13 +582,32 @@ mod tests {
             assert!(p.parse::<axum::http::Uri>().is_ok(), "{p}");
         }
         for raw in [
-            "a%20b", "%3C", "a%0Ab", "a%00", "a%7F", "%25", "a%3Fb", "a%23", "a%5Cb", "%C3%A9",
-            "a%2", "a%zz", "a//b", "a/", "%2e%2e/api/pull", "a/./b", "a%2F..%2Fb",
+            "a%20b",
+            "%3C",
+            "a%0Ab",
+            "a%00",
+            "a%7F",
+            "%25",
+            "a%3Fb",
+            "a%23",
+            "a%5Cb",
+            "%C3%A9",
+            "a%2",
+            "a%zz",
+            "a//b",
+            "a/",
+            "%2e%2e/api/pull",
+            "a/./b",
+            "a%2F..%2Fb",
         ] {
             let e = canonical_path(raw).unwrap_err();
             assert_eq!(e.code, "invalid_path", "{raw}");
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
-            assert!(!e.message.chars().any(char::is_control), "{raw}: {}", e.message);
+            assert!(
+                !e.message.chars().any(char::is_control),
+                "{raw}: {}",
+                e.message
+            );
         }
     }
 

@@ -150,13 +150,26 @@ async fn read_only_by_default_allows_reads_and_inference_per_engine_kind() {
         &[],
     )
     .await;
+    h.models().await; // the first engine check is done: no probe lands in between
     let model = json!({"model": "test-model"});
     // Allowed: the request reaches the emulated engine on exactly that route.
     let allowed: [(&Emulator, &str, Method, &str, Option<Value>); 10] = [
         (&ollama, "ollama", Method::GET, "/api/tags", None),
         (&ollama, "ollama", Method::GET, "/api/version", None),
-        (&ollama, "ollama", Method::POST, "/api/show", Some(model.clone())),
-        (&ollama, "ollama", Method::GET, "/v1/models/test-model%3Alatest", None),
+        (
+            &ollama,
+            "ollama",
+            Method::POST,
+            "/api/show",
+            Some(model.clone()),
+        ),
+        (
+            &ollama,
+            "ollama",
+            Method::GET,
+            "/v1/models/test-model%3Alatest",
+            None,
+        ),
         (&vllm, "vllm", Method::GET, "/version", None),
         (&vllm, "vllm", Method::GET, "/health", None),
         (&lms, "lms", Method::GET, "/api/v0/models", None),
@@ -171,14 +184,17 @@ async fn read_only_by_default_allows_reads_and_inference_per_engine_kind() {
         ),
     ];
     for (emu, id, method, path, body) in allowed {
+        // The engine receives the decoded path.
         let engine_path = path.replace("%3A", ":");
-        let before = emu.control().route_requests(&engine_path)
-            + emu.control().route_requests(path);
+        let before = emu.control().route_requests(&engine_path);
         let (status, text) = call(&h, method.clone(), &format!("/engine/{id}{path}"), body).await;
         assert_eq!(status, 200, "{method} {id}{path}: {text}");
-        let after =
-            emu.control().route_requests(&engine_path) + emu.control().route_requests(path);
-        assert_eq!(after, before + 1, "{method} {id}{path} did not reach the engine");
+        let after = emu.control().route_requests(&engine_path);
+        assert_eq!(
+            after,
+            before + 1,
+            "{method} {id}{path} did not reach the engine"
+        );
     }
     // The real llama-server: props, health, tokenize.
     for (method, path, body) in [
@@ -197,7 +213,12 @@ async fn read_only_by_default_allows_reads_and_inference_per_engine_kind() {
         (Some(&ollama), "ollama", Method::POST, "/api/push"),
         (Some(&ollama), "ollama", Method::POST, "/api/create"),
         (Some(&ollama), "ollama", Method::POST, "/api/copy"),
-        (Some(&ollama), "ollama", Method::POST, "/api/blobs/sha256:00"),
+        (
+            Some(&ollama),
+            "ollama",
+            Method::POST,
+            "/api/blobs/sha256:00",
+        ),
         (Some(&ollama), "ollama", Method::PUT, "/api/tags"),
         (None, "llama", Method::POST, "/props"),
         (None, "llama", Method::GET, "/slots"),
@@ -214,6 +235,7 @@ async fn read_only_by_default_allows_reads_and_inference_per_engine_kind() {
         (Some(&ollama), "ollama", Method::GET, "/api/unknown-route"),
     ];
     for (emu, id, method, path) in denied {
+        let before = emu.map_or(0, |e| e.control().route_requests(path));
         let (status, text) = call(
             &h,
             method.clone(),
@@ -227,7 +249,7 @@ async fn read_only_by_default_allows_reads_and_inference_per_engine_kind() {
         if let Some(emu) = emu {
             assert_eq!(
                 emu.control().route_requests(path),
-                0,
+                before,
                 "{method} {id}{path} reached the engine"
             );
         }
@@ -302,8 +324,14 @@ async fn invalid_paths_are_400_and_the_engine_stays_routable() {
     )
     .await;
     let all = h.models().await;
-    assert!(all.contains(&"flm://llama/tiny-llama".to_owned()), "{all:?}");
-    assert!(all.contains(&"flm://ollama/test-model:latest".to_owned()), "{all:?}");
+    assert!(
+        all.contains(&"flm://llama/tiny-llama".to_owned()),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&"flm://ollama/test-model:latest".to_owned()),
+        "{all:?}"
+    );
     for id in ["llama", "ollama"] {
         for path in [
             "a%20b",
@@ -319,7 +347,8 @@ async fn invalid_paths_are_400_and_the_engine_stays_routable() {
             "v1%5Cmodels",
             "%C3%A9",
             "a%zz",
-            "%2e%2e/api/pull",
+            // (`%2e%2e` segments are resolved by the HTTP client itself; the unit tests
+            // cover them.)
             "v1/models%2F..%2F..%2Fapi%2Fpull",
             "a//b",
         ] {
@@ -381,7 +410,9 @@ async fn an_unreachable_engine_is_a_502_that_never_shows_its_address() {
     vllm.control()
         .set_behavior(Behavior::DropMidStream { after_chunks: 2 });
     let (status, events) = h
-        .stream(json!({"model": "flm://vllm/test-model", "messages": user("hi there"), "stream": true}))
+        .stream(
+            json!({"model": "flm://vllm/test-model", "messages": user("hi there"), "stream": true}),
+        )
         .await;
     assert_eq!(status, 200);
     let joined = events.join("\n");
@@ -414,7 +445,10 @@ async fn an_unreachable_engine_is_a_502_that_never_shows_its_address() {
             assert!(models.contains(&"flm://vllm/test-model".to_owned()));
             break;
         }
-        assert!(Instant::now() < deadline, "dead engine still offered: {models:?}");
+        assert!(
+            Instant::now() < deadline,
+            "dead engine still offered: {models:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (status, text) = call(&h, Method::GET, "/engine/ollama/api/tags", None).await;
@@ -441,7 +475,11 @@ async fn credentials_are_never_forwarded_and_cookies_never_returned() {
     .await;
     for (i, (method, path, body)) in [
         (Method::GET, "/api/tags", None),
-        (Method::POST, "/api/show", Some(json!({"model": "test-model"}))),
+        (
+            Method::POST,
+            "/api/show",
+            Some(json!({"model": "test-model"})),
+        ),
         (
             Method::POST,
             "/v1/chat/completions",
@@ -471,12 +509,28 @@ async fn credentials_are_never_forwarded_and_cookies_never_returned() {
             .control()
             .requests_on(path)
             .into_iter()
-            .filter(|r| r.headers.get("x-flm-test").is_some_and(|v| v == marker.as_str()))
+            .filter(|r| {
+                r.headers
+                    .get("x-flm-test")
+                    .is_some_and(|v| v == marker.as_str())
+            })
             .collect();
-        assert_eq!(seen.len(), 1, "{method} {path}: the request was not recorded");
+        assert_eq!(
+            seen.len(),
+            1,
+            "{method} {path}: the request was not recorded"
+        );
         let headers = &seen[0].headers;
-        for name in ["authorization", "cookie", "proxy-authorization", "x-api-key"] {
-            assert!(headers.get(name).is_none(), "{method} {path}: `{name}` forwarded");
+        for name in [
+            "authorization",
+            "cookie",
+            "proxy-authorization",
+            "x-api-key",
+        ] {
+            assert!(
+                headers.get(name).is_none(),
+                "{method} {path}: `{name}` forwarded"
+            );
         }
         let leaked = headers
             .values()
@@ -557,7 +611,10 @@ async fn a_hanging_engine_route_times_out_and_streams_stop_at_the_ceiling() {
     // The engine saw the connection go away.
     let deadline = Instant::now() + Duration::from_secs(5);
     while ollama.control().open_streams() > 0 {
-        assert!(Instant::now() < deadline, "the engine stream was not cancelled");
+        assert!(
+            Instant::now() < deadline,
+            "the engine stream was not cancelled"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     h.stop().await;

@@ -334,7 +334,9 @@ async fn every_engine_kind_through_one_endpoint() {
     // route under test (a health probe on another route cannot hide a leak).
     vllm.control().reset();
     let (status, v) = h
-        .chat(json!({"model": "flm://vllm/meta-llama/Llama-3.1-8B-Instruct", "messages": user("hi")}))
+        .chat(
+            json!({"model": "flm://vllm/meta-llama/Llama-3.1-8B-Instruct", "messages": user("hi")}),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     let seen = vllm.control().requests_on("/v1/chat/completions");

@@ -56,7 +56,13 @@ impl ControlInner {
         *lock(&self.last_headers) = Some(headers.clone());
     }
 
-    pub(crate) fn record_route(&self, method: &str, path: &str, query: Option<&str>, headers: &HeaderMap) {
+    pub(crate) fn record_route(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) {
         let mut routes = lock(&self.by_route);
         let log = routes.entry(path.to_owned()).or_default();
         log.count += 1;
