@@ -115,6 +115,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Largest request body the proxy accepts (413 payload_too_large)",
     },
     SettingSpec {
+        key: "proxy.passthrough",
+        default: "read-only",
+        ty: SettingType::Choice(PassthroughMode::CHOICES),
+        help: "Engine pass-through /engine/{id}/*: read-only (model lists, info, inference), full (every engine route, for every key), off",
+    },
+    SettingSpec {
         key: "proxy.engine_check_interval_secs",
         default: "5",
         ty: SettingType::Int { min: 1, max: 3600 },
@@ -252,6 +258,8 @@ pub struct ProxySettings {
     pub stream_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// What `/engine/{id}/*` may reach.
+    pub passthrough: PassthroughMode,
     /// Engine re-check interval.
     pub engine_check_interval: Duration,
     /// Grace period for in-flight requests at shutdown.
@@ -268,10 +276,50 @@ impl Default for ProxySettings {
             request_timeout: Duration::from_secs(60),
             stream_timeout: Duration::from_secs(1800),
             max_body_bytes: 10 * 1024 * 1024,
+            passthrough: PassthroughMode::ReadOnly,
             engine_check_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             max_connections_per_ip: 128,
             send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the engine pass-through (`/engine/{id}/*`) may reach (`proxy.passthrough`).
+///
+/// Global: it applies to every API key (per-key permissions do not exist yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassthroughMode {
+    /// Only each engine kind's reads and inference routes (the default): an API key
+    /// must not be enough to delete, fetch or reconfigure an engine's models.
+    #[default]
+    ReadOnly,
+    /// Every engine route.
+    Full,
+    /// No pass-through at all.
+    Off,
+}
+
+impl PassthroughMode {
+    /// The accepted setting values.
+    pub const CHOICES: &'static [&'static str] = &["read-only", "full", "off"];
+
+    /// The setting value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read-only",
+            Self::Full => "full",
+            Self::Off => "off",
+        }
+    }
+
+    /// Parses a setting value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "read-only" => Some(Self::ReadOnly),
+            "full" => Some(Self::Full),
+            "off" => Some(Self::Off),
+            _ => None,
         }
     }
 }
@@ -305,5 +353,18 @@ mod tests {
         );
         assert!(validate("paths.config", "/x").is_err());
         assert!(validate("alert_rules", "{").is_err());
+    }
+
+    #[test]
+    fn passthrough_mode_is_a_checked_choice() {
+        for v in PassthroughMode::CHOICES {
+            assert_eq!(PassthroughMode::parse(v).unwrap().as_str(), *v);
+        }
+        let e = validate("proxy.passthrough", "rw").unwrap_err();
+        assert!(e.to_string().contains("read-only, full, off"), "{e}");
+        assert_eq!(
+            spec("proxy.passthrough").unwrap().default,
+            PassthroughMode::default().as_str()
+        );
     }
 }

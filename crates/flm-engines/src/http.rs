@@ -157,7 +157,11 @@ impl HttpClient {
 /// Maps a transport error to an [`EngineError`], naming the URL and the root cause.
 pub fn transport_error(e: &reqwest::Error, url: &str) -> EngineError {
     let cause = root_cause(e);
-    if e.is_timeout() {
+    if e.is_builder() {
+        // The request could not be built (e.g. an invalid URL): nothing reached the
+        // engine, so this says nothing about its health.
+        EngineError::Unsupported(format!("cannot build the request: {cause}"))
+    } else if e.is_timeout() {
         EngineError::Timeout(format!("{url} did not answer in time"))
     } else if e.is_connect() {
         EngineError::Network(format!("cannot connect to {url}: {cause}"))

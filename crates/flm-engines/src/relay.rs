@@ -74,9 +74,12 @@ async fn relay_hyper(
     req: RawRequest,
 ) -> Result<RawResponse, EngineError> {
     let url = format!("{base_url}{}", req.path_and_query);
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| EngineError::Network(format!("invalid engine URL {url}: {e}")))?;
+    // A request that cannot be built is the caller's mistake, not a sign that the
+    // engine is unreachable: never a network error (which would take the engine out of
+    // routing), and the message does not name the engine's address.
+    let uri: hyper::Uri = url.parse().map_err(|e| {
+        EngineError::Unsupported(format!("the request path is not a valid URI: {e}"))
+    })?;
     let mut builder = hyper::Request::builder()
         .method(req.method.as_str())
         .uri(uri)
@@ -86,7 +89,7 @@ async fn relay_hyper(
     }
     let request = builder
         .body(http_body_util::Full::new(req.body))
-        .map_err(|e| EngineError::Unsupported(format!("cannot build the request to {url}: {e}")))?;
+        .map_err(|e| EngineError::Unsupported(format!("cannot build the request: {e}")))?;
     let resp = client.request(request).await.map_err(|e| {
         let cause = crate::http::root_cause(&e);
         if e.is_connect() {

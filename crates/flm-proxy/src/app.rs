@@ -65,7 +65,10 @@ pub fn build(state: SharedState) -> axum::Router {
         .route("/metrics", get(crate::defence::metrics))
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/v1/embeddings", post(handlers::embeddings))
-        .route("/engine/{engine_id}/{*path}", any(handlers::passthrough))
+        .route(
+            "/engine/{engine_id}/{*path}",
+            any(crate::passthrough::passthrough),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     axum::Router::new()
         .route("/health", get(health))

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use bytes::Bytes;
@@ -57,7 +57,7 @@ fn sse_response(
 }
 
 /// Reads the whole body, bounded in size and time.
-async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, ApiError> {
     let limit = st.settings.max_body_bytes;
     match tokio::time::timeout(
         st.settings.request_timeout,
@@ -472,123 +472,4 @@ pub async fn embeddings(
         }
     })
     .await
-}
-
-/// Request headers never forwarded to an engine: hop-by-hop ones, and credentials
-/// meant for FLM (the client's FLM key must not leak to the engine).
-const DROP_REQUEST_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "host",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "forwarded",
-    "origin",
-];
-
-/// Response headers not passed back: hop-by-hop ones and those the proxy sets itself.
-const DROP_RESPONSE_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "set-cookie",
-    "access-control-allow-origin",
-    "access-control-allow-credentials",
-    "server",
-];
-
-/// `ANY /engine/{engine_id}/{*path}`: the engine's own API, only on that engine's
-/// detected address.
-pub async fn passthrough(
-    State(st): State<SharedState>,
-    Path((engine_id, path)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let routes = st.router.routes(st.first_check_wait).await;
-    let entry = routes.engine(&engine_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "engine_not_found",
-            "invalid_request_error",
-            format!(
-                "engine `{engine_id}` is not available; available engines: {}",
-                {
-                    let ids = routes.engine_ids();
-                    if ids.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        ids.join(", ")
-                    }
-                }
-            ),
-        )
-    })?;
-    if path.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(ApiError::bad_request(
-            "invalid_path",
-            "path segments `.` and `..` are not allowed",
-        ));
-    }
-    let (parts, body) = req.into_parts();
-    let headers = forward_headers(&parts.headers);
-    let body = read_body(&st, body).await?;
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let request = RawRequest {
-        method: parts.method.to_string(),
-        path_and_query: format!("/{path}{query}"),
-        headers,
-        body,
-    };
-    let resp = entry.engine.relay(request).await.map_err(|e| {
-        if matches!(e, EngineError::Network(_)) {
-            st.router.mark_down(&entry);
-        }
-        ApiError::engine("engine_error", &e)
-    })?;
-    let mut out = Response::new(Body::from_stream(
-        resp.body.map(|r| r.map_err(std::io::Error::other)),
-    ));
-    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    for (k, v) in resp.headers {
-        if DROP_RESPONSE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(k.as_str()),
-            HeaderValue::try_from(v.as_str()),
-        ) {
-            out.headers_mut().append(name, value);
-        }
-    }
-    Ok(out)
-}
-
-fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(k, _)| !DROP_REQUEST_HEADERS.contains(&k.as_str()))
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
-        })
-        .collect()
 }

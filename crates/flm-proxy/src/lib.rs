@@ -41,6 +41,7 @@ pub mod error;
 mod handlers;
 pub mod manager;
 mod openai_req;
+mod passthrough;
 mod relay;
 mod request_id;
 mod resources;

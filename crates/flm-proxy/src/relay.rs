@@ -105,6 +105,7 @@ pub fn error_tail(
 ) -> Bytes {
     let mut out = String::new();
     if with_event {
+        let message = crate::error::scrub_addresses(message);
         let ev = json!({"error": {"code": code, "message": message, "type": kind, "request_id": request_id}});
         out.push_str(&format!("data: {ev}\n\n"));
     }

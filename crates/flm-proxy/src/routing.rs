@@ -229,6 +229,12 @@ impl Router {
         self.recheck.notify_one();
     }
 
+    /// Asks the monitor for a check now, without judging the engine: used where a
+    /// failure may have been provoked by the client (the pass-through).
+    pub fn recheck(&self) {
+        self.recheck.notify_one();
+    }
+
     /// Runs one check: detect engines, list their models, swap the table.
     pub async fn refresh(&self, engines: &EngineService, list_timeout: Duration) {
         match engines.running_engines(true).await {

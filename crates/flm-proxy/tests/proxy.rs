@@ -330,11 +330,27 @@ async fn every_engine_kind_through_one_endpoint() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    // The engine never sees the client's FLM key.
-    h.chat(json!({"model": "flm://vllm/meta-llama/Llama-3.1-8B-Instruct", "messages": user("hi")}))
+    // The engine never sees the client's FLM key: read the requests recorded on the
+    // route under test (a health probe on another route cannot hide a leak).
+    vllm.control().reset();
+    let (status, v) = h
+        .chat(
+            json!({"model": "flm://vllm/meta-llama/Llama-3.1-8B-Instruct", "messages": user("hi")}),
+        )
         .await;
-    let headers = vllm.control().last_headers().unwrap();
-    assert!(headers.get("authorization").is_none());
+    assert_eq!(status, 200, "{v}");
+    let seen = vllm.control().requests_on("/v1/chat/completions");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("authorization").is_none());
+    let tags = ollama.control().requests_on("/api/tags");
+    assert!(!tags.is_empty());
+    for r in tags.iter().chain(&seen) {
+        let leaked = r
+            .headers
+            .values()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains(&h.key)));
+        assert!(!leaked, "the FLM key reached the engine on {}", r.path);
+    }
     h.stop().await;
 }
 

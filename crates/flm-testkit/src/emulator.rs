@@ -1,13 +1,13 @@
 //! The running emulator and its control handle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,6 +40,10 @@ pub(crate) struct ControlInner {
     pub(crate) cancelled_streams: AtomicU64,
     last_chat_body: Mutex<Option<Value>>,
     last_headers: Mutex<Option<HeaderMap>>,
+    /// Requests per route path, newest last (at most [`KEPT_PER_ROUTE`] each).
+    by_route: Mutex<HashMap<String, RouteLog>>,
+    /// Headers added to every response (e.g. `Set-Cookie`, to test that a proxy drops it).
+    extra_response_headers: Mutex<Vec<(HeaderName, HeaderValue)>>,
     /// Models that served a request (Ollama `/api/ps`).
     loaded: Mutex<BTreeSet<String>>,
 }
@@ -52,6 +56,31 @@ impl ControlInner {
     pub(crate) fn record_request(&self, headers: &HeaderMap) {
         self.requests.fetch_add(1, Ordering::SeqCst);
         *lock(&self.last_headers) = Some(headers.clone());
+    }
+
+    pub(crate) fn record_route(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) {
+        let mut routes = lock(&self.by_route);
+        let log = routes.entry(path.to_owned()).or_default();
+        log.count += 1;
+        if log.recent.len() == KEPT_PER_ROUTE {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(RecordedRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.map(str::to_owned),
+            headers: headers.clone(),
+        });
+    }
+
+    pub(crate) fn extra_response_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        lock(&self.extra_response_headers).clone()
     }
 
     pub(crate) fn record_chat(&self, body: Option<Value>) {
@@ -68,6 +97,31 @@ impl ControlInner {
     pub(crate) fn loaded(&self) -> Vec<String> {
         lock(&self.loaded).iter().cloned().collect()
     }
+}
+
+// === impl RecordedRequest ===
+
+/// How many requests [`EmulatorControl::requests_on`] keeps per route: enough for any
+/// test, and a soak run cannot grow memory without bound.
+pub const KEPT_PER_ROUTE: usize = 64;
+
+#[derive(Debug, Default)]
+struct RouteLog {
+    count: u64,
+    recent: VecDeque<RecordedRequest>,
+}
+
+/// One request as the emulated engine received it, before any gate or behaviour.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path as received (still percent-encoded).
+    pub path: String,
+    /// Query string, when there was one.
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: HeaderMap,
 }
 
 // === impl EmulatorControl ===
@@ -127,12 +181,42 @@ impl EmulatorControl {
         lock(&self.inner.last_headers).clone()
     }
 
+    /// Requests received on `path` (exact, as received, query excluded), whatever
+    /// the method and the answer. Unlike [`EmulatorControl::last_headers`], a request on
+    /// another route (a health probe) cannot hide one on this route.
+    pub fn route_requests(&self, path: &str) -> u64 {
+        lock(&self.inner.by_route).get(path).map_or(0, |l| l.count)
+    }
+
+    /// The most recent requests received on `path` (at most [`KEPT_PER_ROUTE`]),
+    /// oldest first.
+    pub fn requests_on(&self, path: &str) -> Vec<RecordedRequest> {
+        lock(&self.inner.by_route)
+            .get(path)
+            .map(|l| l.recent.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The last request received on `path`.
+    pub fn last_request_on(&self, path: &str) -> Option<RecordedRequest> {
+        lock(&self.inner.by_route)
+            .get(path)
+            .and_then(|l| l.recent.back().cloned())
+    }
+
+    /// Adds a header to every subsequent response, on every route (e.g. `Set-Cookie`,
+    /// which a proxy must not pass back).
+    pub fn add_response_header(&self, name: HeaderName, value: HeaderValue) {
+        lock(&self.inner.extra_response_headers).push((name, value));
+    }
+
     /// Resets counters and recorded requests (not the behaviour).
     pub fn reset(&self) {
         self.inner.requests.store(0, Ordering::SeqCst);
         self.inner.chat_requests.store(0, Ordering::SeqCst);
         *lock(&self.inner.last_chat_body) = None;
         *lock(&self.inner.last_headers) = None;
+        lock(&self.inner.by_route).clear();
     }
 }
 

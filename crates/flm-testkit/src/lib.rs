@@ -44,7 +44,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use emulator::{Emulator, EmulatorControl};
+pub use emulator::{Emulator, EmulatorControl, RecordedRequest, KEPT_PER_ROUTE};
 
 /// `http` types used in the public API (for [`EmulatorControl::last_headers`]).
 pub use axum::http;
@@ -312,4 +312,8 @@ pub enum Behavior {
     /// Every API route (not the probes, not unknown routes) answers this status with the
     /// engine's native error shape.
     StatusError(u16),
+    /// Requests on this exact path (e.g. `/api/ps`) are accepted and never answered
+    /// (until shutdown); every other route answers normally, so health checks still
+    /// pass.
+    HangOn(String),
 }

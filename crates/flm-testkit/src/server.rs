@@ -210,6 +210,24 @@ fn is_chat_route(kind: EmulatedKind, method: &Method, path: &str) -> bool {
 
 async fn record_layer(State(st): State<Shared>, req: Request, next: Next) -> Response {
     st.control.record_request(req.headers());
+    st.control.record_route(
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    );
+    let extra = st.control.extra_response_headers();
+    if extra.is_empty() {
+        return record_chat_layer(st, req, next).await;
+    }
+    let mut resp = record_chat_layer(st, req, next).await;
+    for (name, value) in extra {
+        resp.headers_mut().append(name, value);
+    }
+    resp
+}
+
+async fn record_chat_layer(st: Shared, req: Request, next: Next) -> Response {
     if !is_chat_route(st.kind, req.method(), req.uri().path()) {
         return next.run(req).await;
     }
@@ -240,6 +258,10 @@ async fn behavior_layer(State(st): State<Shared>, mut req: Request, next: Next) 
             } else {
                 StatusCode::SERVICE_UNAVAILABLE.into_response()
             }
+        }
+        Behavior::HangOn(route) if route == path => {
+            st.wait_shutdown().await;
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
         Behavior::StatusError(code) if class.is_api() => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

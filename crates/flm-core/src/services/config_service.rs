@@ -184,6 +184,11 @@ impl ConfigService {
             )),
             max_body_bytes: usize::try_from(int("proxy.max_body_bytes", d.max_body_bytes as u64))
                 .unwrap_or(d.max_body_bytes),
+            passthrough: rows
+                .iter()
+                .find(|r| r.key == "proxy.passthrough")
+                .and_then(|r| config::PassthroughMode::parse(r.value.trim()))
+                .unwrap_or(d.passthrough),
             engine_check_interval: Duration::from_secs(int(
                 "proxy.engine_check_interval_secs",
                 d.engine_check_interval.as_secs(),
