@@ -320,18 +320,14 @@ fn block_json(r: &BlockRow) -> Value {
     })
 }
 
-/// The canonical text of a single IP address (IPv4-mapped IPv6 folded to IPv4).
+/// The canonical text of an IP address (IPv4-mapped IPv6 folded to IPv4) or of a
+/// range (`2001:db8:1::/48`, host bits cleared): the form the proxy stores, so that
+/// `unblock` finds the IPv6 aggregates the proxy creates.
 fn canonical_ip(raw: &str) -> Result<String, CliError> {
     let raw = raw.trim();
     if raw.contains('/') {
-        // Validate the range so the message is precise, but refuse it: the blocklist
-        // is per address (flm_guard::BlockEntry holds one IpAddr).
         return match raw.parse::<flm_guard::IpNet>() {
-            Ok(net) if net.is_host() => Ok(flm_guard::net::canonical(net.addr()).to_string()),
-            Ok(net) => Err(CliError::user(
-                "INVALID_ARGUMENT",
-                format!("`{net}` is a range; the blocklist holds single addresses (use the policy's ip_whitelist to restrict ranges)"),
-            )),
+            Ok(net) => Ok(net.to_string()),
             Err(e) => Err(CliError::user(
                 "INVALID_ARGUMENT",
                 format!("`{raw}` is not an IP address or CIDR range: {e}"),
