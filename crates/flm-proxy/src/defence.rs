@@ -1280,7 +1280,8 @@ impl Guard {
                 headers: &headers,
                 fields: &[],
             });
-            if !findings.is_empty() && cross_site {
+            // Weak signals (a missing user agent…) alone neither refuse nor count.
+            if cross_site && findings.iter().any(|f| !f.weak) {
                 // The attack is not delivered, and it does not count against the
                 // address: a page can make its visitors' browsers send it.
                 let patterns: Vec<&str> = findings.iter().map(|f| f.pattern.as_str()).collect();
@@ -1296,7 +1297,7 @@ impl Guard {
                     .into_response(),
                 );
             }
-            if !findings.is_empty() {
+            if !findings.is_empty() && !cross_site {
                 match self.on_findings(ip, &findings, m, now) {
                     Ok(false) => {}
                     Ok(true) => return Some(blocked_response()),

@@ -321,10 +321,9 @@ async fn missing_keys_never_count_and_cross_site_marks_only_spend_a_soft_budget(
     // Wrong keys: counted on the budget only (10), then cross-site requests refused.
     for i in 0..9 {
         assert_eq!(
-            get(&h, "/v1/models", Some(&format!("flm-wrong-{i}")), &xs)
-                .await
-                .0,
-            401
+            get(&h, "/v1/models", Some(&format!("flm-wrong-{i}")), &xs).await,
+            (401, "invalid_api_key".to_owned()),
+            "wrong key {i}"
         );
     }
     assert_eq!(
