@@ -1841,7 +1841,8 @@ mod tests {
             m
         };
         let listed = vec!["https://app.example.com".to_owned()];
-        let cases: [(&[(&str, &str)], &[String], bool); 9] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [String], bool);
+        let cases: [Case<'_>; 9] = [
             (&[], &[], false),
             (&[("sec-fetch-site", "cross-site")], &[], true),
             (&[("sec-fetch-site", "same-site")], &[], true),
