@@ -897,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn ips_are_canonical_and_ranges_refused() {
+    fn ips_and_ranges_are_canonical() {
         assert_eq!(
             canonical_ip(" 203.0.113.7 ").ok().as_deref(),
             Some("203.0.113.7")
@@ -910,7 +910,15 @@ mod tests {
             canonical_ip("10.0.0.1/32").ok().as_deref(),
             Some("10.0.0.1")
         );
-        assert!(canonical_ip("10.0.0.0/8").is_err());
+        // Ranges are stored by the proxy (IPv6 aggregates) and can be added by hand.
+        assert_eq!(
+            canonical_ip("10.1.2.3/8").ok().as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(
+            canonical_ip("2001:DB8:1:0::/48").ok().as_deref(),
+            Some("2001:db8:1::/48")
+        );
         assert!(canonical_ip("999.1.1.1").is_err());
         assert!(canonical_ip("10.0.0.1/99").is_err());
     }
