@@ -13,8 +13,18 @@
 //! 7. anomaly windows (floods, scans, oversized bodies…);
 //! 8. per-IP rate limit (tightened for suspicious IPs) → `429`;
 //!
-//! then, inside the routes, authentication (failures feed the blocklist), the per-key
-//! rate limit and the non-content JSON fields of the body ([`Guard::inspect_body`]).
+//! then, inside the routes, authentication (failures of *presented* credentials feed
+//! the blocklist), the per-key rate limit and the non-content JSON fields of the body
+//! ([`Guard::inspect_body`]).
+//!
+//! Requests a browser marks as cross-site ([`is_cross_site`]) never feed a ban: their
+//! findings refuse the request itself, and their failures, findings and 404s spend a
+//! per-address budget whose exhaustion refuses further cross-site requests for a while
+//! ([`Guard::cross_site_strike`]).
+//!
+//! Fail closed: a state that cannot be consulted (a lock poisoned by a panic, a
+//! blocklist never read) refuses the request with `503 defence_unavailable`; a policy
+//! never read keeps the proxy closed like a missing one.
 //!
 //! State lives in one [`Guard`] per manager, so every listener shares one blocklist.
 //! New bans are written to `security.db` at once (they survive a SIGKILL); failure
