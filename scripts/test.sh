@@ -17,7 +17,7 @@ fi
 
 # Debian packages used by the build and the tests.
 pkgs=()
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks; do
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
