@@ -464,7 +464,9 @@ async fn x_real_ip_is_believed_only_without_x_forwarded_for() {
 }
 
 fn sqlite(db: &Path, sql: &str) {
+    // The proxy writes to the same file (audit log): wait for its locks.
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()
