@@ -10,24 +10,42 @@
 //! | `permanent_block_threshold` (20; 0 = never) | permanent, released only by hand |
 //!
 //! The tier is derived from the failure count, so restoring a snapshot restores the
-//! escalation state too. A new block is reported only when a failure moves the IP to a
-//! higher tier; the proxy persists the table immediately then (spec: "whenever a new
-//! block is created").
+//! escalation state too. A new block is reported only when a failure moves the entry
+//! to a higher tier; the proxy persists the table immediately then (spec: "whenever a
+//! new block is created").
 //!
-//! **Bounded memory.** A counter of an IP that is not blocked expires
+//! **Entries are networks.** An entry is an [`IpNet`]: a single address (the usual
+//! case), or a range — added by hand, or an IPv6 *aggregate* (below). A lookup is one
+//! hash probe for the address plus one per prefix length present in the table (in
+//! practice /64 and /48): O(1).
+//!
+//! **IPv6 aggregation.** One IPv6 subscriber owns at least a /64 and often a /48, so
+//! counting per address lets it spread failures over 2^64 addresses, never reach a
+//! threshold and fill the table. When [`BlocklistConfig::aggregate_64_at`] addresses of
+//! one /64 have entries, further failures from that /64 are counted on one /64 entry;
+//! when [`BlocklistConfig::aggregate_48_at`] entries (addresses or /64 aggregates) lie
+//! in one /48, on one /48 entry. An aggregate climbs the same ladder and its block
+//! covers the whole prefix, but it never becomes permanent by itself (the 24-hour tier
+//! is its ceiling): a whole network is banned for good only by hand. An address that
+//! already has its own entry keeps counting on it.
+//!
+//! **Bounded memory, failing closed.** A counter that is not blocked expires
 //! `failure_window` (24 h) after its last failure or the end of its last block, which
 //! also keeps the escalation window wide enough for the 24-hour tier. Expired entries
 //! are swept at most once a minute on insert and by [`Blocklist::sweep`]. At most
-//! `max_entries` IPs are tracked; when the table is full of live entries, failures of
-//! new IPs are not counted (reported as `tracked: false`) — the per-IP rate limit still
-//! applies to them, and existing blocks are never evicted to make room.
+//! `max_entries` entries are kept; when the table is full, a new offender makes room by
+//! evicting the least severe entries — counters that never led to a ban, oldest first,
+//! then expired bans, oldest first (a batch of 1/64 of the cap, so a full table costs
+//! one scan per many inserts). Active bans are never evicted; only a table full of
+//! active bans leaves a failure uncounted (`tracked: false`), and with aggregation that
+//! takes as many offending networks as there are entries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::net::canonical;
+use crate::net::{canonical, IpNet};
 use crate::{Millis, MINUTE_MS};
 
 const HOUR_MS: Millis = 60 * MINUTE_MS;
@@ -49,8 +67,12 @@ pub struct BlocklistConfig {
     pub permanent_threshold: u32,
     /// How long an unblocked IP's failures are remembered.
     pub failure_window_ms: Millis,
-    /// Cap on tracked IPs.
+    /// Cap on entries.
     pub max_entries: usize,
+    /// Address entries in one IPv6 /64 from which the /64 is counted as one (0 = never).
+    pub aggregate_64_at: u32,
+    /// Entries in one IPv6 /48 from which the /48 is counted as one (0 = never).
+    pub aggregate_48_at: u32,
 }
 
 impl BlocklistConfig {
@@ -70,11 +92,13 @@ impl BlocklistConfig {
             permanent_threshold,
             failure_window_ms: 24 * HOUR_MS,
             max_entries: 100_000,
+            aggregate_64_at: 8,
+            aggregate_48_at: 64,
         }
     }
 
-    fn tier(&self, failures: u32) -> Tier {
-        if self.permanent_threshold > 0 && failures >= self.permanent_threshold {
+    fn tier(&self, failures: u32, aggregate: bool) -> Tier {
+        if !aggregate && self.permanent_threshold > 0 && failures >= self.permanent_threshold {
             Tier::Permanent
         } else if failures >= self.long_block_failures {
             Tier::Long
@@ -83,6 +107,10 @@ impl BlocklistConfig {
         } else {
             Tier::None
         }
+    }
+
+    fn cap(&self) -> usize {
+        self.max_entries.max(1)
     }
 }
 
@@ -100,11 +128,12 @@ enum Tier {
     Permanent,
 }
 
-/// One IP's record, as persisted in `ip_blocklist`.
+/// One entry, as persisted in `ip_blocklist` (`ip` holds the network's text: an
+/// address, or `addr/prefix` for a range).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockEntry {
-    /// The client address.
-    pub ip: IpAddr,
+    /// The client address, or the network of a range entry.
+    pub net: IpNet,
     /// Failures counted in the current window.
     pub failure_count: u32,
     /// First failure of the current window, Unix ms.
@@ -118,6 +147,17 @@ pub struct BlockEntry {
 }
 
 impl BlockEntry {
+    fn new(net: IpNet, now: Millis) -> Self {
+        Self {
+            net,
+            failure_count: 0,
+            first_failure_at: now,
+            blocked_until: None,
+            permanent: false,
+            last_attempt: now,
+        }
+    }
+
     /// Whether this entry blocks its IP at `now`.
     pub fn is_active(&self, now: Millis) -> bool {
         self.permanent || self.blocked_until.is_some_and(|u| u > now)
@@ -136,13 +176,17 @@ pub struct NewBlock {
 /// The result of [`Blocklist::record_failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FailureOutcome {
-    /// Failures now counted for the IP.
+    /// The entry the failure was counted on (the address, or its /64 or /48
+    /// aggregate); the one to persist.
+    pub entry: IpNet,
+    /// Failures now counted on that entry.
     pub failure_count: u32,
     /// Set when this failure started a new block (or escalated one): persist now.
     pub new_block: Option<NewBlock>,
     /// Whether the IP is blocked after this call.
     pub blocked: bool,
-    /// False when the table was full and the failure could not be counted.
+    /// False when the table was full of active bans and the failure could not be
+    /// counted.
     pub tracked: bool,
 }
 
@@ -159,8 +203,40 @@ pub struct ActiveBlock {
 #[derive(Debug, Clone)]
 pub struct Blocklist {
     config: BlocklistConfig,
-    entries: HashMap<IpAddr, BlockEntry>,
+    entries: HashMap<IpNet, BlockEntry>,
+    /// How many range entries there are per (is IPv6, prefix length): the lengths a
+    /// lookup must probe.
+    range_lens: BTreeMap<(bool, u8), usize>,
+    /// How many entries lie inside each IPv6 /64 (addresses) and /48 (addresses and
+    /// /64 ranges): the aggregation trigger.
+    members: HashMap<IpNet, u32>,
     last_sweep: Millis,
+    /// When a full table last had nothing to evict: the scan is not repeated for a
+    /// second, so failures against a table full of bans cost no more than a lookup.
+    no_room_at: Option<Millis>,
+}
+
+fn v6_net(ip: IpAddr, prefix: u8) -> Option<IpNet> {
+    match canonical(ip) {
+        IpAddr::V6(_) => IpNet::new(ip, prefix).ok(),
+        IpAddr::V4(_) => None,
+    }
+}
+
+fn is_v6(net: &IpNet) -> bool {
+    net.addr().is_ipv6()
+}
+
+/// The IPv6 networks whose member count an entry adds to.
+fn parents(net: &IpNet) -> [Option<IpNet>; 2] {
+    if !is_v6(net) {
+        return [None, None];
+    }
+    match net.prefix_len() {
+        128 => [v6_net(net.addr(), 64), v6_net(net.addr(), 48)],
+        64 => [None, v6_net(net.addr(), 48)],
+        _ => [None, None],
+    }
 }
 
 // === impl Blocklist ===
@@ -171,26 +247,38 @@ impl Blocklist {
         Self {
             config,
             entries: HashMap::new(),
+            range_lens: BTreeMap::new(),
+            members: HashMap::new(),
             last_sweep: 0,
+            no_room_at: None,
         }
     }
 
-    /// A blocklist loaded from persisted entries (duplicates: the last one wins; entries
-    /// beyond `max_entries` are dropped, permanent ones first kept).
+    /// A blocklist loaded from persisted entries (duplicates: the last one wins).
+    /// Beyond `max_entries`, permanent blocks are kept first, then active blocks, then
+    /// the most recent counters.
     pub fn from_entries(
         config: BlocklistConfig,
         entries: impl IntoIterator<Item = BlockEntry>,
     ) -> Self {
         let mut list = Self::new(config);
-        let mut all: Vec<BlockEntry> = entries.into_iter().collect();
-        // Permanent entries first, so the cap never drops them in favour of counters.
-        all.sort_by_key(|e| !e.permanent);
-        for mut e in all {
-            e.ip = canonical(e.ip);
-            let exists = list.entries.contains_key(&e.ip);
-            if exists || list.entries.len() < list.config.max_entries.max(1) {
-                list.entries.insert(e.ip, e);
-            }
+        let mut all: Vec<(usize, BlockEntry)> = entries.into_iter().enumerate().collect();
+        // The last duplicate wins: keep the highest index per network.
+        let mut last: HashMap<IpNet, usize> = HashMap::new();
+        for (i, e) in &all {
+            last.insert(e.net, *i);
+        }
+        all.retain(|(i, e)| last.get(&e.net) == Some(i));
+        let now = all.iter().map(|(_, e)| e.last_attempt).max().unwrap_or(0);
+        all.sort_by_key(|(_, e)| {
+            (
+                !e.permanent,
+                !e.is_active(now),
+                std::cmp::Reverse(e.last_attempt),
+            )
+        });
+        for (_, e) in all.into_iter().take(config.cap()) {
+            list.insert_entry(e);
         }
         list
     }
@@ -206,26 +294,46 @@ impl Blocklist {
         self.config = config;
     }
 
-    /// Whether `ip` is blocked at `now`. Read-only: safe under a read lock on the hot
-    /// path; one hash lookup.
+    /// The entry that blocks `ip` at `now`: its own, or a range containing it.
+    fn active_for(&self, ip: IpAddr, now: Millis) -> Option<&BlockEntry> {
+        let ip = canonical(ip);
+        if let Some(e) = self.entries.get(&IpNet::host(ip)) {
+            if e.is_active(now) {
+                return Some(e);
+            }
+        }
+        let v6 = ip.is_ipv6();
+        self.range_lens
+            .keys()
+            .filter(|(fam, _)| *fam == v6)
+            .filter_map(|(_, len)| IpNet::new(ip, *len).ok())
+            .filter_map(|n| self.entries.get(&n))
+            .find(|e| e.is_active(now))
+    }
+
+    /// Whether `ip` is blocked at `now` (by its own entry or a range). Read-only: safe
+    /// under a read lock on the hot path.
     pub fn is_blocked(&self, ip: IpAddr, now: Millis) -> bool {
-        self.entries
-            .get(&canonical(ip))
-            .is_some_and(|e| e.is_active(now))
+        self.active_for(ip, now).is_some()
     }
 
     /// The active block of `ip`, if any (for the `403 ip_blocked` details).
     pub fn status(&self, ip: IpAddr, now: Millis) -> Option<ActiveBlock> {
-        let e = self.entries.get(&canonical(ip))?;
-        e.is_active(now).then_some(ActiveBlock {
+        let e = self.active_for(ip, now)?;
+        Some(ActiveBlock {
             until: if e.permanent { None } else { e.blocked_until },
             permanent: e.permanent,
         })
     }
 
-    /// The record of `ip`, if tracked.
+    /// The record of the single address `ip`, if tracked.
     pub fn get(&self, ip: IpAddr) -> Option<&BlockEntry> {
-        self.entries.get(&canonical(ip))
+        self.entries.get(&IpNet::host(ip))
+    }
+
+    /// The record of an entry (address or range), if tracked.
+    pub fn get_net(&self, net: &IpNet) -> Option<&BlockEntry> {
+        self.entries.get(net)
     }
 
     /// Counts one failure (an authentication failure, or an intrusion/anomaly block
@@ -241,28 +349,64 @@ impl Blocklist {
         self.record(ip, now, Some(duration_ms))
     }
 
+    /// Where a failure of `ip` is counted: its own entry if it has one, else an
+    /// existing /48 or /64 aggregate, else a new aggregate once its prefix has enough
+    /// entries, else a new address entry.
+    fn target(&self, ip: IpAddr) -> IpNet {
+        let host = IpNet::host(ip);
+        if self.entries.contains_key(&host) {
+            return host;
+        }
+        let (Some(n64), Some(n48)) = (v6_net(ip, 64), v6_net(ip, 48)) else {
+            return host;
+        };
+        if self.entries.contains_key(&n48) {
+            return n48;
+        }
+        if self.entries.contains_key(&n64) {
+            return n64;
+        }
+        let count = |n: &IpNet| self.members.get(n).copied().unwrap_or(0);
+        let at48 = self.config.aggregate_48_at;
+        if at48 > 0 && count(&n48).saturating_add(1) >= at48 {
+            return n48;
+        }
+        let at64 = self.config.aggregate_64_at;
+        if at64 > 0 && count(&n64).saturating_add(1) >= at64 {
+            return n64;
+        }
+        host
+    }
+
     fn record(&mut self, ip: IpAddr, now: Millis, imposed: Option<Millis>) -> FailureOutcome {
-        let ip = canonical(ip);
-        if !self.entries.contains_key(&ip) {
+        let mut net = self.target(ip);
+        if !self.entries.contains_key(&net) {
             self.maybe_sweep(now);
-            if self.entries.len() >= self.config.max_entries.max(1) {
+            // The sweep may have dropped the entries that made the target an aggregate.
+            net = self.target(ip);
+            if !self.entries.contains_key(&net) && !self.make_room(now) {
                 return FailureOutcome {
+                    entry: net,
                     failure_count: 0,
                     new_block: None,
-                    blocked: false,
+                    blocked: self.is_blocked(ip, now),
                     tracked: false,
                 };
             }
+            self.insert_entry(BlockEntry::new(net, now));
         }
         let config = self.config;
-        let e = self.entries.entry(ip).or_insert_with(|| BlockEntry {
-            ip,
-            failure_count: 0,
-            first_failure_at: now,
-            blocked_until: None,
-            permanent: false,
-            last_attempt: now,
-        });
+        let aggregate = !net.is_host();
+        let Some(e) = self.entries.get_mut(&net) else {
+            // Inserted just above; unreachable, and counted as untracked if it were.
+            return FailureOutcome {
+                entry: net,
+                failure_count: 0,
+                new_block: None,
+                blocked: false,
+                tracked: false,
+            };
+        };
         // An expired window that was not swept yet starts over.
         if !e.permanent && now >= expiry(e, &config) {
             e.failure_count = 0;
@@ -270,11 +414,11 @@ impl Blocklist {
             e.blocked_until = None;
         }
         let was_permanent = e.permanent;
-        let before_tier = config.tier(e.failure_count);
+        let before_tier = config.tier(e.failure_count, aggregate);
         let before_until = e.blocked_until.filter(|u| *u > now);
         e.failure_count = e.failure_count.saturating_add(1);
         e.last_attempt = now;
-        let tier = config.tier(e.failure_count);
+        let tier = config.tier(e.failure_count, aggregate);
         let mut until = before_until;
         if tier > before_tier {
             match tier {
@@ -307,43 +451,160 @@ impl Blocklist {
         if until.is_some() {
             e.blocked_until = until;
         }
+        let failure_count = e.failure_count;
         FailureOutcome {
-            failure_count: e.failure_count,
+            entry: net,
+            failure_count,
             new_block,
-            blocked: e.is_active(now),
+            blocked: self.is_blocked(ip, now),
             tracked: true,
+        }
+    }
+
+    /// Frees one slot if the table is full: sweeps, then evicts the least severe
+    /// entries. False only when every entry is an active ban.
+    fn make_room(&mut self, now: Millis) -> bool {
+        let cap = self.config.cap();
+        if self.entries.len() < cap {
+            return true;
+        }
+        if now.saturating_sub(self.last_sweep) >= FULL_SWEEP_INTERVAL_MS || now < self.last_sweep {
+            self.sweep(now);
+            if self.entries.len() < cap {
+                return true;
+            }
+        }
+        if let Some(t) = self.no_room_at {
+            if now >= t && now - t < FULL_SWEEP_INTERVAL_MS {
+                return false;
+            }
+        }
+        let batch = (cap / 64).max(1);
+        // Severity order: address counters before aggregates, never-banned before
+        // expired bans, oldest first.
+        let mut candidates: Vec<((bool, bool, Millis), IpNet)> = self
+            .entries
+            .values()
+            .filter(|e| !e.is_active(now))
+            .map(|e| {
+                (
+                    (!e.net.is_host(), e.blocked_until.is_some(), e.last_attempt),
+                    e.net,
+                )
+            })
+            .collect();
+        if candidates.is_empty() {
+            self.no_room_at = Some(now);
+            return false;
+        }
+        if candidates.len() > batch {
+            candidates.select_nth_unstable_by_key(batch, |(k, _)| *k);
+            candidates.truncate(batch);
+        }
+        for (_, net) in candidates {
+            self.remove_entry(&net);
+        }
+        self.entries.len() < cap
+    }
+
+    fn insert_entry(&mut self, mut e: BlockEntry) {
+        if e.net.is_host() {
+            e.net = IpNet::host(e.net.addr());
+        }
+        let net = e.net;
+        if self.entries.insert(net, e).is_some() {
+            return;
+        }
+        if !net.is_host() {
+            *self
+                .range_lens
+                .entry((is_v6(&net), net.prefix_len()))
+                .or_insert(0) += 1;
+        }
+        for p in parents(&net).into_iter().flatten() {
+            *self.members.entry(p).or_insert(0) += 1;
+        }
+    }
+
+    fn remove_entry(&mut self, net: &IpNet) -> Option<BlockEntry> {
+        let e = self.entries.remove(net)?;
+        self.no_room_at = None;
+        if !net.is_host() {
+            let key = (is_v6(net), net.prefix_len());
+            if let Some(n) = self.range_lens.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.range_lens.remove(&key);
+                }
+            }
+        }
+        for p in parents(net).into_iter().flatten() {
+            if let Some(n) = self.members.get_mut(&p) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.members.remove(&p);
+                }
+            }
+        }
+        Some(e)
+    }
+
+    /// Rebuilds the lookup indexes after a bulk change.
+    fn reindex(&mut self) {
+        self.no_room_at = None;
+        self.range_lens.clear();
+        self.members.clear();
+        for net in self.entries.keys() {
+            if !net.is_host() {
+                *self
+                    .range_lens
+                    .entry((is_v6(net), net.prefix_len()))
+                    .or_insert(0) += 1;
+            }
+            for p in parents(net).into_iter().flatten() {
+                *self.members.entry(p).or_insert(0) += 1;
+            }
         }
     }
 
     /// Notes a refused attempt by a blocked IP (keeps `last_attempt` current for the
     /// list view). Does not count as a failure.
     pub fn note_attempt(&mut self, ip: IpAddr, now: Millis) {
-        if let Some(e) = self.entries.get_mut(&canonical(ip)) {
+        let Some(net) = self.active_for(ip, now).map(|e| e.net) else {
+            return;
+        };
+        if let Some(e) = self.entries.get_mut(&net) {
             e.last_attempt = e.last_attempt.max(now);
         }
     }
 
-    /// Blocks `ip` by hand: until `until`, or permanently with `None`.
-    pub fn block(&mut self, ip: IpAddr, until: Option<Millis>, now: Millis) {
-        let ip = canonical(ip);
-        let e = self.entries.entry(ip).or_insert_with(|| BlockEntry {
-            ip,
-            failure_count: 0,
-            first_failure_at: now,
-            blocked_until: None,
-            permanent: false,
-            last_attempt: now,
-        });
-        match until {
-            None => e.permanent = true,
-            Some(u) => e.blocked_until = e.blocked_until.max(Some(u)),
+    /// Blocks an address or a range by hand: until `until`, or permanently with
+    /// `None`. Never refused for lack of room (a ban by hand is not a counter).
+    pub fn block(&mut self, target: impl Into<IpNet>, until: Option<Millis>, now: Millis) {
+        let mut net: IpNet = target.into();
+        if net.is_host() {
+            net = IpNet::host(net.addr());
+        }
+        if !self.entries.contains_key(&net) {
+            self.make_room(now);
+            self.insert_entry(BlockEntry::new(net, now));
+        }
+        if let Some(e) = self.entries.get_mut(&net) {
+            match until {
+                None => e.permanent = true,
+                Some(u) => e.blocked_until = e.blocked_until.max(Some(u)),
+            }
         }
     }
 
-    /// Releases `ip` completely (block, permanent flag and failure count). Returns
-    /// whether it was tracked.
-    pub fn unblock(&mut self, ip: IpAddr) -> bool {
-        self.entries.remove(&canonical(ip)).is_some()
+    /// Releases an address or a range completely (block, permanent flag and failure
+    /// count). Returns whether it was tracked.
+    pub fn unblock(&mut self, target: impl Into<IpNet>) -> bool {
+        let mut net: IpNet = target.into();
+        if net.is_host() {
+            net = IpNet::host(net.addr());
+        }
+        self.remove_entry(&net).is_some()
     }
 
     /// Removes every entry except permanent blocks (spec: `clear` keeps permanent
@@ -351,17 +612,18 @@ impl Blocklist {
     pub fn clear(&mut self) -> usize {
         let before = self.entries.len();
         self.entries.retain(|_, e| e.permanent);
+        self.reindex();
         before - self.entries.len()
     }
 
-    /// Every entry, sorted by address: the snapshot to persist.
+    /// Every entry, sorted by network: the snapshot to persist.
     pub fn entries(&self) -> Vec<BlockEntry> {
         let mut v: Vec<BlockEntry> = self.entries.values().cloned().collect();
-        v.sort_by_key(|e| e.ip);
+        v.sort_by_key(|e| e.net);
         v
     }
 
-    /// The entries that block at `now`, sorted by address (the `list` command).
+    /// The entries that block at `now`, sorted by network (the `list` command).
     pub fn active(&self, now: Millis) -> Vec<BlockEntry> {
         let mut v: Vec<BlockEntry> = self
             .entries
@@ -369,11 +631,11 @@ impl Blocklist {
             .filter(|e| e.is_active(now))
             .cloned()
             .collect();
-        v.sort_by_key(|e| e.ip);
+        v.sort_by_key(|e| e.net);
         v
     }
 
-    /// Number of tracked IPs.
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -390,12 +652,16 @@ impl Blocklist {
         let before = self.entries.len();
         self.entries
             .retain(|_, e| e.permanent || now < expiry(e, &config));
-        before - self.entries.len()
+        let removed = before - self.entries.len();
+        if removed > 0 {
+            self.reindex();
+        }
+        removed
     }
 
     fn maybe_sweep(&mut self, now: Millis) {
         let due = now.saturating_sub(self.last_sweep);
-        let full = self.entries.len() >= self.config.max_entries.max(1);
+        let full = self.entries.len() >= self.config.cap();
         if due >= SWEEP_INTERVAL_MS
             || (full && due >= FULL_SWEEP_INTERVAL_MS)
             || now < self.last_sweep
@@ -552,21 +818,154 @@ mod tests {
     }
 
     #[test]
-    fn bounded_memory() {
+    fn a_full_table_evicts_the_oldest_counters_never_the_bans() {
         let config = BlocklistConfig {
             max_entries: 3,
             ..BlocklistConfig::default()
         };
         let mut bl = Blocklist::new(config);
-        for i in 0..3u8 {
-            assert!(bl.record_failure(IpAddr::from([10, 0, 0, i]), T0).tracked);
-        }
-        let o = bl.record_failure(ip("10.0.1.1"), T0);
-        assert!(!o.tracked);
+        let banned = ip("10.0.0.9");
+        bl.block(banned, Some(T0 + HOUR_MS), T0);
+        assert!(bl.record_failure(ip("10.0.0.1"), T0).tracked);
+        assert!(bl.record_failure(ip("10.0.0.2"), T0 + 1).tracked);
+        // Full: a new offender is counted, the oldest counter makes room.
+        let o = bl.record_failure(ip("10.0.1.1"), T0 + 2);
+        assert!(o.tracked);
         assert_eq!(bl.len(), 3);
-        // Once the counters expire, there is room again.
+        assert!(bl.get(ip("10.0.0.1")).is_none(), "oldest counter evicted");
+        assert!(bl.get(ip("10.0.0.2")).is_some());
+        assert!(
+            bl.is_blocked(banned, T0 + 2),
+            "an active ban is never evicted"
+        );
+        // A table of nothing but active bans leaves a new failure uncounted.
+        let mut bl = Blocklist::new(config);
+        for i in 0..3u8 {
+            bl.block(IpAddr::from([10, 0, 0, i]), None, T0);
+        }
+        assert!(!bl.record_failure(ip("10.0.1.1"), T0).tracked);
+        assert_eq!(bl.len(), 3);
+        // Once counters expire, there is room again without eviction.
+        let mut bl = Blocklist::new(config);
+        for i in 0..3u8 {
+            bl.record_failure(IpAddr::from([10, 0, 0, i]), T0);
+        }
         assert!(bl.record_failure(ip("10.0.1.1"), T0 + 25 * HOUR_MS).tracked);
         assert_eq!(bl.len(), 1);
+    }
+
+    /// The attack of issue 14 point 5: one failure from each of 100,000+ addresses of
+    /// one /48 used to fill the table (100,000 entries) and switch banning off for
+    /// everyone for 24 h. Now the /48 is counted as one offender and banned, the
+    /// table stays small, and a new IPv4 offender is still counted and banned.
+    #[test]
+    fn one_48_cannot_fill_the_table_and_gets_banned_as_a_whole() {
+        let mut bl = Blocklist::new(BlocklistConfig::default());
+        let base = u128::from("2001:db8:1::".parse::<std::net::Ipv6Addr>().unwrap());
+        let n: u128 = 120_000;
+        let mut first_blocked_at = None;
+        for i in 0..n {
+            // Spread over /64s (the cheap way round per-/64 limits) and hosts.
+            let a = base | ((i % 65_536) << 64) | (i / 65_536 + 1);
+            let addr = IpAddr::V6(std::net::Ipv6Addr::from(a));
+            let o = bl.record_failure(addr, T0 + (i as u64) / 1000);
+            assert!(o.tracked, "failure {i} not counted");
+            if o.blocked && first_blocked_at.is_none() {
+                first_blocked_at = Some(i);
+            }
+        }
+        assert!(bl.len() < 100, "table holds {} entries", bl.len());
+        let net: IpNet = "2001:db8:1::/48".parse().unwrap();
+        let agg = bl.get_net(&net).expect("the /48 aggregate");
+        assert!(
+            !agg.permanent,
+            "an aggregate is never banned for good by itself"
+        );
+        let now = T0 + 200;
+        assert!(bl.is_blocked(ip("2001:db8:1:ffff::1234"), now));
+        assert!(
+            first_blocked_at.is_some_and(|i| i < 100),
+            "banned after {first_blocked_at:?}"
+        );
+        // Neighbours outside the /48 are not affected.
+        assert!(!bl.is_blocked(ip("2001:db8:2::1"), now));
+        // Banning still works for everyone else.
+        let other = ip("198.51.100.77");
+        for _ in 0..5 {
+            assert!(bl.record_failure(other, now).tracked);
+        }
+        assert!(bl.is_blocked(other, now));
+    }
+
+    /// The same with IPv4 (no aggregation): 100,500 distinct offenders fill the table
+    /// of 100,000; the bans among them survive, and a new offender is still banned.
+    #[test]
+    fn a_full_ipv4_table_still_bans_new_offenders() {
+        let mut bl = Blocklist::new(BlocklistConfig::default());
+        let banned: Vec<IpAddr> = (0..1000u32)
+            .map(|i| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()))
+            .collect();
+        for &a in &banned {
+            for _ in 0..5 {
+                bl.record_failure(a, T0);
+            }
+        }
+        for i in 0..100_500u32 {
+            let a = IpAddr::from((0x0b00_0000u32 + i).to_be_bytes());
+            assert!(bl.record_failure(a, T0 + 1 + u64::from(i) / 100).tracked);
+        }
+        assert!(bl.len() <= 100_000);
+        let now = T0 + 2_000;
+        assert!(banned.iter().all(|&a| bl.is_blocked(a, now)));
+        let fresh = ip("198.51.100.200");
+        for _ in 0..5 {
+            assert!(bl.record_failure(fresh, now).tracked);
+        }
+        assert!(bl.is_blocked(fresh, now));
+    }
+
+    #[test]
+    fn a_64_is_aggregated_before_its_48() {
+        let mut bl = Blocklist::new(BlocklistConfig::default());
+        for i in 1..=7u16 {
+            let a = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 1, 0, 0, 0, i));
+            let o = bl.record_failure(a, T0);
+            assert!(o.entry.is_host());
+        }
+        let eighth = ip("2001:db8:5:1::8");
+        let o = bl.record_failure(eighth, T0);
+        assert_eq!(o.entry.to_string(), "2001:db8:5:1::/64");
+        for _ in 0..4 {
+            bl.record_failure(ip("2001:db8:5:1::99"), T0);
+        }
+        assert!(bl.is_blocked(ip("2001:db8:5:1:abcd::1"), T0));
+        assert!(!bl.is_blocked(ip("2001:db8:5:2::1"), T0), "only the /64");
+        // An address with its own entry keeps counting on it.
+        assert!(bl.record_failure(ip("2001:db8:5:1::1"), T0).entry.is_host());
+        // Persisted and restored as a range entry.
+        let restored = Blocklist::from_entries(BlocklistConfig::default(), bl.entries());
+        assert!(restored.is_blocked(ip("2001:db8:5:1:abcd::1"), T0));
+        let mut restored = restored;
+        assert!(restored.unblock("2001:db8:5:1::/64".parse::<IpNet>().unwrap()));
+        assert!(!restored.is_blocked(ip("2001:db8:5:1:abcd::1"), T0));
+    }
+
+    #[test]
+    fn manual_ranges_block_their_members() {
+        let mut bl = Blocklist::new(BlocklistConfig::default());
+        bl.block("203.0.113.0/24".parse::<IpNet>().unwrap(), None, T0);
+        assert!(bl.is_blocked(ip("203.0.113.200"), T0));
+        assert!(bl.is_blocked(ip("::ffff:203.0.113.1"), T0));
+        assert!(!bl.is_blocked(ip("203.0.114.1"), T0));
+        assert_eq!(
+            bl.status(ip("203.0.113.5"), T0),
+            Some(ActiveBlock {
+                until: None,
+                permanent: true
+            })
+        );
+        bl.note_attempt(ip("203.0.113.5"), T0 + 5);
+        assert_eq!(bl.entries()[0].last_attempt, T0 + 5);
     }
 
     #[test]
@@ -605,7 +1004,7 @@ mod tests {
             ..BlocklistConfig::default()
         };
         let counter = BlockEntry {
-            ip: ip("10.0.0.1"),
+            net: IpNet::host(ip("10.0.0.1")),
             failure_count: 1,
             first_failure_at: T0,
             blocked_until: None,
@@ -613,7 +1012,7 @@ mod tests {
             last_attempt: T0,
         };
         let perm = BlockEntry {
-            ip: ip("10.0.0.2"),
+            net: IpNet::host(ip("10.0.0.2")),
             permanent: true,
             ..counter.clone()
         };

@@ -27,7 +27,7 @@ pub enum NetError {
 ///
 /// Invariant: the host bits of `addr` are zero (construction masks them), so two
 /// networks that contain the same addresses compare equal and display the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpNet {
     addr: IpAddr,
     prefix: u8,
@@ -95,6 +95,12 @@ impl IpNet {
             }
             _ => false,
         }
+    }
+}
+
+impl From<IpAddr> for IpNet {
+    fn from(ip: IpAddr) -> Self {
+        Self::host(ip)
     }
 }
 
@@ -259,8 +265,13 @@ pub const MAX_FORWARDED_HOPS: usize = 32;
 ///   address banned instead. The right-most untrusted entry is the address the
 ///   outermost trusted proxy actually saw; the client cannot forge it.
 /// - An unparsable entry ends the walk (everything to its left is unverifiable); the
-///   left-most trusted hop seen so far is then the best verified address. When the
-///   header yields nothing at all, `X-Real-IP` is used if it parses, else the peer.
+///   left-most trusted hop seen so far is then the best verified address, else the peer.
+/// - `X-Real-IP` is read **only when no `X-Forwarded-For` line is present at all** (the
+///   documented order: `X-Forwarded-For`, else `X-Real-IP`, else the peer), and only
+///   when it is one address. A present but empty or unparsable `X-Forwarded-For` never
+///   falls back to it: a client behind a proxy that appends to `X-Forwarded-For` but
+///   passes `X-Real-IP` through could otherwise garble the former to choose its address
+///   with the latter.
 /// - Several `X-Forwarded-For` header lines must be joined with `,` by the caller (as
 ///   HTTP list semantics require) before calling.
 pub fn client_ip(
@@ -285,9 +296,7 @@ pub fn client_ip(
                 None => break,
             }
         }
-        if let Some(ip) = last_trusted {
-            return ip;
-        }
+        return last_trusted.unwrap_or(peer);
     }
     x_real_ip.and_then(parse_forwarded_addr).unwrap_or(peer)
 }
@@ -424,7 +433,7 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8", "::1"]);
         // (peer, xff, x-real-ip, trusted?, expected)
         type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, bool, &'a str);
-        let cases: [Case<'_>; 14] = [
+        let cases: [Case<'_>; 17] = [
             // No trusted proxies: headers ignored.
             (
                 "203.0.113.5",
@@ -467,13 +476,14 @@ mod tests {
                 true,
                 "2001:db8::7",
             ),
-            // Invalid right-most entry: walk ends; fall back to X-Real-IP.
+            // Invalid right-most entry: walk ends at the peer; X-Real-IP is not a
+            // fallback for a garbled X-Forwarded-For.
             (
                 "10.0.0.2",
                 Some("198.51.100.7, garbage"),
                 Some("198.51.100.8"),
                 true,
-                "198.51.100.8",
+                "10.0.0.2",
             ),
             // Invalid entry after a trusted hop: the trusted hop is the best we know.
             (
@@ -491,13 +501,31 @@ mod tests {
                 true,
                 "10.0.0.7",
             ),
-            // Empty header: X-Real-IP.
+            // Present but empty header: the peer, never X-Real-IP.
             (
                 "10.0.0.2",
                 Some(" , "),
                 Some("198.51.100.8"),
                 true,
-                "198.51.100.8",
+                "10.0.0.2",
+            ),
+            // No X-Forwarded-For at all: X-Real-IP (the documented order).
+            ("10.0.0.2", None, Some("198.51.100.8"), true, "198.51.100.8"),
+            // X-Forwarded-For present: X-Real-IP ignored even when it differs.
+            (
+                "10.0.0.2",
+                Some("198.51.100.7"),
+                Some("192.0.2.66"),
+                true,
+                "198.51.100.7",
+            ),
+            // Several X-Real-IP lines (joined by the caller): ambiguous, the peer.
+            (
+                "10.0.0.2",
+                None,
+                Some("198.51.100.8,192.0.2.66"),
+                true,
+                "10.0.0.2",
             ),
             // Invalid X-Real-IP: peer.
             ("10.0.0.2", None, Some("not-an-ip"), true, "10.0.0.2"),

@@ -286,11 +286,23 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 .extensions()
                 .get::<crate::defence::ClientIp>()
                 .map(|c| c.0);
-            tracing::warn!(request_id = %rid, reason = failure.reason(), client_ip = ?ip, path = %req.uri().path(), "authentication failed");
-            if let Some(ip) = ip {
+            let cross_site = req
+                .extensions()
+                .get::<crate::defence::CrossSite>()
+                .is_some();
+            // Only a presented credential can be a failed guess: a request without
+            // `Authorization` is what any `<img>` on any page sends, and counting it
+            // would let a page get its visitors banned.
+            let presented = !matches!(
+                failure,
+                flm_core::keys::AuthFailure::MissingAuthorizationHeader
+            );
+            let shown_ip = ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+            tracing::warn!(request_id = %rid, reason = failure.reason(), client_ip = %shown_ip, cross_site, path = %req.uri().path(), "authentication failed");
+            if let Some(ip) = ip.filter(|_| presented) {
                 state
                     .guard
-                    .auth_failure(state.exposed, ip, &rid, req.uri().path());
+                    .auth_failure(state.exposed, ip, cross_site, &rid, req.uri().path());
             }
             let mut resp = ApiError::unauthorized(match failure {
                 flm_core::keys::AuthFailure::MissingAuthorizationHeader => {

@@ -13,8 +13,18 @@
 //! 7. anomaly windows (floods, scans, oversized bodies…);
 //! 8. per-IP rate limit (tightened for suspicious IPs) → `429`;
 //!
-//! then, inside the routes, authentication (failures feed the blocklist), the per-key
-//! rate limit and the non-content JSON fields of the body ([`Guard::inspect_body`]).
+//! then, inside the routes, authentication (failures of *presented* credentials feed
+//! the blocklist), the per-key rate limit and the non-content JSON fields of the body
+//! ([`Guard::inspect_body`]).
+//!
+//! Requests a browser marks as cross-site ([`is_cross_site`]) never feed a ban: their
+//! findings refuse the request itself, and their failures, findings and 404s spend a
+//! per-address budget whose exhaustion refuses further cross-site requests for a while
+//! ([`Guard::cross_site_strike`]).
+//!
+//! Fail closed: a state that cannot be consulted (a lock poisoned by a panic, a
+//! blocklist never read) refuses the request with `503 defence_unavailable`; a policy
+//! never read keeps the proxy closed like a missing one.
 //!
 //! State lives in one [`Guard`] per manager, so every listener shares one blocklist.
 //! New bans are written to `security.db` at once (they survive a SIGKILL); failure
@@ -41,6 +51,7 @@ use flm_guard::anomaly::{AnomalyReport, RequestObservation, ResponseObservation}
 use flm_guard::net::{canonical, rate_subject};
 use flm_guard::ratelimit::RateState;
 use flm_guard::resource::ResourceKind;
+use flm_guard::IpNet;
 use flm_guard::{
     client_ip, inspect, Action, Admission, AnomalyDetector, BlockEntry, Blocklist, Decision,
     EffectivePolicy, Finding, IntrusionDetector, Limit, Millis, Pattern, RateLimiter, RequestFacts,
@@ -64,6 +75,109 @@ const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 const RESOURCE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Rate-limit tables and detectors keep this many keys at most.
 const MAX_TRACKED: usize = 100_000;
+/// Failures and findings of cross-site-marked requests allowed per address and window
+/// before its cross-site requests are refused.
+const CROSS_SITE_BUDGET: u32 = 10;
+/// The window of that budget.
+const CROSS_SITE_WINDOW_MS: Millis = 10 * 60_000;
+/// How long cross-site requests of an address over budget are refused.
+const CROSS_SITE_REFUSAL_MS: Millis = 30 * 60_000;
+
+/// One address's cross-site budget.
+#[derive(Debug, Clone, Copy)]
+struct CrossSiteBudget {
+    strikes: u32,
+    window_start: Millis,
+    refused_until: Millis,
+}
+
+/// The defence cannot answer (a lock poisoned by a panic mid-update, or state not read
+/// yet): the request is refused with `503`, never admitted on a guess.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unavailable(&'static str);
+
+impl Unavailable {
+    fn error(self) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "defence_unavailable",
+            "server_error",
+            format!("the proxy cannot check this request ({}); refusing rather than admitting it unchecked", self.0),
+        )
+    }
+
+    fn response(self) -> Response {
+        let mut resp = self.error().into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        resp
+    }
+}
+
+fn poisoned(what: &'static str) -> Unavailable {
+    tracing::error!(
+        state = what,
+        "defence state poisoned by an earlier panic: refusing requests (restart the proxy)"
+    );
+    Unavailable("internal defence state unavailable")
+}
+
+/// The network a cross-site budget is kept for: the address, or its /64 (one IPv6
+/// subscriber).
+fn budget_key(ip: IpAddr) -> IpNet {
+    match canonical(ip) {
+        ip @ IpAddr::V6(_) => IpNet::new(ip, 64).unwrap_or_else(|_| IpNet::host(ip)),
+        ip => IpNet::host(ip),
+    }
+}
+
+/// Whether a browser marked the request as sent on behalf of another site: fetch
+/// metadata `Sec-Fetch-Site: cross-site` / `same-site`, or an `Origin` that the CORS
+/// policy does not list by name. Browsers set both headers themselves and pages cannot
+/// forge them; a script can add them, but that only moves its failures and findings to
+/// the stricter cross-site budget (findings are refused outright).
+pub(crate) fn is_cross_site(h: &HeaderMap, allowed_origins: &[String]) -> bool {
+    if let Some(v) = h.get("sec-fetch-site") {
+        let v = v.as_bytes();
+        if v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site") {
+            return true;
+        }
+    }
+    let Some(origin) = h.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(o) = origin.to_str() else {
+        return true;
+    };
+    let o = o.trim_end_matches('/').to_ascii_lowercase();
+    // The API's own origin (a page served by the same host) is not another site.
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if host.is_some_and(|host| o.split("://").nth(1) == Some(host.as_str())) {
+        return false;
+    }
+    // Only an origin listed by name is vouched for; `*` vouches for nobody.
+    !allowed_origins
+        .iter()
+        .any(|a| a != "*" && (*a == o || o.split("://").nth(1) == Some(a.as_str())))
+}
+
+fn cross_site_refusal() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site_request_refused",
+        "access_denied",
+        "too many failed cross-site requests from your address: cross-site requests are refused for a while (direct requests are not affected)",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(CROSS_SITE_REFUSAL_MS / 1000),
+    );
+    resp
+}
 
 /// The repositories of `security.db` the defence reads and writes.
 #[derive(Clone)]
@@ -85,6 +199,11 @@ pub struct PeerAddr(pub SocketAddr);
 /// The client address the defence settled on (after trusted proxies).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+/// Set on a request the browser marked as cross-site ([`is_cross_site`]): its failures
+/// and findings never count towards a ban of its address (see [`Guard::cross_site_strike`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CrossSite;
 
 /// Why authentication failed, for the audit record (`details.reason`).
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +267,12 @@ pub struct Guard {
     intrusion: Mutex<IntrusionDetector>,
     anomaly: Mutex<AnomalyDetector>,
     /// Blocklist entries changed since the last write.
-    dirty: Mutex<HashSet<IpAddr>>,
+    dirty: Mutex<HashSet<IpNet>>,
+    /// Whether `ip_blocklist` was read at least once: until then the bans it holds are
+    /// unknown, so every request is refused (fail closed).
+    blocklist_loaded: AtomicBool,
+    /// Failures and findings of cross-site-marked requests, per address (IPv6: /64).
+    cross_site: Mutex<HashMap<IpNet, CrossSiteBudget>>,
     /// Wakes the sync task for a new ban.
     persist_now: Notify,
     /// Policy or blocklist changed in the database (admin API).
@@ -185,7 +309,7 @@ fn to_ms(t: &DateTime<Utc>) -> Millis {
 
 fn row_of(e: &BlockEntry) -> BlockRow {
     BlockRow {
-        ip: e.ip.to_string(),
+        ip: e.net.to_string(),
         failure_count: e.failure_count,
         first_failure_at: to_dt(e.first_failure_at),
         blocked_until: e.blocked_until.map(to_dt),
@@ -195,9 +319,11 @@ fn row_of(e: &BlockEntry) -> BlockRow {
 }
 
 fn entry_of(r: &BlockRow) -> Option<BlockEntry> {
-    let ip: IpAddr = r.ip.parse().ok()?;
+    // An address, or a range (`2001:db8:1::/48`: an IPv6 aggregate or a range added
+    // by hand); both parse as a network.
+    let net: IpNet = r.ip.parse().ok()?;
     Some(BlockEntry {
-        ip: canonical(ip),
+        net,
         failure_count: r.failure_count,
         first_failure_at: to_ms(&r.first_failure_at),
         blocked_until: r.blocked_until.as_ref().map(to_ms),
@@ -211,9 +337,14 @@ fn f64_load(a: &AtomicU64) -> f64 {
 }
 
 impl Guard {
-    /// A guard with the open default policy until [`Guard::load`] reads the stored one.
+    /// A guard that refuses everything but `/health` until [`Guard::load`] reads the
+    /// stored policy and blocklist (without a store: the default policy).
     pub fn new(deps: Option<SecurityDeps>, audit: Option<Arc<dyn AuditRepository>>) -> Self {
         let raw = SecurityPolicy::default();
+        let closed = deps
+            .is_some()
+            .then(|| "the security policy has not been read yet".to_owned());
+        let blocklist_loaded = AtomicBool::new(deps.is_none());
         let exposed = raw.effective(true);
         let bl_config = exposed.blocklist.unwrap_or_default();
         let intrusion = exposed.intrusion.unwrap_or_default();
@@ -221,13 +352,15 @@ impl Guard {
         Self {
             deps,
             audit_repo: audit,
-            policies: ArcSwap::from_pointee(Policies::of(raw, None, None)),
+            policies: ArcSwap::from_pointee(Policies::of(raw, None, closed)),
             blocklist: RwLock::new(Blocklist::new(bl_config)),
             ip_limits: Mutex::new(RateLimiter::with_max_keys(Limit::unlimited(), MAX_TRACKED)),
             key_limits: Mutex::new(RateLimiter::with_max_keys(Limit::unlimited(), MAX_TRACKED)),
             intrusion: Mutex::new(IntrusionDetector::new(intrusion)),
             anomaly: Mutex::new(AnomalyDetector::new(anomaly)),
             dirty: Mutex::new(HashSet::new()),
+            blocklist_loaded,
+            cross_site: Mutex::new(HashMap::new()),
             persist_now: Notify::new(),
             reload_now: Notify::new(),
             refusals: Mutex::new(HashMap::new()),
@@ -262,7 +395,15 @@ impl Guard {
                     self.deps.as_ref().map(|d| d.events.clone()),
                 );
                 if let Err(e) = self.reload_policy(true).await {
-                    tracing::error!(error = %e, "could not read the security policy");
+                    // No policy was ever read: there is no last good state to keep, and
+                    // the default one is open. Closed until the poll reads it.
+                    tracing::error!(error = %e, "could not read the security policy: refusing every request but /health until it can be read (retried every 2 s)");
+                    let reason = format!("the security policy could not be read: {e}");
+                    self.policies.store(Arc::new(Policies::of(
+                        SecurityPolicy::default(),
+                        None,
+                        Some(reason),
+                    )));
                 }
                 self.reconcile_blocklist().await;
                 self.restore_rate_limits().await;
@@ -351,39 +492,46 @@ impl Guard {
         let rows = match deps.blocklist.load_all().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the IP blocklist; keeping the one in memory");
+                if self.blocklist_loaded.load(Ordering::Acquire) {
+                    tracing::warn!(error = %e, "could not read the IP blocklist; keeping the one in memory");
+                } else {
+                    tracing::error!(error = %e, "could not read the IP blocklist: refusing requests until it can be read (retried every 2 s)");
+                }
                 return;
             }
         };
         let now = now_ms();
         let stored: Vec<BlockEntry> = rows.iter().filter_map(entry_of).collect();
-        let stored_ips: HashSet<IpAddr> = stored.iter().map(|e| e.ip).collect();
+        let stored_ips: HashSet<IpNet> = stored.iter().map(|e| e.net).collect();
         let Ok(mut list) = self.blocklist.write() else {
+            tracing::error!("the IP blocklist lock is poisoned; requests are refused");
             return;
         };
         // Entries changed since the flush above (a ban that started a moment ago) are
         // newer than the table: keep them; the next flush writes them.
-        let pending: HashSet<IpAddr> = self
+        let pending: HashSet<IpNet> = self
             .dirty
             .lock()
             .map(|d| d.iter().copied().collect())
             .unwrap_or_default();
         let keep = |e: &BlockEntry| {
-            pending.contains(&e.ip) || (!stored_ips.contains(&e.ip) && !e.is_active(now))
+            pending.contains(&e.net) || (!stored_ips.contains(&e.net) && !e.is_active(now))
         };
         let before: Vec<BlockEntry> = list.entries();
-        let lifted: Vec<IpAddr> = before
+        let lifted: Vec<IpNet> = before
             .iter()
-            .filter(|e| e.is_active(now) && !stored_ips.contains(&e.ip) && !keep(e))
-            .map(|e| e.ip)
+            .filter(|e| e.is_active(now) && !stored_ips.contains(&e.net) && !keep(e))
+            .map(|e| e.net)
             .collect();
         // Listed after the table's rows: `from_entries` keeps the last duplicate.
         let kept: Vec<BlockEntry> = before.into_iter().filter(|e| keep(e)).collect();
         let config = *list.config();
         *list = Blocklist::from_entries(config, stored.into_iter().chain(kept));
         drop(list);
+        self.blocklist_loaded.store(true, Ordering::Release);
         // An unblocked IP starts with a clean score, or its next request re-bans it.
-        for ip in lifted {
+        // (Scores are per address; a lifted range has none of its own.)
+        for ip in lifted.iter().filter(|n| n.is_host()).map(IpNet::addr) {
             if let Ok(mut d) = self.intrusion.lock() {
                 d.reset(ip);
             }
@@ -424,7 +572,7 @@ impl Guard {
         let Some(deps) = &self.deps else {
             return;
         };
-        let ips: Vec<IpAddr> = match self.dirty.lock() {
+        let ips: Vec<IpNet> = match self.dirty.lock() {
             Ok(mut d) => d.drain().collect(),
             Err(_) => return,
         };
@@ -434,7 +582,7 @@ impl Guard {
         let rows: Vec<BlockRow> = match self.blocklist.read() {
             Ok(list) => ips
                 .iter()
-                .filter_map(|ip| list.get(*ip).map(row_of))
+                .filter_map(|net| list.get_net(net).map(row_of))
                 .collect(),
             Err(_) => return,
         };
@@ -482,7 +630,14 @@ impl Guard {
                 _ = crate::stopped(&mut shutdown) => return,
             }
             if let Err(e) = self.reload_policy(false).await {
-                tracing::warn!(error = %e, "could not check the security policy; keeping the one in force");
+                if self.policies.load().stamp.is_none() {
+                    tracing::error!(error = %e, "the security policy still cannot be read; refusing every request but /health");
+                } else {
+                    tracing::warn!(error = %e, "could not check the security policy; keeping the one in force");
+                }
+            }
+            if !self.blocklist_loaded.load(Ordering::Acquire) {
+                self.reconcile_blocklist().await;
             }
         }
     }
@@ -526,6 +681,11 @@ impl Guard {
         }
         if let Ok(mut d) = self.anomaly.lock() {
             d.sweep(now);
+        }
+        if let Ok(mut m) = self.cross_site.lock() {
+            m.retain(|_, b| {
+                b.refused_until > now || now.saturating_sub(b.window_start) < CROSS_SITE_WINDOW_MS
+            });
         }
     }
 
@@ -596,11 +756,16 @@ impl Guard {
         }));
     }
 
-    fn is_blocked(&self, ip: IpAddr, now: Millis) -> bool {
+    /// Whether `ip` is banned; `Err` when the answer is unknown (the blocklist was
+    /// never read, or its lock was poisoned by a panic mid-update): the caller refuses.
+    fn ban_check(&self, ip: IpAddr, now: Millis) -> Result<bool, Unavailable> {
+        if !self.blocklist_loaded.load(Ordering::Acquire) {
+            return Err(Unavailable("the IP blocklist has not been read yet"));
+        }
         self.blocklist
             .read()
             .map(|b| b.is_blocked(ip, now))
-            .unwrap_or(false)
+            .map_err(|_| poisoned("blocklist"))
     }
 
     /// Counts a refused request of a banned IP. The first refusal of a period is
@@ -635,14 +800,97 @@ impl Guard {
         }
     }
 
-    /// A block decided now: persist it at once and record it.
-    fn blocked(&self, ip: IpAddr, rid: &str, path: &str, details: Value) {
+    /// Whether cross-site-marked requests of `ip` are refused right now.
+    fn cross_site_refused(&self, ip: IpAddr, now: Millis) -> Result<bool, Unavailable> {
+        let m = self
+            .cross_site
+            .lock()
+            .map_err(|_| poisoned("cross-site budget"))?;
+        Ok(m.get(&budget_key(ip))
+            .is_some_and(|b| b.refused_until > now))
+    }
+
+    /// Spends one unit of `ip`'s cross-site budget (a failed credential, a finding or
+    /// a 404 of a cross-site-marked request). Over budget, its cross-site requests are
+    /// refused for [`CROSS_SITE_REFUSAL_MS`], recorded as `cross_site_refused`; the
+    /// address itself is never banned for them, so a page cannot get its visitors
+    /// banned, and their direct requests are unaffected.
+    pub(crate) fn cross_site_strike(
+        &self,
+        ip: IpAddr,
+        reason: &'static str,
+        rid: &str,
+        path: &str,
+        now: Millis,
+    ) {
+        let key = budget_key(ip);
+        let started = {
+            let Ok(mut m) = self.cross_site.lock() else {
+                // Refused anyway: the next cross-site request fails closed on the lock.
+                tracing::error!(client_ip = %ip, "cross-site budget unavailable: its lock is poisoned");
+                return;
+            };
+            if m.len() >= MAX_TRACKED && !m.contains_key(&key) {
+                m.retain(|_, b| {
+                    b.refused_until > now
+                        || now.saturating_sub(b.window_start) < CROSS_SITE_WINDOW_MS
+                });
+            }
+            if m.len() >= MAX_TRACKED && !m.contains_key(&key) {
+                // Bounded like everything else; beyond the cap the strike is lost, but
+                // cross-site findings are still refused outright.
+                tracing::warn!(client_ip = %ip, "cross-site budget table full; strike not recorded");
+                return;
+            }
+            let b = m.entry(key).or_insert(CrossSiteBudget {
+                strikes: 0,
+                window_start: now,
+                refused_until: 0,
+            });
+            if now.saturating_sub(b.window_start) >= CROSS_SITE_WINDOW_MS {
+                b.strikes = 0;
+                b.window_start = now;
+            }
+            b.strikes = b.strikes.saturating_add(1);
+            if b.strikes >= CROSS_SITE_BUDGET && b.refused_until <= now {
+                b.refused_until = now.saturating_add(CROSS_SITE_REFUSAL_MS);
+                Some(b.strikes)
+            } else {
+                None
+            }
+        };
+        if let Some(strikes) = started {
+            tracing::warn!(client_ip = %ip, strikes, last_reason = reason, "cross-site requests of this address refused for a while (no ban)");
+            self.event(
+                rid,
+                "cross_site_refused",
+                AuditSeverity::Medium,
+                ip,
+                path,
+                403,
+                json!({
+                    "action": "cross_site_requests_refused",
+                    "scope": key.to_string(),
+                    "strikes": strikes,
+                    "last_reason": reason,
+                    "refused_until": to_dt(now.saturating_add(CROSS_SITE_REFUSAL_MS)).to_rfc3339(),
+                }),
+            );
+        }
+    }
+
+    /// A block decided now (on `entry`: the address, or its /64 or /48 aggregate):
+    /// persist it at once and record it.
+    fn blocked(&self, ip: IpAddr, entry: IpNet, rid: &str, path: &str, mut details: Value) {
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut d) = self.dirty.lock() {
-            d.insert(canonical(ip));
+            d.insert(entry);
         }
         self.persist_now.notify_one();
-        tracing::warn!(%ip, details = %details, "IP blocked");
+        if !entry.is_host() {
+            details["blocked_network"] = json!(entry.to_string());
+        }
+        tracing::warn!(client_ip = %ip, entry = %entry, details = %details, "IP blocked");
         self.event(
             rid,
             "ip_blocked",
@@ -654,22 +902,44 @@ impl Guard {
         );
     }
 
-    /// Counts an authentication failure (when the blocklist is on for this listener).
-    pub(crate) fn auth_failure(&self, exposed: bool, ip: IpAddr, rid: &str, path: &str) {
+    /// Counts a failed presented credential (when the blocklist is on for this
+    /// listener). A cross-site-marked request only spends its address's cross-site
+    /// budget: a web page must not be able to get its visitors banned.
+    pub(crate) fn auth_failure(
+        &self,
+        exposed: bool,
+        ip: IpAddr,
+        cross_site: bool,
+        rid: &str,
+        path: &str,
+    ) {
         if self.policies.load().effective(exposed).blocklist.is_none() {
             return;
         }
         let now = now_ms();
+        if cross_site {
+            self.cross_site_strike(ip, "authentication_failure", rid, path, now);
+            return;
+        }
         let outcome = match self.blocklist.write() {
             Ok(mut b) => b.record_failure(ip, now),
-            Err(_) => return,
+            Err(_) => {
+                // The request is refused (401) anyway, and so is every next one: the
+                // ban check fails closed on the same poisoned lock.
+                tracing::error!(client_ip = %ip, "authentication failure not counted: the blocklist lock is poisoned");
+                return;
+            }
         };
+        if !outcome.tracked {
+            tracing::error!(client_ip = %ip, "authentication failure not counted: the IP blocklist is full of active bans");
+        }
         if let Ok(mut d) = self.dirty.lock() {
-            d.insert(canonical(ip));
+            d.insert(outcome.entry);
         }
         if let Some(nb) = outcome.new_block {
             self.blocked(
                 ip,
+                outcome.entry,
                 rid,
                 path,
                 json!({
@@ -681,7 +951,7 @@ impl Guard {
                 }),
             );
         } else {
-            tracing::warn!(%ip, failures = outcome.failure_count, "authentication failure counted");
+            tracing::warn!(client_ip = %ip, entry = %outcome.entry, failures = outcome.failure_count, "authentication failure counted");
         }
     }
 
@@ -689,7 +959,20 @@ impl Guard {
     pub(crate) fn key_limit(&self, exposed: bool, key_id: &str) -> Option<(Decision, Millis)> {
         let limit = self.policies.load().effective(exposed).key_rate_limit?;
         let now = now_ms();
-        let d = self.key_limits.lock().ok()?.check_with(key_id, limit, now);
+        let d = match self.key_limits.lock() {
+            Ok(mut l) => l.check_with(key_id, limit, now),
+            Err(_) => {
+                // Refuse rather than skip the limit (the caller sends 429).
+                tracing::error!(api_key_id = %key_id, "per-key rate limit unavailable: its lock is poisoned; refusing");
+                Decision {
+                    allowed: false,
+                    limit: limit.burst,
+                    remaining: 0,
+                    reset_after_ms: 60_000,
+                    retry_after_ms: 60_000,
+                }
+            }
+        };
         if !d.allowed {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
@@ -727,17 +1010,24 @@ impl Guard {
             method: "POST",
             user_agent: None,
         };
-        if self.on_findings(ip, &findings, &meta, now_ms()) {
-            return Err(blocked_error());
+        match self.on_findings(ip, &findings, &meta, now_ms()) {
+            Ok(true) => Err(blocked_error()),
+            Ok(false) => Ok(()),
+            Err(u) => Err(u.error()),
         }
-        Ok(())
     }
 
     /// Scores findings; returns whether the IP is banned as a result.
-    fn on_findings(&self, ip: IpAddr, findings: &[Finding], m: &Meta<'_>, now: Millis) -> bool {
+    fn on_findings(
+        &self,
+        ip: IpAddr,
+        findings: &[Finding],
+        m: &Meta<'_>,
+        now: Millis,
+    ) -> Result<bool, Unavailable> {
         let verdict = match self.intrusion.lock() {
             Ok(mut d) => d.observe(ip, findings, now),
-            Err(_) => return false,
+            Err(_) => return Err(poisoned("intrusion detector")),
         };
         self.stats
             .intrusions
@@ -782,13 +1072,16 @@ impl Guard {
         patterns: &[&str],
         m: &Meta<'_>,
         now: Millis,
-    ) -> bool {
+    ) -> Result<bool, Unavailable> {
         match verdict.action {
             Some(Action::Block { duration_ms }) => {
                 let outcome = match self.blocklist.write() {
                     Ok(mut b) => b.impose(ip, duration_ms, now),
-                    Err(_) => return false,
+                    Err(_) => return Err(poisoned("blocklist")),
                 };
+                if let Ok(mut d) = self.dirty.lock() {
+                    d.insert(outcome.entry);
+                }
                 let event = if source == "intrusion" {
                     "intrusion"
                 } else {
@@ -811,24 +1104,31 @@ impl Guard {
                 if outcome.new_block.is_some() {
                     self.blocked(
                         ip,
+                        outcome.entry,
                         m.rid,
                         m.path,
                         json!({"action": "blocked", "reason": source, "score": verdict.score, "failure_count": outcome.failure_count, "blocked_until": outcome.new_block.and_then(|b| b.until).map(|u| to_dt(u).to_rfc3339())}),
                     );
                 }
-                outcome.blocked
+                Ok(outcome.blocked)
             }
             Some(Action::Warn) => {
-                tracing::warn!(%ip, score = verdict.score, source, ?patterns, "suspicious client: closer monitoring");
-                false
+                tracing::warn!(client_ip = %ip, score = verdict.score, source, patterns = %patterns.join(","), "suspicious client: closer monitoring");
+                Ok(false)
             }
-            None => false,
+            None => Ok(false),
         }
     }
 
-    fn on_anomalies(&self, ip: IpAddr, report: AnomalyReport, m: &Meta<'_>, now: Millis) -> bool {
+    fn on_anomalies(
+        &self,
+        ip: IpAddr,
+        report: AnomalyReport,
+        m: &Meta<'_>,
+        now: Millis,
+    ) -> Result<bool, Unavailable> {
         if report.anomalies.is_empty() && report.verdict.action.is_none() {
-            return false;
+            return Ok(false);
         }
         self.stats
             .anomalies
@@ -907,11 +1207,13 @@ impl Guard {
     }
 
     /// The checks before routing; `Some` is the refusal to send.
+    #[allow(clippy::too_many_arguments)] // the request's facts, each used once
     fn admit(
         &self,
         pols: &Policies,
         exposed: bool,
         ip: IpAddr,
+        cross_site: bool,
         req: &Request,
         m: &Meta<'_>,
         now: Millis,
@@ -969,6 +1271,13 @@ impl Guard {
                 .into_response(),
             );
         }
+        if cross_site {
+            match self.cross_site_refused(ip, now) {
+                Ok(false) => {}
+                Ok(true) => return Some(cross_site_refusal()),
+                Err(u) => return Some(u.response()),
+            }
+        }
         if eff.intrusion.is_some() {
             let headers: Vec<(&str, &[u8])> = req
                 .headers()
@@ -982,12 +1291,35 @@ impl Guard {
                 headers: &headers,
                 fields: &[],
             });
-            if !findings.is_empty() && self.on_findings(ip, &findings, m, now) {
-                return Some(blocked_response());
+            // Weak signals (a missing user agent…) alone neither refuse nor count.
+            if cross_site && findings.iter().any(|f| !f.weak) {
+                // The attack is not delivered, and it does not count against the
+                // address: a page can make its visitors' browsers send it.
+                let patterns: Vec<&str> = findings.iter().map(|f| f.pattern.as_str()).collect();
+                tracing::warn!(client_ip = %ip, patterns = %patterns.join(","), path = %m.path, "cross-site request with attack signatures refused");
+                self.cross_site_strike(ip, "intrusion_signature", m.rid, m.path, now);
+                return Some(
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "cross_site_request_refused",
+                        "access_denied",
+                        "cross-site request refused: it carries attack signatures",
+                    )
+                    .into_response(),
+                );
+            }
+            if !findings.is_empty() && !cross_site {
+                match self.on_findings(ip, &findings, m, now) {
+                    Ok(false) => {}
+                    Ok(true) => return Some(blocked_response()),
+                    Err(u) => return Some(u.response()),
+                }
             }
         }
         let mut score = 0;
-        if eff.anomaly.is_some() {
+        // Cross-site requests stay out of the anomaly windows: a page could otherwise
+        // make a visitor's browser "scan" or "flood" into a ban.
+        if eff.anomaly.is_some() && !cross_site {
             let report = match self.anomaly.lock() {
                 Ok(mut d) => {
                     let r = d.on_request(
@@ -1008,22 +1340,25 @@ impl Guard {
                     score = r.verdict.score;
                     r
                 }
-                Err(_) => return None,
+                Err(_) => return Some(poisoned("anomaly detector").response()),
             };
-            if self.on_anomalies(ip, report, m, now) {
-                return Some(blocked_response());
+            match self.on_anomalies(ip, report, m, now) {
+                Ok(false) => {}
+                Ok(true) => return Some(blocked_response()),
+                Err(u) => return Some(u.response()),
             }
         }
         if let Some(limit) = eff.ip_rate_limit {
             if eff.intrusion.is_some() {
-                if let Ok(d) = self.intrusion.lock() {
-                    score = score.max(d.score(ip, now));
+                match self.intrusion.lock() {
+                    Ok(d) => score = score.max(d.score(ip, now)),
+                    Err(_) => return Some(poisoned("intrusion detector").response()),
                 }
             }
             let limit = limit.tightened(Tightening::for_ip(score, false));
             let d = match self.ip_limits.lock() {
                 Ok(mut l) => l.check_with(&rate_subject(ip), limit, now),
-                Err(_) => return None,
+                Err(_) => return Some(poisoned("per-IP rate limit").response()),
             };
             if !d.allowed {
                 self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -1144,7 +1479,11 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
             client_ip(peer, xff.as_deref(), real.as_deref(), trusted)
         }
     };
-    if g.is_blocked(ip, now) {
+    let banned = match g.ban_check(ip, now) {
+        Ok(b) => b,
+        Err(u) => return u.response(),
+    };
+    if banned {
         let rid = req
             .extensions()
             .get::<RequestId>()
@@ -1173,17 +1512,25 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
         method: &method,
         user_agent: user_agent.as_deref(),
     };
-    let resp = match g.admit(&pols, st.exposed, ip, &req, &meta, now) {
+    let cross_site = is_cross_site(req.headers(), &pols.raw.cors.allowed_origins);
+    let resp = match g.admit(&pols, st.exposed, ip, cross_site, &req, &meta, now) {
         Some(refusal) => refusal,
         None => {
             req.extensions_mut().insert(ClientIp(ip));
+            if cross_site {
+                req.extensions_mut().insert(CrossSite);
+            }
             next.run(req).await
         }
     };
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    let eff_anomaly = pols.effective(st.exposed).anomaly.is_some();
-    if eff_anomaly {
+    let eff = pols.effective(st.exposed);
+    if cross_site && status == 404 && (eff.anomaly.is_some() || eff.intrusion.is_some()) {
+        // What the anomaly windows would have scored as a scan.
+        g.cross_site_strike(ip, "not_found", &rid, &path, now_ms());
+    }
+    if eff.anomaly.is_some() && !cross_site {
         let streaming = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -1200,7 +1547,9 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
             )
         });
         if let Some(r) = report {
-            g.on_anomalies(ip, r, &meta, now_ms());
+            // The response is sent either way; a poisoned lock refuses the next
+            // request at the ban check or in `admit`.
+            let _ = g.on_anomalies(ip, r, &meta, now_ms());
         }
     }
     g.audit.send(Record::Audit(audit_event(
@@ -1367,5 +1716,197 @@ fn audit_event(
         severity,
         ip: Some(ip.to_string()),
         details: Some(details.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+    use super::*;
+
+    /// Poisons `lock` the way a panic in the middle of an update does.
+    fn poison<T: Send>(lock: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = lock.lock().unwrap();
+                    panic!("simulated panic while holding the lock");
+                })
+                .join();
+        });
+        assert!(lock.is_poisoned());
+    }
+
+    fn open_guard(policy: &str) -> (Guard, Policies) {
+        let guard = Guard::new(None, None);
+        let raw = SecurityPolicy::from_json_str(policy).unwrap();
+        let pols = Policies::of(raw, None, None);
+        guard.apply_configs(&pols);
+        (guard, pols)
+    }
+
+    fn request(path: &str) -> Request {
+        Request::builder()
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    const META: Meta<'static> = Meta {
+        rid: "r",
+        path: "/v1/models",
+        method: "GET",
+        user_agent: None,
+    };
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    #[test]
+    fn a_poisoned_blocklist_refuses_instead_of_admitting() {
+        let (guard, _) = open_guard("{}");
+        assert!(!guard.ban_check(IP, 1).unwrap());
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = guard.blocklist.write().unwrap();
+                    panic!("simulated panic while holding the lock");
+                })
+                .join();
+        });
+        assert!(
+            guard.ban_check(IP, 1).is_err(),
+            "unknown ban state must refuse"
+        );
+        assert_eq!(
+            guard.ban_check(IP, 1).unwrap_err().response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn an_unread_blocklist_refuses() {
+        let deps = None::<SecurityDeps>;
+        let guard = Guard::new(deps, None);
+        assert!(guard.ban_check(IP, 1).is_ok(), "no store: nothing to read");
+        guard.blocklist_loaded.store(false, Ordering::SeqCst);
+        assert!(guard.ban_check(IP, 1).is_err());
+    }
+
+    #[test]
+    fn poisoned_detectors_and_limits_refuse_with_503() {
+        let policy = r#"{"intrusion_detection":{"enabled":true},"anomaly_detection":{"enabled":true},"ip_rate_limit":{"enabled":true,"rpm":1000}}"#;
+        for which in ["anomaly", "ip_limits", "intrusion"] {
+            let (guard, pols) = open_guard(policy);
+            let req = request("/v1/models");
+            assert!(
+                guard
+                    .admit(&pols, false, IP, false, &req, &META, 1)
+                    .is_none(),
+                "{which}: admitted while healthy"
+            );
+            match which {
+                "anomaly" => poison(&guard.anomaly),
+                "ip_limits" => poison(&guard.ip_limits),
+                _ => poison(&guard.intrusion),
+            }
+            let resp = guard
+                .admit(&pols, false, IP, false, &req, &META, 2)
+                .unwrap_or_else(|| panic!("{which}: a poisoned lock admitted the request"));
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{which}");
+        }
+        // Findings with a poisoned intrusion detector: refused, not waved through.
+        let (guard, pols) = open_guard(policy);
+        poison(&guard.intrusion);
+        let resp = guard
+            .admit(&pols, false, IP, false, &request("/wp-admin"), &META, 1)
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_poisoned_key_limit_refuses() {
+        let (guard, _) = open_guard(r#"{"rate_limit":{"rpm":100}}"#);
+        guard.policies.store(Arc::new(Policies::of(
+            SecurityPolicy::from_json_str(r#"{"rate_limit":{"rpm":100}}"#).unwrap(),
+            None,
+            None,
+        )));
+        assert!(guard.key_limit(false, "k").unwrap().0.allowed);
+        poison(&guard.key_limits);
+        let (d, _) = guard
+            .key_limit(false, "k")
+            .expect("a decision, not `no limit`");
+        assert!(!d.allowed);
+    }
+
+    #[test]
+    fn cross_site_marks() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        let listed = vec!["https://app.example.com".to_owned()];
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [String], bool);
+        let cases: [Case<'_>; 9] = [
+            (&[], &[], false),
+            (&[("sec-fetch-site", "cross-site")], &[], true),
+            (&[("sec-fetch-site", "same-site")], &[], true),
+            (&[("sec-fetch-site", "same-origin")], &[], false),
+            (&[("sec-fetch-site", "none")], &[], false),
+            (&[("origin", "https://evil.example")], &[], true),
+            (&[("origin", "null")], &[], true),
+            (&[("origin", "https://app.example.com")], &listed, false),
+            (
+                &[
+                    ("origin", "http://127.0.0.1:8780"),
+                    ("host", "127.0.0.1:8780"),
+                ],
+                &[],
+                false,
+            ),
+        ];
+        for (headers, allowed, want) in cases {
+            assert_eq!(
+                is_cross_site(&h(headers), allowed),
+                want,
+                "{headers:?} {allowed:?}"
+            );
+        }
+        let star = vec!["*".to_owned()];
+        assert!(is_cross_site(
+            &h(&[("origin", "https://evil.example")]),
+            &star
+        ));
+    }
+
+    #[test]
+    fn the_cross_site_budget_refuses_softly_and_recovers() {
+        let (guard, _) = open_guard("{}");
+        let t0 = 1_000_000;
+        for i in 0..CROSS_SITE_BUDGET - 1 {
+            guard.cross_site_strike(IP, "test", "r", "/", t0 + Millis::from(i));
+            assert!(!guard.cross_site_refused(IP, t0 + 100).unwrap());
+        }
+        guard.cross_site_strike(IP, "test", "r", "/", t0 + 100);
+        assert!(guard.cross_site_refused(IP, t0 + 101).unwrap());
+        assert!(!guard.ban_check(IP, t0 + 101).unwrap(), "never a ban");
+        assert!(!guard
+            .cross_site_refused(IP, t0 + 101 + CROSS_SITE_REFUSAL_MS)
+            .unwrap());
+        // IPv6: one /64 shares a budget.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+        for _ in 0..CROSS_SITE_BUDGET {
+            guard.cross_site_strike(a, "test", "r", "/", t0);
+        }
+        assert!(guard.cross_site_refused(b, t0 + 1).unwrap());
+        poison(&guard.cross_site);
+        assert!(guard.cross_site_refused(IP, t0).is_err());
     }
 }

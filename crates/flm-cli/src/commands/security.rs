@@ -320,18 +320,14 @@ fn block_json(r: &BlockRow) -> Value {
     })
 }
 
-/// The canonical text of a single IP address (IPv4-mapped IPv6 folded to IPv4).
+/// The canonical text of an IP address (IPv4-mapped IPv6 folded to IPv4) or of a
+/// range (`2001:db8:1::/48`, host bits cleared): the form the proxy stores, so that
+/// `unblock` finds the IPv6 aggregates the proxy creates.
 fn canonical_ip(raw: &str) -> Result<String, CliError> {
     let raw = raw.trim();
     if raw.contains('/') {
-        // Validate the range so the message is precise, but refuse it: the blocklist
-        // is per address (flm_guard::BlockEntry holds one IpAddr).
         return match raw.parse::<flm_guard::IpNet>() {
-            Ok(net) if net.is_host() => Ok(flm_guard::net::canonical(net.addr()).to_string()),
-            Ok(net) => Err(CliError::user(
-                "INVALID_ARGUMENT",
-                format!("`{net}` is a range; the blocklist holds single addresses (use the policy's ip_whitelist to restrict ranges)"),
-            )),
+            Ok(net) => Ok(net.to_string()),
             Err(e) => Err(CliError::user(
                 "INVALID_ARGUMENT",
                 format!("`{raw}` is not an IP address or CIDR range: {e}"),
@@ -901,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn ips_are_canonical_and_ranges_refused() {
+    fn ips_and_ranges_are_canonical() {
         assert_eq!(
             canonical_ip(" 203.0.113.7 ").ok().as_deref(),
             Some("203.0.113.7")
@@ -914,7 +910,15 @@ mod tests {
             canonical_ip("10.0.0.1/32").ok().as_deref(),
             Some("10.0.0.1")
         );
-        assert!(canonical_ip("10.0.0.0/8").is_err());
+        // Ranges are stored by the proxy (IPv6 aggregates) and can be added by hand.
+        assert_eq!(
+            canonical_ip("10.1.2.3/8").ok().as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(
+            canonical_ip("2001:DB8:1:0::/48").ok().as_deref(),
+            Some("2001:db8:1::/48")
+        );
         assert!(canonical_ip("999.1.1.1").is_err());
         assert!(canonical_ip("10.0.0.1/99").is_err());
     }
