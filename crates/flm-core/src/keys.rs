@@ -292,9 +292,8 @@ mod tests {
         let header = |k: &str| format!("Bearer {k}");
         // A known id (whatever the secret) never needs a lookup.
         assert_eq!(table.unknown_key(Some(header(&plain).as_bytes())), None);
-        let (token, id) = table
-            .unknown_key(Some(header(&new_plain).as_bytes()))
-            .unwrap();
+        let new_header = header(&new_plain);
+        let (token, id) = table.unknown_key(Some(new_header.as_bytes())).unwrap();
         assert_eq!(
             (token, id.as_str()),
             (new_plain.as_str(), new_rec.id.as_str())
