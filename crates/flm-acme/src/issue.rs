@@ -185,7 +185,7 @@ pub async fn obtain(config: &AcmeConfig, responder: &Http01Responder) -> Result<
     let progress = Progress::default();
     tracing::info!(
         directory = %config.directory_url,
-        domains = ?domains,
+        domains = %domains.join(","),
         challenge = config.challenge.kind(),
         "requesting ACME certificate"
     );
@@ -201,7 +201,7 @@ pub async fn obtain(config: &AcmeConfig, responder: &Http01Responder) -> Result<
     match outcome {
         Ok(Ok(issued)) => {
             tracing::info!(
-                domains = ?issued.domains,
+                domains = %issued.domains.join(","),
                 not_after = %issued.bundle.not_after,
                 file = %issued.bundle.cert_path.display(),
                 "ACME certificate issued"
@@ -308,7 +308,7 @@ async fn cleanup(config: &AcmeConfig, responder: &Http01Responder, progress: &Pr
     };
     if tokio::time::timeout(CLEANUP_TIMEOUT, work).await.is_err() {
         tracing::warn!(
-            records = ?records.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            records = %records.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
             "removing ACME DNS-01 TXT records timed out; remove them by hand"
         );
     }

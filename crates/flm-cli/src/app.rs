@@ -153,11 +153,12 @@ impl App {
             engines: self.engines.clone(),
             config: self.config.clone(),
             keys: self.store.api_keys(),
+            changes: Some(self.store.change_markers()),
             security: {
                 self.check_policy().await?;
                 Some(flm_proxy::SecurityDeps {
                     policy: self.store.policy(),
-                    blocklist: self.store.blocklist(),
+                    blocklist: self.store.proxy_blocklist(),
                     events: self.store.security_events(),
                     rate_limits: self.store.rate_limit_states(),
                 })

@@ -246,9 +246,18 @@ pub struct ChatArgs {
     /// Port of the proxy [default: the first proxy the daemon runs]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// API key [default: $FLM_API_KEY, else the daemon's key for this machine]
-    #[arg(long, value_name = "KEY")]
+    /// API key; `-` reads it from standard input. A key given here is visible to
+    /// every user of this machine in the process list: prefer $FLM_API_KEY,
+    /// --api-key-file or --api-key-stdin [default: $FLM_API_KEY, else the daemon's
+    /// key for this machine]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["api_key_file", "api_key_stdin"])]
     pub api_key: Option<String>,
+    /// Read the API key from this file (its first line; keep the file private).
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key_stdin")]
+    pub api_key_file: Option<PathBuf>,
+    /// Read the API key from standard input (its first line).
+    #[arg(long)]
+    pub api_key_stdin: bool,
 }
 
 /// `flm engines …`

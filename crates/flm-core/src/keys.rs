@@ -188,16 +188,19 @@ impl KeyTable {
         self.by_hex_id.is_empty()
     }
 
+    /// The FLM-shaped key of an `Authorization` header and its id (`key_<hex>`) when
+    /// this table has no key with that id: the only case in which looking the key up
+    /// in the store can change the answer.
+    pub fn unknown_key<'a>(&self, authorization: Option<&'a [u8]>) -> Option<(&'a str, String)> {
+        let token = bearer(authorization?).ok()?;
+        let hex = key_id_of(token)?;
+        (!self.by_hex_id.contains_key(hex)).then(|| (token, format!("{KEY_ID_PREFIX}{hex}")))
+    }
+
     /// Verifies an `Authorization` header value; returns the key id.
     pub fn verify(&self, authorization: Option<&[u8]>) -> Result<&str, AuthFailure> {
         let header = authorization.ok_or(AuthFailure::MissingAuthorizationHeader)?;
-        let token = header
-            .strip_prefix(b"Bearer ")
-            .or_else(|| header.strip_prefix(b"bearer "))
-            .ok_or(AuthFailure::InvalidAuthorizationFormat)?;
-        let token = std::str::from_utf8(token)
-            .map_err(|_| AuthFailure::InvalidOrRevokedApiKey)?
-            .trim();
+        let token = bearer(header)?;
         let hex = key_id_of(token).ok_or(AuthFailure::InvalidOrRevokedApiKey)?;
         let (id, stored) = self
             .by_hex_id
@@ -209,6 +212,23 @@ impl KeyTable {
             Err(AuthFailure::InvalidOrRevokedApiKey)
         }
     }
+}
+
+/// The token of a `Bearer <token>` header value.
+fn bearer(header: &[u8]) -> Result<&str, AuthFailure> {
+    let token = header
+        .strip_prefix(b"Bearer ")
+        .or_else(|| header.strip_prefix(b"bearer "))
+        .ok_or(AuthFailure::InvalidAuthorizationFormat)?;
+    Ok(std::str::from_utf8(token)
+        .map_err(|_| AuthFailure::InvalidOrRevokedApiKey)?
+        .trim())
+}
+
+/// Whether `plain` is the key of `record` and `record` is active (constant-time
+/// digest comparison).
+pub fn matches(record: &ApiKeyRecord, plain: &str) -> bool {
+    record.revoked_at.is_none() && bool::from(digest(plain).ct_eq(&record.digest))
 }
 
 #[cfg(test)]
@@ -261,6 +281,36 @@ mod tests {
         assert_eq!(
             table.verify(Some(format!("Bearer {plain}").as_bytes())),
             Err(AuthFailure::InvalidOrRevokedApiKey)
+        );
+    }
+
+    #[test]
+    fn unknown_key_ids_are_told_apart_from_wrong_secrets() {
+        let (rec, plain) = generate("known", Utc::now()).unwrap();
+        let (new_rec, new_plain) = generate("new", Utc::now()).unwrap();
+        let table = KeyTable::new([&rec]);
+        let header = |k: &str| format!("Bearer {k}");
+        // A known id (whatever the secret) never needs a lookup.
+        assert_eq!(table.unknown_key(Some(header(&plain).as_bytes())), None);
+        let new_header = header(&new_plain);
+        let (token, id) = table.unknown_key(Some(new_header.as_bytes())).unwrap();
+        assert_eq!(
+            (token, id.as_str()),
+            (new_plain.as_str(), new_rec.id.as_str())
+        );
+        assert!(matches(&new_rec, token));
+        assert!(!matches(&new_rec, &plain));
+        let revoked = ApiKeyRecord {
+            revoked_at: Some(Utc::now()),
+            ..new_rec
+        };
+        assert!(!matches(&revoked, &new_plain));
+        // Not an FLM key, no header, not Bearer: nothing to look up.
+        assert_eq!(table.unknown_key(Some(b"Bearer nope")), None);
+        assert_eq!(table.unknown_key(None), None);
+        assert_eq!(
+            table.unknown_key(Some(format!("Basic {new_plain}").as_bytes())),
+            None
         );
     }
 

@@ -209,8 +209,39 @@ pub trait ApiKeyRepository: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<bool, RepoError>;
     /// A cheap fingerprint of the table (e.g. counts and latest timestamps) that
-    /// changes whenever a key is added or revoked; the proxy polls it.
+    /// changes whenever a key is added or revoked; the proxy polls it when no
+    /// [`ChangeMarkers`] are available.
     async fn fingerprint(&self) -> Result<String, RepoError>;
+    /// One key by id (`key_<16 hex>`), active or revoked; `None` when there is none.
+    /// The proxy asks for a key id it does not know before refusing the key, so a
+    /// key created a moment ago works at once. The default scans [`Self::list`];
+    /// stores override it with an indexed lookup.
+    async fn get(&self, id: &str) -> Result<Option<crate::keys::ApiKeyRecord>, RepoError> {
+        Ok(self.list().await?.into_iter().find(|k| k.id == id))
+    }
+}
+
+/// Generations of the stored state a running proxy mirrors in memory. Each number
+/// changes whenever its table changes, whoever wrote it (a CLI command, another
+/// process, a hand-written SQL statement); only their changes matter, not their values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreGenerations {
+    /// `api_keys`: a key created, revoked, rotated or deleted.
+    pub api_keys: u64,
+    /// `security_policies`: the policy saved or removed.
+    pub policy: u64,
+    /// `ip_blocklist`, not counting the writes of this process's own proxy (bans
+    /// and failure counters it already holds in memory), so that a proxy under
+    /// attack does not reload its blocklist after each of its own writes.
+    pub blocklist: u64,
+}
+
+/// A cheap change marker of the stores, polled by the proxy (several times a
+/// second) so that changes made outside it take effect without a restart.
+#[async_trait]
+pub trait ChangeMarkers: Send + Sync {
+    /// The current generations.
+    async fn generations(&self) -> Result<StoreGenerations, RepoError>;
 }
 
 /// A raw HTTP request to an engine (OpenAI relay and `/engine/{id}/*` pass-through).

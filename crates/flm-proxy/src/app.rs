@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -26,7 +25,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use flm_core::config::ProxySettings;
-use flm_core::keys::KeyTable;
 use flm_core::FLM_SERVER_HEADER;
 
 use crate::error::ApiError;
@@ -42,8 +40,8 @@ pub struct KeyId(pub String);
 pub struct AppState {
     /// Engine routing.
     pub router: Arc<Router>,
-    /// Active API keys.
-    pub keys: Arc<ArcSwap<KeyTable>>,
+    /// Active API keys: the key table plus a bounded store lookup of key ids it does not know yet.
+    pub(crate) key_lookup: Arc<crate::keys::KeyLookup>,
     /// Timeouts and limits.
     pub settings: ProxySettings,
     /// The defence: policy, blocklist, limits, detectors, audit.
@@ -245,16 +243,14 @@ async fn cors(State(state): State<SharedState>, req: Request, next: Next) -> Res
 }
 
 async fn require_key(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let result = {
-        let table = state.keys.load();
-        table
-            .verify(
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .map(HeaderValue::as_bytes),
-            )
-            .map(str::to_owned)
-    };
+    let result = state
+        .key_lookup
+        .verify(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+        .await;
     match result {
         Ok(id) => {
             tracing::debug!(api_key_id = %id, path = %req.uri().path(), "authenticated");

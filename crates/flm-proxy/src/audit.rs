@@ -94,7 +94,11 @@ impl AuditSink {
                 let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 // One line per 1,000 drops: the log must not become the next bottleneck.
                 if n % 1000 == 1 {
-                    tracing::error!(dropped_total = n, record = ?kind(&r), "audit queue full: record dropped");
+                    tracing::error!(
+                        dropped_total = n,
+                        record = kind(&r),
+                        "audit queue full: record dropped"
+                    );
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -39,6 +39,7 @@ pub mod defence;
 pub mod egress;
 pub mod error;
 mod handlers;
+mod keys;
 pub mod manager;
 mod openai_req;
 mod passthrough;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flm_core::keys::KeyTable;
-use flm_core::ports::ApiKeyRepository;
+use flm_core::ports::{ApiKeyRepository, ChangeMarkers};
 use flm_core::proxy::{
     EgressConfig, EgressMode, ProxyConfig, ProxyEndpoints, ProxyError, ProxyHandle, ProxyMode,
 };
@@ -33,6 +33,12 @@ pub struct ProxyDeps {
     pub config: ConfigService,
     /// API keys.
     pub keys: Arc<dyn ApiKeyRepository>,
+    /// Change markers of keys, policy and blocklist, polled every [`CHANGE_POLL`] so
+    /// that changes made outside this process (CLI, SQL) apply within a second
+    /// however the proxy was started. `None` falls back to comparing the key
+    /// table's fingerprint every 2 s (the policy has its own 2 s poll; blocklist
+    /// changes then need [`ProxyManager::reload_security`]).
+    pub changes: Option<Arc<dyn ChangeMarkers>>,
     /// `security.db`: policy, blocklist, security events, rate-limit windows. `None`
     /// runs with the open default policy and keeps bans in memory only.
     pub security: Option<crate::defence::SecurityDeps>,
@@ -69,10 +75,10 @@ struct Instance {
 struct Shared {
     deps: ProxyDeps,
     keys: Arc<ArcSwap<KeyTable>>,
+    key_lookup: Arc<crate::keys::KeyLookup>,
     extra_keys: Mutex<Vec<(String, String)>>,
     instances: Mutex<HashMap<String, Instance>>,
     changed: Notify,
-    key_refresh: Notify,
     key_task: Mutex<Option<JoinHandle<()>>>,
     acme_renewal: Mutex<crate::acme_mode::RenewTiming>,
     guard: Arc<crate::defence::Guard>,
@@ -87,7 +93,9 @@ pub struct ProxyManager {
     shared: Arc<Shared>,
 }
 
-/// How often the key table is compared with the database.
+/// How often the change markers are read (one read of three rows).
+pub const CHANGE_POLL: Duration = Duration::from_millis(250);
+/// How often the key table's fingerprint is compared without change markers.
 const KEY_POLL: Duration = Duration::from_secs(2);
 
 impl ProxyManager {
@@ -98,17 +106,19 @@ impl ProxyManager {
             deps.audit.clone(),
         ));
         let (guard_stop, guard_stop_rx) = watch::channel(false);
+        let keys = Arc::new(ArcSwap::from_pointee(KeyTable::default()));
+        let key_lookup = Arc::new(crate::keys::KeyLookup::new(keys.clone(), deps.keys.clone()));
         Self {
             shared: Arc::new(Shared {
                 guard,
                 _guard_stop: guard_stop,
                 guard_stop_rx,
                 deps,
-                keys: Arc::new(ArcSwap::from_pointee(KeyTable::default())),
+                keys,
+                key_lookup,
                 extra_keys: Mutex::new(Vec::new()),
                 instances: Mutex::new(HashMap::new()),
                 changed: Notify::new(),
-                key_refresh: Notify::new(),
                 key_task: Mutex::new(None),
                 acme_renewal: Mutex::new(crate::acme_mode::RenewTiming::default()),
             }),
@@ -164,9 +174,12 @@ impl ProxyManager {
         }
         let n = table.len();
         self.shared.keys.store(Arc::new(table));
+        self.shared.key_lookup.forget_misses();
         Ok(n)
     }
 
+    /// Starts the task that keeps keys, policy and blocklist in step with the store
+    /// (once per manager).
     fn ensure_key_task(&self) {
         let Ok(mut task) = self.shared.key_task.lock() else {
             return;
@@ -175,23 +188,88 @@ impl ProxyManager {
             return;
         }
         let me = self.clone();
-        *task = Some(tokio::spawn(async move {
-            let mut last = String::new();
-            loop {
-                match me.shared.deps.keys.fingerprint().await {
-                    Ok(fp) if fp != last => match me.reload_keys().await {
-                        Ok(_) => last = fp,
+        *task = Some(tokio::spawn(async move { me.follow_changes().await }));
+    }
+
+    /// Polls the change markers and reloads what changed; without markers (or while
+    /// they cannot be read), compares the key fingerprint every [`KEY_POLL`]. A
+    /// reload that fails is retried at the next poll. The first read reloads
+    /// everything: a change may have landed between the start's loads and that read.
+    async fn follow_changes(self) {
+        let mut seen_keys: Option<u64> = None;
+        let mut seen_security: Option<(u64, u64)> = None;
+        let mut markers_failing = false;
+        let mut reload_failing = false;
+        let mut fingerprint = String::new();
+        let mut fingerprint_checked: Option<std::time::Instant> = None;
+        let mut stop = self.shared.guard_stop_rx.clone();
+        loop {
+            let markers = match &self.shared.deps.changes {
+                Some(m) => match m.generations().await {
+                    Ok(g) => {
+                        if std::mem::take(&mut markers_failing) {
+                            tracing::info!("change markers readable again");
+                        }
+                        Some(g)
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut markers_failing, true) {
+                            tracing::warn!(error = %e, "could not read the change markers; checking the API keys every 2 s until they can be read");
+                        }
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(now) = markers {
+                let mut failed = None;
+                if seen_keys != Some(now.api_keys) {
+                    match self.reload_keys().await {
+                        Ok(n) => {
+                            if seen_keys.is_some() {
+                                tracing::info!(keys = n, "API keys changed in the store: reloaded");
+                            }
+                            seen_keys = Some(now.api_keys);
+                        }
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
+                let security = (now.policy, now.blocklist);
+                if seen_security != Some(security) {
+                    match self.shared.guard.reload().await {
+                        Ok(()) => {
+                            if seen_security.is_some() {
+                                tracing::info!("security policy or IP blocklist changed in the store: reloaded");
+                            }
+                            seen_security = Some(security);
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                match failed {
+                    Some(e) if !reload_failing => {
+                        tracing::warn!(error = %e, "could not apply a change of the store; retrying");
+                        reload_failing = true;
+                    }
+                    None => reload_failing = false,
+                    Some(_) => {}
+                }
+            } else if fingerprint_checked.is_none_or(|t| t.elapsed() >= KEY_POLL) {
+                fingerprint_checked = Some(std::time::Instant::now());
+                match self.shared.deps.keys.fingerprint().await {
+                    Ok(fp) if fp != fingerprint => match self.reload_keys().await {
+                        Ok(_) => fingerprint = fp,
                         Err(e) => tracing::warn!(error = %e, "could not reload API keys"),
                     },
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not check API keys"),
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(KEY_POLL) => {}
-                    _ = me.shared.key_refresh.notified() => { last.clear(); }
-                }
             }
-        }));
+            tokio::select! {
+                _ = tokio::time::sleep(CHANGE_POLL) => {}
+                _ = crate::stopped(&mut stop) => return,
+            }
+        }
     }
 
     /// Starts a proxy instance.
@@ -347,7 +425,7 @@ impl ProxyManager {
         let router = Router::new();
         let state = Arc::new(AppState {
             router: router.clone(),
-            keys: self.shared.keys.clone(),
+            key_lookup: self.shared.key_lookup.clone(),
             settings,
             guard: self.shared.guard.clone(),
             exposed: !ip.is_loopback(),

@@ -190,6 +190,7 @@ async fn setup(acme: AcmeDeps) -> Setup {
         engines,
         config: config.clone(),
         keys: store.api_keys(),
+        changes: None,
         security: None,
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config)),

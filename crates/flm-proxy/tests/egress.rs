@@ -124,6 +124,7 @@ async fn setup(endpoints: &[(&str, String)]) -> Setup {
         engines,
         config: config.clone(),
         keys: store.api_keys(),
+        changes: None,
         security: None,
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config)),

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use flm_core::keys::{ApiKeyRecord, KeyDigest};
 use flm_core::ports::ApiKeyRepository;
 use flm_core::RepoError;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::db::Db;
@@ -21,6 +22,50 @@ pub(crate) struct SqliteApiKeys {
 }
 
 impl SqliteApiKeys {
+    /// A row as a record; `None` (with a warning) for a row that must never be
+    /// accepted as a key.
+    fn record(&self, op: &str, row: &SqliteRow) -> Result<Option<ApiKeyRecord>, RepoError> {
+        let db = &self.db;
+        let id: String = row.try_get("id").map_err(|e| db.err(op, e))?;
+        let label: String = row.try_get("label").map_err(|e| db.err(op, e))?;
+        let hash: String = row.try_get("hash").map_err(|e| db.err(op, e))?;
+        let created: String = row.try_get("created_at").map_err(|e| db.err(op, e))?;
+        let revoked: Option<String> = row.try_get("revoked_at").map_err(|e| db.err(op, e))?;
+        let Some(digest) = digest_from_hex(&hash) else {
+            // Never log the stored value: it might be a legacy hash or, worse, a
+            // plaintext key written by something else.
+            tracing::warn!(
+                %id, hash_len = hash.len(),
+                path = %db.path.display(),
+                "skipping API key whose stored hash is not a 64-hex SHA-256 digest; revoke it and create a new key"
+            );
+            return Ok(None);
+        };
+        let Some(created_at) = parse_ts(&created) else {
+            tracing::warn!(%id, %created, path = %db.path.display(), "skipping API key with an unreadable created_at");
+            return Ok(None);
+        };
+        // An unreadable revocation time must not turn a revoked key active again:
+        // such a row is skipped (so the key is not accepted), never returned as active.
+        let revoked_at: Option<DateTime<Utc>> = match revoked.as_deref() {
+            None => None,
+            Some(raw) => match parse_ts(raw) {
+                Some(t) => Some(t),
+                None => {
+                    tracing::warn!(%id, revoked_at = %raw, path = %db.path.display(), "skipping API key with an unreadable revoked_at");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Some(ApiKeyRecord {
+            id,
+            label,
+            digest,
+            created_at,
+            revoked_at,
+        }))
+    }
+
     /// Maps a failed insert, explaining which unique constraint a duplicate hit.
     fn insert_error(&self, key: &ApiKeyRecord, e: sqlx::Error) -> RepoError {
         if let sqlx::Error::Database(db) = &e {
@@ -88,56 +133,34 @@ fn digest_from_hex(raw: &str) -> Option<KeyDigest> {
 #[async_trait]
 impl ApiKeyRepository for SqliteApiKeys {
     async fn list(&self) -> Result<Vec<ApiKeyRecord>, RepoError> {
-        const OP: &str = "listing API keys";
-        let db = &self.db;
         let rows = sqlx::query(
             "SELECT id, label, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, rowid",
         )
-        .fetch_all(&db.pool)
+        .fetch_all(&self.db.pool)
         .await
-        .map_err(|e| db.err(OP, e))?;
+        .map_err(|e| self.db.err("listing API keys", e))?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.try_get("id").map_err(|e| db.err(OP, e))?;
-            let label: String = row.try_get("label").map_err(|e| db.err(OP, e))?;
-            let hash: String = row.try_get("hash").map_err(|e| db.err(OP, e))?;
-            let created: String = row.try_get("created_at").map_err(|e| db.err(OP, e))?;
-            let revoked: Option<String> = row.try_get("revoked_at").map_err(|e| db.err(OP, e))?;
-            let Some(digest) = digest_from_hex(&hash) else {
-                // Never log the stored value: it might be a legacy hash or, worse, a
-                // plaintext key written by something else.
-                tracing::warn!(
-                    %id, hash_len = hash.len(),
-                    path = %db.path.display(),
-                    "skipping API key whose stored hash is not a 64-hex SHA-256 digest; revoke it and create a new key"
-                );
-                continue;
-            };
-            let Some(created_at) = parse_ts(&created) else {
-                tracing::warn!(%id, %created, path = %db.path.display(), "skipping API key with an unreadable created_at");
-                continue;
-            };
-            // An unreadable revocation time must not turn a revoked key active again:
-            // such a row is skipped (so the key is not accepted), never returned as active.
-            let revoked_at: Option<DateTime<Utc>> = match revoked.as_deref() {
-                None => None,
-                Some(raw) => match parse_ts(raw) {
-                    Some(t) => Some(t),
-                    None => {
-                        tracing::warn!(%id, revoked_at = %raw, path = %db.path.display(), "skipping API key with an unreadable revoked_at");
-                        continue;
-                    }
-                },
-            };
-            out.push(ApiKeyRecord {
-                id,
-                label,
-                digest,
-                created_at,
-                revoked_at,
-            });
+        for row in &rows {
+            if let Some(k) = self.record("listing API keys", row)? {
+                out.push(k);
+            }
         }
         Ok(out)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, RepoError> {
+        const OP: &str = "reading an API key";
+        let row = sqlx::query(
+            "SELECT id, label, hash, created_at, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(|e| self.db.err(OP, e))?;
+        match row {
+            Some(row) => self.record(OP, &row),
+            None => Ok(None),
+        }
     }
 
     async fn insert(&self, key: &ApiKeyRecord) -> Result<(), RepoError> {

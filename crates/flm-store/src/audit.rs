@@ -473,7 +473,7 @@ impl AuditRepository for SqliteAudit {
             }
         }
         if head.as_ref().map(|h| h.0) != Some(tip.0) {
-            tracing::warn!(path = %db.path.display(), head = ?head.as_ref().map(|h| h.0), continuing_after = tip.0,
+            tracing::warn!(path = %db.path.display(), head = head.as_ref().map(|h| h.0), continuing_after = tip.0,
                 "the audit chain head is missing or behind the table; run `flm check`");
         }
 

@@ -8,12 +8,68 @@ use flm_core::security::{BlockRow, BlocklistRepository};
 use flm_core::RepoError;
 use sqlx::Row;
 
+use crate::changes::{blocklist_generation, OwnWrites};
 use crate::db::Db;
 use crate::time::{format_ts, parse_ts};
 
 /// The IP blocklist stored in `security.db`.
 pub(crate) struct SqliteBlocklist {
     pub(crate) db: Arc<Db>,
+    /// Set for the proxy's own writer ([`crate::Store::proxy_blocklist`]): the
+    /// generations its writes add are counted there, so the proxy's change poll does
+    /// not take them for outside changes.
+    pub(crate) own: Option<OwnWrites>,
+}
+
+/// An open write transaction; for the proxy's writer, also the held count of its
+/// own generations and the generation the transaction started from.
+struct Write<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    own: Option<(tokio::sync::MutexGuard<'a, u64>, u64)>,
+}
+
+impl SqliteBlocklist {
+    /// Starts a `BEGIN IMMEDIATE` transaction. The proxy's writer takes the
+    /// [`OwnWrites`] lock first and keeps it until its count matches what it
+    /// committed, so a change poll never sees one without the other.
+    async fn begin(&self, op: &str) -> Result<Write<'_>, RepoError> {
+        let db = &self.db;
+        let guard = match &self.own {
+            Some(o) => Some(o.lock().await),
+            None => None,
+        };
+        let mut tx = db
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db.err(op, e))?;
+        let own = match guard {
+            Some(g) => Some((
+                g,
+                blocklist_generation(&mut tx)
+                    .await
+                    .map_err(|e| db.err(op, e))?,
+            )),
+            None => None,
+        };
+        Ok(Write { tx, own })
+    }
+
+    /// Commits; the proxy's writer adds the generations its writes made.
+    async fn commit(&self, op: &str, mut w: Write<'_>) -> Result<(), RepoError> {
+        let db = &self.db;
+        let after = match &w.own {
+            Some(_) => blocklist_generation(&mut w.tx)
+                .await
+                .map_err(|e| db.err(op, e))?,
+            None => 0,
+        };
+        w.tx.commit().await.map_err(|e| db.err(op, e))?;
+        if let Some((mut count, before)) = w.own {
+            *count = count.wrapping_add(after.wrapping_sub(before));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -75,11 +131,7 @@ impl BlocklistRepository for SqliteBlocklist {
             return Ok(());
         }
         let now = format_ts(&Utc::now());
-        let mut tx = db
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db.err(OP, e))?;
+        let mut w = self.begin(OP).await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO ip_blocklist (ip, failure_count, first_failure_at, blocked_until, \
@@ -96,31 +148,37 @@ impl BlocklistRepository for SqliteBlocklist {
             .bind(i64::from(r.permanent))
             .bind(format_ts(&r.last_attempt))
             .bind(&now)
-            .execute(&mut *tx)
+            .execute(&mut *w.tx)
             .await
             .map_err(|e| db.err(OP, e))?;
         }
-        tx.commit().await.map_err(|e| db.err(OP, e))
+        self.commit(OP, w).await
     }
 
     async fn remove(&self, ip: &str) -> Result<bool, RepoError> {
+        const OP: &str = "unblocking an IP";
         let db = &self.db;
         db.ensure_writable()?;
+        let mut w = self.begin(OP).await?;
         let done = sqlx::query("DELETE FROM ip_blocklist WHERE ip = ?")
             .bind(ip)
-            .execute(&db.pool)
+            .execute(&mut *w.tx)
             .await
-            .map_err(|e| db.err("unblocking an IP", e))?;
+            .map_err(|e| db.err(OP, e))?;
+        self.commit(OP, w).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn clear_temporary(&self) -> Result<u64, RepoError> {
         let db = &self.db;
         db.ensure_writable()?;
+        const OP: &str = "clearing temporary IP blocks";
+        let mut w = self.begin(OP).await?;
         let done = sqlx::query("DELETE FROM ip_blocklist WHERE permanent_block = 0")
-            .execute(&db.pool)
+            .execute(&mut *w.tx)
             .await
-            .map_err(|e| db.err("clearing temporary IP blocks", e))?;
+            .map_err(|e| db.err(OP, e))?;
+        self.commit(OP, w).await?;
         Ok(done.rows_affected())
     }
 }

@@ -29,9 +29,12 @@ const SECURITY_TABLES: &[&str] = &[
     "audit_logs",
     "audit_chain_head",
     "audit_archive_marker",
+    "change_markers",
 ];
 
-/// Triggers that keep the audit log append-only.
+/// Triggers that keep the audit log append-only, and those that tell a running
+/// proxy about changes to keys, policy and blocklist (without them, changes made
+/// outside the proxy wait for its restart).
 const SECURITY_TRIGGERS: &[&str] = &[
     "audit_logs_no_update",
     "audit_logs_delete_only_archived",
@@ -39,6 +42,15 @@ const SECURITY_TRIGGERS: &[&str] = &[
     "audit_chain_head_no_delete",
     "audit_archive_marker_no_update",
     "audit_archive_marker_no_delete",
+    "api_keys_changed_insert",
+    "api_keys_changed_update",
+    "api_keys_changed_delete",
+    "security_policies_changed_insert",
+    "security_policies_changed_update",
+    "security_policies_changed_delete",
+    "ip_blocklist_changed_insert",
+    "ip_blocklist_changed_update",
+    "ip_blocklist_changed_delete",
 ];
 
 /// Runs every storage check on an open store. Never fails: each problem becomes an

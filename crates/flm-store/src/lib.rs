@@ -42,8 +42,15 @@
 //!   files). Rotation revokes the old key and inserts the new one in one transaction.
 //!   Rows whose `hash` is not a 64-hex digest (e.g. a legacy Argon2 PHC string) or whose
 //!   timestamps are unreadable are skipped with a warning when listing, so such a key
-//!   is never accepted. [`ApiKeyRepository::fingerprint`] is one aggregate query
-//!   (counts, latest timestamps) the proxy polls to reload its key table.
+//!   is never accepted. [`ApiKeyRepository::get`] reads one key by id (the proxy asks
+//!   before refusing a key id it does not know yet).
+//! - **Change markers** ([`Store::change_markers`]): triggers bump a generation in
+//!   `change_markers` on every write to `api_keys`, `security_policies` and
+//!   `ip_blocklist`, whoever writes (a CLI, another process, `sqlite3` by hand); a
+//!   running proxy polls the three numbers (one tiny read) several times a second and
+//!   reloads what changed. Its own blocklist writes ([`Store::proxy_blocklist`]) are
+//!   counted in the same transaction and not reported, so bans it makes under attack
+//!   never make it reload the whole table.
 //! - **Security policy** ([`Store::policy`]): the single row `default`, stored as the
 //!   caller's JSON text (validation is the caller's job; a missing row is `None` and
 //!   the proxy fails closed). Each save replaces the document in one statement and
@@ -85,7 +92,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use flm_core::ports::{
-    ApiKeyRepository, EndpointRepository, EngineCacheRepository, SettingsRepository,
+    ApiKeyRepository, ChangeMarkers, EndpointRepository, EngineCacheRepository, SettingsRepository,
 };
 use flm_core::security::{
     AuditRepository, BlocklistRepository, CertificateRepository, PolicyRepository,
@@ -100,6 +107,7 @@ mod audit;
 pub mod backup;
 mod blocklist;
 mod certificates;
+mod changes;
 mod check;
 mod db;
 mod endpoints;
@@ -176,6 +184,8 @@ struct Inner {
     config: Arc<Db>,
     security: Arc<Db>,
     read_only_reason: Option<String>,
+    /// Blocklist generations added by [`Store::proxy_blocklist`] writers.
+    own_blocklist_writes: changes::OwnWrites,
 }
 
 impl Store {
@@ -235,6 +245,7 @@ impl Store {
                 config: Arc::new(config),
                 security: Arc::new(security),
                 read_only_reason,
+                own_blocklist_writes: Arc::default(),
             }),
         })
     }
@@ -300,6 +311,28 @@ impl Store {
     pub fn blocklist(&self) -> Arc<dyn BlocklistRepository> {
         Arc::new(blocklist::SqliteBlocklist {
             db: Arc::clone(&self.inner.security),
+            own: None,
+        })
+    }
+
+    /// The IP blocklist as the proxy of this process writes it (its bans and failure
+    /// counters): the same table, but [`Store::change_markers`] does not report these
+    /// writes as changes, since that proxy already holds them in memory. Everything
+    /// else (CLI commands, an operator's UI) uses [`Store::blocklist`].
+    pub fn proxy_blocklist(&self) -> Arc<dyn BlocklistRepository> {
+        Arc::new(blocklist::SqliteBlocklist {
+            db: Arc::clone(&self.inner.security),
+            own: Some(Arc::clone(&self.inner.own_blocklist_writes)),
+        })
+    }
+
+    /// Generations of `api_keys`, `security_policies` and `ip_blocklist`
+    /// (`security.db` → `change_markers`, kept by triggers): the proxy polls them to
+    /// apply changes made by anyone else within a fraction of a second.
+    pub fn change_markers(&self) -> Arc<dyn ChangeMarkers> {
+        Arc::new(changes::SqliteChangeMarkers {
+            db: Arc::clone(&self.inner.security),
+            own: Arc::clone(&self.inner.own_blocklist_writes),
         })
     }
 

@@ -918,7 +918,12 @@ async fn restore_applies_missing_migrations_and_refuses_future_or_foreign_backup
         msg.contains("newer FLM") && msg.contains("99990101000000"),
         "{msg}"
     );
-    assert!(msg.contains("20261125000500"), "{msg}");
+    let newest = flm_store::SECURITY_MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap();
+    assert!(msg.contains(&newest.to_string()), "{msg}");
     assert_eq!(std::fs::read(&paths.security_db).unwrap(), live_before);
     assert!(!tmp.path().join("data/security.db.restore.tmp").exists());
 

@@ -8,9 +8,9 @@ use crate::cli::ApiKeysCmd;
 use crate::client::{self, Lookup};
 use crate::output::{table, CliError, Printer};
 
-/// Makes a running daemon reload its key table now (revocation is immediate). A
-/// daemon that does not run or answer is no error: it reads the keys when it starts,
-/// and polls them anyway.
+/// Makes a running daemon reload its key table now. A daemon that does not run or
+/// answer is no error: every proxy (daemon or `--no-daemon`) follows the store's
+/// change markers and applies the change within a second anyway.
 async fn notify_daemon(app: &App) {
     if let Ok(Lookup::Running(d)) = client::find(&app.data_dir).await {
         if let Err(e) = d.reload_keys().await {

@@ -106,19 +106,76 @@ fn connect_ip(listen_addr: &str) -> IpAddr {
     }
 }
 
-/// Base URL and key: `--port` or the daemon's first proxy; `--api-key`, then
-/// `$FLM_API_KEY`, then the daemon's key for this machine.
+/// Longest key file or standard input line read (a key is 53 characters).
+const MAX_KEY_INPUT: u64 = 4096;
+
+/// The first line of `input` (at most [`MAX_KEY_INPUT`] bytes), trimmed; `None` when
+/// it is empty.
+fn first_line(input: impl std::io::Read, what: &str) -> Result<Option<String>, CliError> {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    std::io::BufReader::new(input.take(MAX_KEY_INPUT))
+        .read_line(&mut line)
+        .map_err(|e| {
+            CliError::user(
+                "INVALID_ARGUMENT",
+                format!("cannot read the API key from {what}: {e}"),
+            )
+        })?;
+    let key = line.trim();
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
+/// The key the user gave: `--api-key` (`-`: standard input), `--api-key-file`,
+/// `--api-key-stdin`, else `$FLM_API_KEY`. An empty source is an error, not a
+/// silent fall-back to another key.
+fn explicit_key(args: &ChatArgs, printer: &Printer) -> Result<Option<String>, CliError> {
+    let empty = |what: &str| CliError::user("INVALID_ARGUMENT", format!("{what} holds no API key"));
+    if args.api_key_stdin || args.api_key.as_deref() == Some("-") {
+        return first_line(std::io::stdin().lock(), "standard input")?
+            .map(Some)
+            .ok_or_else(|| empty("standard input"));
+    }
+    if let Some(path) = &args.api_key_file {
+        let what = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| {
+            CliError::user(
+                "INVALID_ARGUMENT",
+                format!("cannot read the API key file {what}: {e}"),
+            )
+        })?;
+        return first_line(file, &what)?
+            .map(Some)
+            .ok_or_else(|| empty(&format!("the API key file {what}")));
+    }
+    if let Some(k) = &args.api_key {
+        let msg = "--api-key shows the key to every user of this machine (process list); use FLM_API_KEY, --api-key-file or --api-key-stdin";
+        if printer.format == crate::cli::Format::Text {
+            eprintln!("warning: {msg}");
+        } else {
+            tracing::warn!("{msg}");
+        }
+        let k = k.trim();
+        return if k.is_empty() {
+            Err(empty("--api-key"))
+        } else {
+            Ok(Some(k.to_owned()))
+        };
+    }
+    Ok(std::env::var("FLM_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty()))
+}
+
+/// Base URL and key: `--port` or the daemon's first proxy; the key the user gave
+/// ([`explicit_key`]), else the daemon's key for this machine.
 async fn target(
     app: &App,
     args: &ChatArgs,
     printer: &Printer,
 ) -> Result<(String, String, Option<String>), CliError> {
-    let explicit = args
-        .api_key
-        .clone()
-        .or_else(|| std::env::var("FLM_API_KEY").ok())
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty());
+    let explicit = explicit_key(args, printer)?;
     let daemon = running_daemon(app, printer).await?;
     let proxies = match &daemon {
         Some(d) => d.status().await?.proxies,
@@ -147,7 +204,7 @@ async fn target(
             return Err(CliError::user(
                 "INVALID_ARGUMENT",
                 format!(
-                    "no API key for the proxy on port {port}: pass --api-key or set FLM_API_KEY"
+                    "no API key for the proxy on port {port}: set FLM_API_KEY, or pass --api-key-file or --api-key-stdin"
                 ),
             ))
         }

@@ -162,10 +162,10 @@ enum Change {
 }
 
 /// Asks a running proxy daemon to reload the security policy and reconcile its IP
-/// blocklist with security.db (`POST /admin/reload-security`). Never an error: the
-/// change is already stored; a failure is a warning (stderr in text mode, the log
-/// otherwise). `what` is the kind of change: the daemon also polls the policy itself, a
-/// blocklist change waits for the next start.
+/// blocklist with security.db (`POST /admin/reload-security`) at once. Every proxy
+/// (daemon, `--no-daemon`, embedded) also follows the store's change markers and
+/// applies the change within a second without being told, so this is a shortcut and
+/// never an error: a failure is a warning (stderr in text mode, the log otherwise).
 async fn notify_daemon(app: &App, printer: &Printer, what: Change) -> Notified {
     let outcome = match client::find(&app.data_dir).await {
         Ok(Lookup::NotRunning { .. }) => Notified::NoDaemon,
@@ -177,8 +177,8 @@ async fn notify_daemon(app: &App, printer: &Printer, what: Change) -> Notified {
     };
     if let Notified::Failed(why) = &outcome {
         let then = match what {
-            Change::Policy => "it notices the new policy within a few seconds; or restart it (`flm proxy stop`, `flm proxy start`)",
-            Change::Blocklist => "restart it (`flm proxy stop`, `flm proxy start`) to apply it",
+            Change::Policy => "it reads the new policy from the store within a second",
+            Change::Blocklist => "it reads the blocklist from the store within a second",
         };
         let msg = format!(
             "the change is saved, but the running proxy daemon could not be told to reload it ({why}); {then}"
@@ -280,8 +280,8 @@ async fn policy(app: &App, cmd: PolicyCmd, printer: &Printer) -> Result<(), CliE
             printer.success(&data, || {
                 let how = match notified {
                     Notified::Applied => "Applied to the running proxy now.",
-                    Notified::NoDaemon => "No proxy is running: it is applied when the proxy starts (`flm proxy start`); later changes reach a running proxy without a restart.",
-                    Notified::Failed(_) => "The running proxy could not be told (see the warning): it notices the change within a few seconds, or restart it to be sure.",
+                    Notified::NoDaemon => "No proxy daemon runs: a proxy started with `--no-daemon` applies it within a second; otherwise it is applied when the proxy starts (`flm proxy start`).",
+                    Notified::Failed(_) => "The running proxy could not be told (see the warning): it reads the change from the store within a second.",
                 };
                 format!("security policy `default` saved ({updated_at}).\n{how}\n")
             })

@@ -60,7 +60,7 @@ pub fn egress_engines(store: Store, config: ConfigService) -> flm_proxy::EgressE
 pub fn security_deps(store: &Store) -> flm_proxy::SecurityDeps {
     flm_proxy::SecurityDeps {
         policy: store.policy(),
-        blocklist: store.blocklist(),
+        blocklist: store.proxy_blocklist(),
         events: store.security_events(),
         rate_limits: store.rate_limit_states(),
     }
@@ -102,6 +102,7 @@ pub async fn harness_with(
         engines,
         config: config.clone(),
         keys: store.api_keys(),
+        changes: Some(store.change_markers()),
         security: Some(security_deps(&store)),
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config.clone())),
