@@ -201,7 +201,7 @@ async fn sigkill_under_load_keeps_everything_acknowledged() {
         "security",
         "ip-blocklist",
         "add",
-        "198.51.100.0/24",
+        "198.51.100.7",
         "--permanent",
     ])
     .await
@@ -229,7 +229,10 @@ async fn sigkill_under_load_keeps_everything_acknowledged() {
         .iter()
         .map(|k| k["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&id1.as_str()) && ids.contains(&id2.as_str()), "{keys}");
+    assert!(
+        ids.contains(&id1.as_str()) && ids.contains(&id2.as_str()),
+        "{keys}"
+    );
     let bans = env.flm(&["security", "ip-blocklist", "list"]).await.ok();
     let banned: Vec<&str> = bans
         .as_array()
@@ -238,12 +241,12 @@ async fn sigkill_under_load_keeps_everything_acknowledged() {
         .map(|b| b["ip"].as_str().unwrap())
         .collect();
     assert!(
-        banned.contains(&"203.0.113.10") && banned.contains(&"198.51.100.0/24"),
+        banned.contains(&"203.0.113.10") && banned.contains(&"198.51.100.7"),
         "{bans}"
     );
     let shown = env.flm(&["security", "policy", "show"]).await.ok();
     assert_eq!(
-        shown["policy"]["rate_limit"]["rpm"], 600000,
+        shown["policy_json"]["rate_limit"]["rpm"], 600000,
         "the policy set before the kill: {shown}"
     );
     let r = http()
@@ -292,7 +295,13 @@ impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(at).unwrap();
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .ok()?;
@@ -390,12 +399,15 @@ async fn a_full_disk_refuses_requests_and_recovers_by_itself() {
         .iter()
         .filter(|a| a.at >= window_start && a.status == 200)
         .count();
-    assert_eq!(served_while_full, 0, "requests were served while the audit log could not be written");
+    assert_eq!(
+        served_while_full, 0,
+        "requests were served while the audit log could not be written"
+    );
 
     // Space returns: the proxy serves again by itself, without a restart.
     std::fs::remove_file(&filler).unwrap();
     let freed_at = Instant::now();
-    let deadline = freed_at + Duration::from_secs(15);
+    let deadline = freed_at + Duration::from_secs(30);
     loop {
         let back = answers
             .lock()
@@ -405,10 +417,28 @@ async fn a_full_disk_refuses_requests_and_recovers_by_itself() {
         if back {
             break;
         }
-        assert!(Instant::now() < deadline, "not serving 15 s after space returned");
+        if Instant::now() >= deadline {
+            let log =
+                std::fs::read_to_string(env.data_dir().join("logs/proxy.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let last: Vec<Answer> = answers
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(3)
+                .cloned()
+                .collect();
+            panic!(
+                "not serving 30 s after space returned; last answers {last:?}; log tail {tail:#?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("serving again {:?} after space returned", freed_at.elapsed());
+    println!(
+        "serving again {:?} after space returned",
+        freed_at.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     finish(&stop, tasks).await;
 

@@ -138,9 +138,13 @@ impl AuditSink {
             return None;
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let mut resp =
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, "server_error", message)
-                .into_response();
+        let mut resp = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "server_error",
+            message,
+        )
+        .into_response();
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
         resp.extensions_mut().insert(Unrecorded);
@@ -218,7 +222,14 @@ async fn writer(
                 other => others.push(other),
             }
         }
-        write_all(audit.as_deref(), events.as_deref(), &mut rows, &mut others, &stats).await;
+        write_all(
+            audit.as_deref(),
+            events.as_deref(),
+            &mut rows,
+            &mut others,
+            &stats,
+        )
+        .await;
         for a in acks {
             let _ = a.send(());
         }
@@ -269,7 +280,11 @@ async fn write_all(
         stats.unavailable.store(false, Ordering::SeqCst);
         let refused = stats.refused_unavailable.swap(0, Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
-        tracing::warn!(outage_secs = secs, refused_requests = refused, "audit writes succeed again: serving requests");
+        tracing::warn!(
+            outage_secs = secs,
+            refused_requests = refused,
+            "audit writes succeed again: serving requests"
+        );
         // The outage is itself evidence: it goes into the chain with the next batch.
         rows.push(AuditEvent {
             request_id: String::new(),
@@ -292,7 +307,9 @@ async fn write_all(
         });
         if let Some(repo) = audit {
             if repo.append_batch(rows).await.is_ok() {
-                stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                stats
+                    .written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 rows.clear();
             }
         }
@@ -324,7 +341,9 @@ async fn write_once(
     match audit {
         Some(repo) => {
             repo.append_batch(rows).await?;
-            stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            stats
+                .written
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
         }
         None => {}
     }
@@ -411,7 +430,10 @@ mod tests {
         assert_eq!(sink.stats.dropped.load(Ordering::SeqCst), 0);
         assert!(sink.refusal().is_none());
         let report = store.audit().verify().await.unwrap();
-        assert!(report.ok && report.rows_checked == sent as u64, "{report:?}");
+        assert!(
+            report.ok && report.rows_checked == sent as u64,
+            "{report:?}"
+        );
         store.close().await;
     }
 }

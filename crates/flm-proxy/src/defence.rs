@@ -1212,7 +1212,11 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
             g.on_anomalies(ip, r, &meta, now_ms());
         }
     }
-    if resp.extensions().get::<crate::audit::Unrecorded>().is_none() {
+    if resp
+        .extensions()
+        .get::<crate::audit::Unrecorded>()
+        .is_none()
+    {
         g.audit.send(Record::Audit(audit_event(
             &resp, rid, path, &method, ip, elapsed,
         )));

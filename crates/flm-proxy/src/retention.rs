@@ -98,7 +98,9 @@ async fn pass(
             "audit retention: archived old audit events"
         ),
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "audit retention: archiving failed; retrying on the next pass"),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit retention: archiving failed; retrying on the next pass")
+        }
     }
 
     let storage = match audit.storage().await {
@@ -114,7 +116,10 @@ async fn pass(
     let threshold = min_free_mb.saturating_mul(MIB);
     if free >= threshold {
         if warned.take().is_some() {
-            tracing::info!(free_mb = free / MIB, "free disk space for security.db is back above the warning threshold");
+            tracing::info!(
+                free_mb = free / MIB,
+                "free disk space for security.db is back above the warning threshold"
+            );
         }
         return;
     }

@@ -134,7 +134,10 @@ async fn the_running_proxy_archives_old_rows_and_verify_still_covers_them() {
     })
     .await;
     let st = audit.storage().await.unwrap();
-    assert!(st.archived_through_id > 300 && st.archive_files >= 2, "{st:?}");
+    assert!(
+        st.archived_through_id > 300 && st.archive_files >= 2,
+        "{st:?}"
+    );
     assert_eq!(models(&h).await.0, 200);
     let report = audit.verify().await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -162,9 +165,11 @@ async fn low_disk_space_is_warned_in_the_audit_log() {
             .await
             .unwrap()
     };
-    wait_for("disk_space_low recorded", Duration::from_secs(10), || async {
-        !low().await.is_empty()
-    })
+    wait_for(
+        "disk_space_low recorded",
+        Duration::from_secs(10),
+        || async { !low().await.is_empty() },
+    )
     .await;
     let rows = low().await;
     let details: Value = serde_json::from_str(rows[0].details.as_deref().unwrap()).unwrap();
@@ -233,19 +238,31 @@ async fn failing_audit_writes_refuse_requests_and_recover_without_losing_records
         models(&h).await.0 == 200
     })
     .await;
-    println!("recovered {:?} after the lock was released", recovered.elapsed());
+    println!(
+        "recovered {:?} after the lock was released",
+        recovered.elapsed()
+    );
 
     let rows = all_rows(&h).await;
     let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
-    for rid in [&before, &admitted].into_iter().chain(&served_while_failing) {
-        assert!(ids.contains(&rid.as_str()), "request {rid} was served but not audited");
+    for rid in [&before, &admitted]
+        .into_iter()
+        .chain(&served_while_failing)
+    {
+        assert!(
+            ids.contains(&rid.as_str()),
+            "request {rid} was served but not audited"
+        );
     }
     let outage = rows
         .iter()
         .find(|r| r.event_type.as_deref() == Some("audit_unavailable"))
         .expect("the outage is recorded");
     let details: Value = serde_json::from_str(outage.details.as_deref().unwrap()).unwrap();
-    assert!(details["refused_requests"].as_u64().unwrap() >= 5, "{details}");
+    assert!(
+        details["refused_requests"].as_u64().unwrap() >= 5,
+        "{details}"
+    );
     assert_eq!(stats.dropped.load(Ordering::SeqCst), 0);
     assert!(!stats.unavailable.load(Ordering::SeqCst));
     assert!(h.store.audit().verify().await.unwrap().ok);

@@ -95,7 +95,10 @@ async fn a_policy_row_that_disappears_or_turns_invalid_while_running_fails_close
     // Stored again: open again, by the poll alone.
     h.store
         .policy()
-        .save(&json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}).to_string())
+        .save(
+            &json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]})
+                .to_string(),
+        )
         .await
         .unwrap();
     until(&h, "10.1.2.3", (200, ""), "row restored").await;
@@ -188,7 +191,11 @@ async fn a_banned_client_is_refused_before_its_body_is_read() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
     assert!(text.contains("ip_blocked"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     // Trickling the body changes nothing: the connection is done with.
     let mut closed = false;
     for _ in 0..20 {

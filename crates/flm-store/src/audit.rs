@@ -82,10 +82,7 @@ fn decode(r: &SqliteRow) -> Result<AuditRow, sqlx::Error> {
 const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// Inserts already-hashed rows with their ids into `audit_logs` of `conn`.
-async fn insert_rows(
-    conn: &mut SqliteConnection,
-    rows: &[AuditRow],
-) -> Result<(), sqlx::Error> {
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[AuditRow]) -> Result<(), sqlx::Error> {
     let mut rest = rows;
     while !rest.is_empty() {
         let n = INSERT_SIZES
@@ -490,8 +487,9 @@ impl SqliteAudit {
                 if let Step::Bad { id, problem } = walker.step(&row) {
                     return Err(refuse(id, &problem));
                 }
-                serde_json::to_writer(&mut out, &row)
-                    .map_err(|e| RepoError::Database(format!("cannot encode audit row {}: {e}", row.id)))?;
+                serde_json::to_writer(&mut out, &row).map_err(|e| {
+                    RepoError::Database(format!("cannot encode audit row {}: {e}", row.id))
+                })?;
                 out.push(b'\n');
                 cursor = row.id;
             }
@@ -616,7 +614,10 @@ fn verify_archives(markers: &[Marker]) -> VerifyReport {
             Err(e) => {
                 return w.bad(
                     Some(first),
-                    format!("the audit archive `{shown}` (rows {first}..={}) cannot be read: {e}", m.through_id),
+                    format!(
+                        "the audit archive `{shown}` (rows {first}..={}) cannot be read: {e}",
+                        m.through_id
+                    ),
                 )
             }
         };
@@ -802,7 +803,9 @@ impl AuditRepository for SqliteAudit {
                 let (dir, path) = (archive_dir.to_owned(), path.clone());
                 tokio::task::spawn_blocking(move || write_segment(&dir, &path, &lines))
                     .await
-                    .map_err(|e| RepoError::Io(format!("writing the audit archive stopped: {e}")))??;
+                    .map_err(|e| {
+                        RepoError::Io(format!("writing the audit archive stopped: {e}"))
+                    })??;
             }
             let mut tx = db
                 .pool

@@ -10,9 +10,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use flm_core::keys;
 use flm_core::security::{
-    AnomalyFilter, ArchiveSelection, AuditEvent, AuditFilter, AuditRow, AuditSeverity, BlockRow, CertificateMode,
-    CertificateRow, CheckStatus, IntrusionFilter, NewAnomaly, NewIntrusion, NewResourceAlert,
-    RateLimitStateRow, ResourceAlertKind, AUDIT_GENESIS_HASH,
+    AnomalyFilter, ArchiveSelection, AuditEvent, AuditFilter, AuditRow, AuditSeverity, BlockRow,
+    CertificateMode, CertificateRow, CheckStatus, IntrusionFilter, NewAnomaly, NewIntrusion,
+    NewResourceAlert, RateLimitStateRow, ResourceAlertKind, AUDIT_GENESIS_HASH,
 };
 use flm_core::RepoError;
 use flm_store::{Store, StorePaths, BACKUP_PREFIX};
@@ -746,7 +746,10 @@ async fn archive_moves_old_rows_into_compressed_files_that_verify_still_checks()
         (st.live_rows, st.archived_through_id, st.archive_files),
         (1, 14, 3)
     );
-    assert!(st.disk_free_bytes.is_some() && st.db_used_bytes > 0, "{st:?}");
+    assert!(
+        st.disk_free_bytes.is_some() && st.db_used_bytes > 0,
+        "{st:?}"
+    );
 
     // Tampering with an archive file is detected and named: an edited row…
     let original = std::fs::read(&first).unwrap();

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flm_core::security::{
-    AnomalyFilter, ArchiveSelection, AuditFilter, AuditRow, AuditSeverity, BlockRow, IntrusionFilter,
+    AnomalyFilter, ArchiveSelection, AuditFilter, AuditRow, AuditSeverity, BlockRow,
+    IntrusionFilter,
 };
 use flm_guard::policy::SecurityPolicy;
 use flm_store::{format_ts, parse_ts, Store};
