@@ -338,14 +338,11 @@ async fn write_once(
     if rows.is_empty() {
         return Ok(());
     }
-    match audit {
-        Some(repo) => {
-            repo.append_batch(rows).await?;
-            stats
-                .written
-                .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        }
-        None => {}
+    if let Some(repo) = audit {
+        repo.append_batch(rows).await?;
+        stats
+            .written
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
     rows.clear();
     Ok(())
