@@ -147,7 +147,8 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
-    /// Verify the hash chain; exit 1 (AUDIT_TAMPERED) naming the first bad row.
+    /// Verify the hash chain across the archive files and the live table; exit 1
+    /// (AUDIT_TAMPERED) naming the first bad row.
     Verify,
     /// Write matching events, oldest first, with their hashes, to a file (0600).
     ///
@@ -168,14 +169,15 @@ pub enum AuditCmd {
         #[command(flatten)]
         filter: AuditFilterArgs,
     },
-    /// Move events older than N days into an archive database.
+    /// Move events older than N days into compressed archive files (verify still
+    /// checks them). The running proxy does this by itself (see docs/guides/audit.md).
     Archive {
         /// Age in days.
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: u32,
-        /// Archive file [default: <data-dir>/archive/audit-archive.db].
-        #[arg(long, value_name = "PATH")]
-        archive: Option<PathBuf>,
+        /// Archive directory [default: <data-dir>/archive].
+        #[arg(long, value_name = "DIR")]
+        archive_dir: Option<PathBuf>,
     },
 }
 

@@ -388,31 +388,27 @@ async fn policy_changes_reach_a_running_proxy_without_a_restart() {
     let r = get(&models, Some(&warm_key)).await;
     assert_eq!(r.status, 200, "{}", r.describe());
 
-    // d) The key's window in `flm security rate-limits`, once the daemon persisted it
-    // (asynchronously; skipped with a note if it does not within 6 s).
+    // d) The key's window in `flm security rate-limits`: the daemon writes windows
+    // that changed within 10 s (docs/guides/security.md; every 5 s in fact).
     let since = Instant::now();
-    let mut persisted = None;
-    while since.elapsed() < Duration::from_secs(6) {
+    let row = loop {
         let rows = env
             .flm(&["security", "rate-limits", "--api-key-id", &id])
             .await
             .ok();
         if let Some(row) = rows.as_array().unwrap().first() {
-            persisted = Some(row.clone());
-            break;
+            break row.clone();
         }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the window of {id} was not written to rate_limit_states within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    match persisted {
-        Some(row) => {
-            assert_eq!(row["api_key_id"], id.as_str(), "{row}");
-            assert!(row["requests_count"].as_i64().unwrap() >= 3, "{row}");
-            assert!(ts(&row["reset_at"]) > Utc::now(), "{row}");
-        }
-        None => eprintln!(
-            "note: the window of {id} was not persisted to rate_limit_states within 6 s; assertion skipped"
-        ),
-    }
+    };
+    println!("rate-limit window persisted after {:?}", since.elapsed());
+    assert_eq!(row["api_key_id"], id.as_str(), "{row}");
+    assert!(row["requests_count"].as_i64().unwrap() >= 3, "{row}");
+    assert!(ts(&row["reset_at"]) > Utc::now(), "{row}");
 
     // Back to the empty policy: the limit is lifted at once, no restart.
     let set = set_policy(&env, "{}").await;

@@ -419,8 +419,81 @@ async fn audit_archive_defaults_to_the_data_dir() {
         .await
         .ok();
     assert_eq!(data["rows_archived"], 0, "nothing is a day old");
-    let expected = env.data_dir().join("archive").join("audit-archive.db");
-    assert_eq!(data["archive_path"], expected.display().to_string());
+    let dir = env.data_dir().join("archive");
+    assert_eq!(data["archive_dir"], dir.display().to_string());
+}
+
+#[tokio::test]
+async fn archived_audit_rows_are_compressed_and_still_verified() {
+    let env = Env::new();
+    let dir = env.data_dir().join("archive");
+    env.flm(&["check"]).await;
+    let store = Store::open(&StorePaths::in_dir(env.data_dir()))
+        .await
+        .unwrap();
+    let event = |i: i64, days: i64| AuditEvent {
+        request_id: format!("r{i}"),
+        api_key_id: None,
+        endpoint: "/v1/models".into(),
+        status: if i == 2 { 401 } else { 200 },
+        latency_ms: None,
+        created_at: Utc::now() - chrono::Duration::days(days),
+        event_type: Some("auth_success".into()),
+        severity: AuditSeverity::Low,
+        ip: Some("127.0.0.1".into()),
+        details: None,
+    };
+    let events = [event(1, 9), event(2, 9), event(3, 8), event(4, 0)];
+    store.audit().append_batch(&events).await.unwrap();
+    store.close().await;
+    let data = env.flm(&["security", "audit-logs", "archive"]).await.ok();
+    assert_eq!(data["rows_archived"], 3, "{data}");
+    let file = dir.join("audit-000000000001-000000000003.jsonl.gz");
+    assert_eq!(data["files"][0], file.display().to_string());
+    let v = env.flm(&["security", "audit-logs", "verify"]).await.ok();
+    assert_eq!(v["rows_checked"], 4, "{v}");
+    // Edit row 2 inside the archive (decompress, change, recompress).
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{0}' | sed '2s/\"status\":401/\"status\":200/' | gzip -c > '{0}.new' && mv '{0}.new' '{0}'",
+            file.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let msg = env
+        .flm(&["security", "audit-logs", "verify"])
+        .await
+        .err("AUDIT_TAMPERED", 1);
+    assert!(
+        msg.contains("first bad row id 2") && msg.contains("audit-000000000001"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn check_warns_when_the_disk_of_security_db_runs_low() {
+    let env = Env::new();
+    env.flm(&["config", "set", "audit.min_free_disk_mb", "1048576"])
+        .await
+        .ok();
+    let out = env.flm(&["check"]).await;
+    let disk = out.json["data"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "security_db.disk_space")
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .clone();
+    assert_eq!(disk["status"], "warning", "{disk}");
+    assert!(
+        disk["message"]
+            .as_str()
+            .unwrap()
+            .contains("audit.min_free_disk_mb"),
+        "{disk}"
+    );
 }
 
 #[tokio::test]

@@ -145,6 +145,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "A response write that makes no progress this long (the client stopped reading) closes the connection and cancels the engine request",
     },
     SettingSpec {
+        key: "audit.retention_days",
+        default: "7",
+        ty: SettingType::Int { min: 1, max: 36_500 },
+        help: "The running proxy moves audit events older than this into compressed archive files",
+    },
+    SettingSpec {
+        key: "audit.max_db_mb",
+        default: "2048",
+        ty: SettingType::Int { min: 0, max: 1_048_576 },
+        help: "Size cap of security.db: above it the oldest audit events are archived early (0: no cap)",
+    },
+    SettingSpec {
+        key: "audit.min_free_disk_mb",
+        default: "1024",
+        ty: SettingType::Int { min: 0, max: 1_048_576 },
+        help: "Below this much free disk space for security.db the proxy warns (log, audit event, flm check)",
+    },
+    SettingSpec {
         key: "preferred_language",
         default: "en",
         ty: SettingType::Choice(&["en", "ja"]),

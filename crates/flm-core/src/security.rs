@@ -566,17 +566,48 @@ pub struct VerifyReport {
     pub problem: Option<String>,
 }
 
-/// Result of moving old audit rows into an archive file.
+/// Which audit rows an archive run moves out of the live table. Rows always leave as
+/// the oldest contiguous run (the live chain keeps one start); a row goes when either
+/// condition selects it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSelection {
+    /// Rows created before this time (the spec's retention: 7 days).
+    pub older_than: Option<DateTime<Utc>>,
+    /// The size cap: move the oldest rows until the live database holds at most this
+    /// many bytes of pages in use (an estimate from the rows' share of the file).
+    pub max_db_bytes: Option<u64>,
+}
+
+/// Result of moving old audit rows into compressed archive files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveReport {
-    /// Rows moved by this call (0 when nothing was old enough).
+    /// Rows moved by this call (0 when nothing was selected).
     pub rows_archived: u64,
     /// Every row up to this id is now archived (`None` if nothing ever was).
     pub archived_through_id: Option<i64>,
     /// Hash of the last archived row: the live chain continues from it.
     pub boundary_hash: String,
-    /// The archive file.
-    pub archive_path: PathBuf,
+    /// The directory of the archive files.
+    pub archive_dir: PathBuf,
+    /// Archive files written by this call (`audit-<first id>-<last id>.jsonl.gz`).
+    pub files: Vec<PathBuf>,
+}
+
+/// How much the live audit log and its database hold (for retention and status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditStorage {
+    /// Rows in the live table.
+    pub live_rows: u64,
+    /// Bytes of database pages in use (the file minus its free pages).
+    pub db_used_bytes: u64,
+    /// Every row up to this id is archived (0: none).
+    pub archived_through_id: i64,
+    /// Archive files recorded so far.
+    pub archive_files: u64,
+    /// Free bytes (for this user) on the file system of the database, if known.
+    pub disk_free_bytes: Option<u64>,
+    /// Size of that file system, if known.
+    pub disk_total_bytes: Option<u64>,
 }
 
 /// The audit log (`security.db` → `audit_logs`), append-only and hash-chained. There
@@ -589,21 +620,20 @@ pub trait AuditRepository: Send + Sync {
     async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError>;
     /// Rows matching `filter`, oldest first (default: all), with their hashes.
     async fn export(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError>;
-    /// Verifies the live chain: every hash, every link, no gap, and the stored head.
+    /// Verifies the whole chain: every archive file recorded in the store (each must
+    /// exist, link to the one before and end at its recorded boundary hash), then the
+    /// live table (every hash, every link, no gap, and the stored head).
     async fn verify(&self) -> Result<VerifyReport, RepoError>;
-    /// Moves every row created before `cutoff` (the oldest contiguous run of them) into
-    /// the SQLite file `archive_path` (created 0600 when missing; rows are appended).
-    /// Refused while the live chain does not verify, so evidence is never moved away.
-    async fn archive_older_than(
+    /// Moves the oldest rows selected by `selection` into new gzip-compressed archive
+    /// files in `archive_dir` (created 0700; files 0600). Rows that do not verify are
+    /// never moved, so evidence is never moved away.
+    async fn archive(
         &self,
-        cutoff: DateTime<Utc>,
-        archive_path: &std::path::Path,
+        selection: &ArchiveSelection,
+        archive_dir: &std::path::Path,
     ) -> Result<ArchiveReport, RepoError>;
-    /// Verifies the rows of an archive file among themselves.
-    async fn verify_archive(
-        &self,
-        archive_path: &std::path::Path,
-    ) -> Result<VerifyReport, RepoError>;
+    /// Sizes, for the retention task and status.
+    async fn storage(&self) -> Result<AuditStorage, RepoError>;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -67,8 +67,11 @@ use crate::request_id::RequestId;
 
 /// How often the stored policy is compared with the one in force.
 const POLICY_POLL: Duration = Duration::from_secs(2);
-/// Failure counters and rate-limit windows are written this often (bans at once).
+/// Idle state is swept (and expired windows deleted) this often (bans are written at once).
 const SYNC_EVERY: Duration = Duration::from_secs(60);
+/// Rate-limit windows that changed are written this often (docs/guides/security.md:
+/// "within 10 s"); only windows touched since the last write are written.
+const RATE_LIMIT_SYNC_EVERY: Duration = Duration::from_secs(5);
 /// Refusals of banned IPs are summed up and recorded this often.
 const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// CPU and memory are sampled this often (spec: at most every 5 s).
@@ -275,6 +278,8 @@ pub struct Guard {
     cross_site: Mutex<HashMap<IpNet, CrossSiteBudget>>,
     /// Wakes the sync task for a new ban.
     persist_now: Notify,
+    /// When rate-limit windows were last written (ms since the epoch).
+    rate_persisted_ms: AtomicU64,
     /// Policy or blocklist changed in the database (admin API).
     reload_now: Notify,
     /// Refusals of banned IPs not yet recorded.
@@ -362,6 +367,7 @@ impl Guard {
             blocklist_loaded,
             cross_site: Mutex::new(HashMap::new()),
             persist_now: Notify::new(),
+            rate_persisted_ms: AtomicU64::new(0),
             reload_now: Notify::new(),
             refusals: Mutex::new(HashMap::new()),
             audit: AuditSink::new(),
@@ -602,11 +608,14 @@ impl Guard {
             return;
         };
         let now = now_ms();
+        let since = self.rate_persisted_ms.load(Ordering::Relaxed);
         let mut rows = Vec::new();
         for (limiter, _) in [(&self.ip_limits, "ip"), (&self.key_limits, "key")] {
             let Ok(l) = limiter.lock() else { continue };
             let interval = 60_000 / u64::from(l.limit().rpm.max(1));
-            for s in l.snapshot(now) {
+            // A request at time r moves a window's TAT to at least r + interval, so the
+            // windows touched since the last write are those with TAT > since + interval.
+            for s in l.snapshot(now.max(since.saturating_add(interval))) {
                 rows.push(RateLimitStateRow {
                     requests_count: i64::try_from(
                         s.tat_ms.saturating_sub(now).div_ceil(interval.max(1)),
@@ -617,10 +626,10 @@ impl Guard {
                 });
             }
         }
-        if let Err(e) = deps.rate_limits.upsert_many(&rows).await {
-            tracing::warn!(error = %e, "could not write rate-limit windows");
+        match deps.rate_limits.upsert_many(&rows).await {
+            Ok(()) => self.rate_persisted_ms.store(now, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "could not write rate-limit windows"),
         }
-        let _ = deps.rate_limits.delete_expired(Utc::now()).await;
     }
 
     async fn policy_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -644,9 +653,11 @@ impl Guard {
 
     async fn sync_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut last_sync = Instant::now();
+        let mut last_summary = Instant::now();
+        let mut last_windows = Instant::now();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(REFUSAL_SUMMARY_EVERY) => {}
+                _ = tokio::time::sleep(RATE_LIMIT_SYNC_EVERY) => {}
                 _ = self.persist_now.notified() => {}
                 _ = crate::stopped(&mut shutdown) => {
                     self.flush_blocklist().await;
@@ -656,11 +667,20 @@ impl Guard {
                 }
             }
             self.flush_blocklist().await;
-            self.summarise_refusals();
+            if last_summary.elapsed() >= REFUSAL_SUMMARY_EVERY {
+                last_summary = Instant::now();
+                self.summarise_refusals();
+            }
+            if last_windows.elapsed() >= RATE_LIMIT_SYNC_EVERY {
+                last_windows = Instant::now();
+                self.persist_rate_limits().await;
+            }
             if last_sync.elapsed() >= SYNC_EVERY {
                 last_sync = Instant::now();
                 self.sweep();
-                self.persist_rate_limits().await;
+                if let Some(deps) = &self.deps {
+                    let _ = deps.rate_limits.delete_expired(Utc::now()).await;
+                }
             }
         }
     }
@@ -1247,17 +1267,7 @@ impl Guard {
                 return Some(resp);
             }
         }
-        if self.audit.is_full() {
-            self.audit.stats.shed.fetch_add(1, Ordering::Relaxed);
-            let mut resp = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "resource_throttle",
-                "server_error",
-                "the audit log is behind; retry shortly",
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(resp) = self.audit.refusal() {
             return Some(resp);
         }
         if !eff.allow_list.allows(ip) {
@@ -1552,9 +1562,15 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
             let _ = g.on_anomalies(ip, r, &meta, now_ms());
         }
     }
-    g.audit.send(Record::Audit(audit_event(
-        &resp, rid, path, &method, ip, elapsed,
-    )));
+    if resp
+        .extensions()
+        .get::<crate::audit::Unrecorded>()
+        .is_none()
+    {
+        g.audit.send(Record::Audit(audit_event(
+            &resp, rid, path, &method, ip, elapsed,
+        )));
+    }
     resp
 }
 

@@ -46,6 +46,7 @@ mod passthrough;
 mod relay;
 mod request_id;
 mod resources;
+pub mod retention;
 pub mod routing;
 mod server;
 pub mod state_file;
@@ -55,6 +56,7 @@ pub use acme_mode::{AcmeDeps, RenewTiming};
 pub use audit::AuditStats;
 pub use defence::{DefenceStats, Guard, SecurityDeps};
 pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
+pub use retention::RetentionTiming;
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {

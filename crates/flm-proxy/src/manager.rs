@@ -145,6 +145,26 @@ impl ProxyManager {
         }
     }
 
+    /// Starts the automatic audit retention (archiving into `archive_dir`, size cap,
+    /// low-disk warning; see [`crate::retention`]) for as long as this manager lives.
+    /// Does nothing without an audit store.
+    pub fn start_audit_retention(
+        &self,
+        archive_dir: std::path::PathBuf,
+        timing: crate::retention::RetentionTiming,
+    ) {
+        let Some(audit) = self.shared.deps.audit.clone() else {
+            return;
+        };
+        tokio::spawn(crate::retention::run(
+            audit,
+            self.shared.deps.config.clone(),
+            archive_dir,
+            timing,
+            self.shared.guard_stop_rx.clone(),
+        ));
+    }
+
     /// The defence shared by every instance (counters, flush).
     pub fn guard(&self) -> &Arc<crate::defence::Guard> {
         &self.shared.guard

@@ -7,30 +7,31 @@
 //! Triggers (migration `20261125000400`) refuse `UPDATE` on rows and `DELETE` of rows
 //! not yet recorded as archived; the chain and the head catch whatever bypasses them.
 //!
-//! Archiving copies a prefix of the chain into a separate SQLite file (journal mode
-//! DELETE, `synchronous=FULL`, 0600), checks the copy, and only then — in one live
-//! transaction — records the boundary in `audit_archive_marker` and deletes the moved
-//! rows. A crash between the two steps leaves the rows in both files; the next run
-//! copies with `INSERT OR IGNORE` (after checking that equal ids carry equal hashes)
-//! and completes the move.
+//! Archiving writes the oldest rows, checked link by link while they are read, into
+//! a new gzip-compressed JSON-lines file `audit-<first id>-<last id>.jsonl.gz` in the
+//! archive directory (written to a temporary name, fsynced, renamed, directory
+//! fsynced, 0600), and only then — in one live transaction — records the boundary and
+//! the file in `audit_archive_marker` and deletes the moved rows. A crash between the
+//! two steps leaves a file no marker names; its rows are still live, and the next run
+//! removes it before writing. [`AuditRepository::verify`] walks every recorded file in
+//! order, then the live table, so the chain is checked from the first row ever.
 
-use std::path::Path;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use flm_core::security::{
-    ArchiveReport, AuditEvent, AuditFilter, AuditRepository, AuditRow, VerifyReport,
-    AUDIT_GENESIS_HASH,
+    ArchiveReport, ArchiveSelection, AuditEvent, AuditFilter, AuditRepository, AuditRow,
+    AuditStorage, VerifyReport, AUDIT_GENESIS_HASH,
 };
 use flm_core::RepoError;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::db::{map_sqlx_error, Db};
-use crate::open::{ensure_db_file, ensure_dir};
+use crate::db::Db;
+use crate::open::ensure_dir;
 use crate::time::format_ts;
 
 /// Columns of an audit row, in [`AuditRow`] order.
@@ -43,30 +44,13 @@ const PAGE: i64 = 1000;
 /// Rows per multi-row `INSERT` (13 parameters each; well under SQLite's limit).
 const INSERT_CHUNK: usize = 200;
 
-/// Schema of an archive file: the audit columns (ids as in the live table) and the
-/// same no-update / no-delete rules.
-const ARCHIVE_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS audit_logs (
-        id         INTEGER PRIMARY KEY NOT NULL,
-        request_id TEXT NOT NULL,
-        api_key_id TEXT NULL,
-        endpoint   TEXT NOT NULL,
-        status     INTEGER NOT NULL,
-        latency_ms INTEGER NULL,
-        created_at TEXT NOT NULL,
-        event_type TEXT NULL,
-        severity   TEXT NOT NULL,
-        ip         TEXT NULL,
-        details    TEXT NULL,
-        prev_hash  TEXT NOT NULL,
-        hash       TEXT NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS idx_audit_logs_created_at ON audit_logs (created_at)",
-    "CREATE TRIGGER IF NOT EXISTS audit_logs_no_update BEFORE UPDATE ON audit_logs
-     BEGIN SELECT RAISE(ABORT, 'archived audit rows are immutable'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_logs_no_delete BEFORE DELETE ON audit_logs
-     BEGIN SELECT RAISE(ABORT, 'archived audit rows cannot be deleted'); END",
-];
+/// Rows per archive file at most: bounds the memory of one run (the compressed file
+/// is built in memory, ~150 bytes a row) and how long one delete holds the write lock.
+const SEGMENT_ROWS: i64 = 20_000;
+
+/// The size cap archives down to this share of the cap, so that a database at the cap
+/// is not archived again for every few new rows.
+const CAP_TARGET_PERCENT: u64 = 90;
 
 /// The audit log stored in `security.db`.
 pub(crate) struct SqliteAudit {
@@ -98,16 +82,7 @@ fn decode(r: &SqliteRow) -> Result<AuditRow, sqlx::Error> {
 const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// Inserts already-hashed rows with their ids into `audit_logs` of `conn`.
-async fn insert_rows(
-    conn: &mut SqliteConnection,
-    rows: &[AuditRow],
-    or_ignore: bool,
-) -> Result<(), sqlx::Error> {
-    let verb = if or_ignore {
-        "INSERT OR IGNORE INTO"
-    } else {
-        "INSERT INTO"
-    };
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[AuditRow]) -> Result<(), sqlx::Error> {
     let mut rest = rows;
     while !rest.is_empty() {
         let n = INSERT_SIZES
@@ -116,7 +91,7 @@ async fn insert_rows(
             .unwrap_or(1);
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        let mut q = QueryBuilder::<Sqlite>::new(format!("{verb} audit_logs ({COLS}) "));
+        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_logs ({COLS}) "));
         q.push_values(chunk, |mut b, r| {
             b.push_bind(r.id)
                 .push_bind(r.request_id.as_str())
@@ -352,43 +327,147 @@ impl SqliteAudit {
             .collect()
     }
 
-    /// Opens (creating 0600 when missing) an archive file with its schema.
-    async fn open_archive(&self, path: &Path) -> Result<SqliteConnection, RepoError> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                ensure_dir(parent, "audit archive directory")?;
-            }
-        }
-        ensure_db_file(path)?;
-        let mut conn = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Delete)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| map_sqlx_error(path, "opening the audit archive", e))?;
-        for stmt in ARCHIVE_SCHEMA {
-            sqlx::query(stmt)
-                .execute(&mut conn)
+    /// The live chain from the last archive boundary, checked in one read snapshot,
+    /// and the archive files recorded in that snapshot.
+    async fn verify_live(&self) -> Result<(VerifyReport, Vec<Marker>), RepoError> {
+        const OP: &str = "verifying the audit log";
+        // One read transaction: a consistent snapshot even while the proxy appends.
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.err(OP, e))?;
+        let markers: Vec<Marker> = sqlx::query_as::<_, (i64, String, String)>(
+            "SELECT through_id, boundary_hash, archive_path FROM audit_archive_marker ORDER BY through_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(OP, e))?
+        .into_iter()
+        .map(|(through_id, boundary_hash, path)| Marker {
+            through_id,
+            boundary_hash,
+            path: PathBuf::from(path),
+        })
+        .collect();
+        let (through, boundary_hash) = markers.last().map_or_else(
+            || (0, AUDIT_GENESIS_HASH.to_owned()),
+            |m| (m.through_id, m.boundary_hash.clone()),
+        );
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1")
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| map_sqlx_error(path, "preparing the audit archive", e))?;
+                .map_err(|e| self.err(OP, e))?;
+        let mut walker = Walker::new(Some(through + 1), boundary_hash);
+
+        let stale: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE id <= ?")
+            .bind(through)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        if stale > 0 {
+            let first: i64 = sqlx::query_scalar("SELECT min(id) FROM audit_logs")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.err(OP, e))?;
+            let report = walker.bad(
+                Some(first),
+                format!("{stale} audit row(s) at or below the archived boundary (id {through}) are still, or again, in the live table"),
+            );
+            return Ok((report, markers));
         }
-        Ok(conn)
+
+        if let Some((id, problem)) = walk(&mut tx, through, &mut walker)
+            .await
+            .map_err(|e| self.err(OP, e))?
+        {
+            return Ok((walker.bad(Some(id), problem), markers));
+        }
+        tx.commit().await.map_err(|e| self.err(OP, e))?;
+
+        let last_id = walker.last_id().unwrap_or(through);
+        let report = match head {
+            None => walker.bad(
+                None,
+                "the audit chain head (table audit_chain_head) is missing; its end cannot be checked".into(),
+            ),
+            Some((head_id, _)) if head_id > last_id => {
+                let missing = if head_id == last_id + 1 {
+                    format!("audit row {head_id} is missing")
+                } else {
+                    format!("audit rows {}..={head_id} are missing", last_id + 1)
+                };
+                walker.bad(
+                    Some(last_id + 1),
+                    format!("{missing} at the end of the log (the chain head records id {head_id}): the log was truncated"),
+                )
+            }
+            Some((head_id, _)) if head_id < last_id => walker.bad(
+                Some(head_id + 1),
+                format!("audit rows after id {head_id} are not recorded in the chain head (written outside FLM?)"),
+            ),
+            Some((_, head_hash)) if head_hash != walker.prev => walker.bad(
+                Some(last_id),
+                format!("the chain head's hash does not match audit row {last_id}"),
+            ),
+            Some(_) => walker.ok(),
+        };
+        Ok((report, markers))
     }
 
-    /// Copies live rows `(from, through]` into the archive and checks the copy.
-    async fn copy_to_archive(
+    /// The last id the selection moves (`from` when nothing).
+    async fn archive_target(&self, sel: &ArchiveSelection, from: i64) -> Result<i64, RepoError> {
+        const OP: &str = "choosing audit rows to archive";
+        let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit_logs")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        let Some(max_id) = max_id else {
+            return Ok(from);
+        };
+        let mut through = from;
+        if let Some(cutoff) = &sel.older_than {
+            // The first row (by time, on the created_at index) that stays: rows are
+            // appended in time order, so everything before it is older. min(id) over
+            // the range would read every newer row.
+            let first_keep: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM audit_logs WHERE created_at >= ? ORDER BY created_at, id LIMIT 1",
+            )
+            .bind(format_ts(cutoff))
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+            through = through.max(first_keep.map_or(max_id, |k| k - 1));
+        }
+        if let Some(cap) = sel.max_db_bytes {
+            let st = self.storage().await?;
+            if st.db_used_bytes > cap && st.live_rows > 0 {
+                // Rows are most of the file: move the rows' share of the excess (and a
+                // little more, down to CAP_TARGET_PERCENT of the cap).
+                let target = cap / 100 * CAP_TARGET_PERCENT;
+                let excess = u128::from(st.db_used_bytes - target);
+                let rows = (u128::from(st.live_rows) * excess)
+                    .div_ceil(u128::from(st.db_used_bytes.max(1)));
+                through = through.max(from.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)));
+            }
+        }
+        Ok(through.min(max_id))
+    }
+
+    /// Reads rows `(from, through]`, checking each link from `from_hash`, as JSON lines.
+    /// Returns the lines and the hash of row `through`.
+    async fn segment_lines(
         &self,
-        archive: &mut SqliteConnection,
-        path: &Path,
         from: i64,
+        from_hash: &str,
         through: i64,
-    ) -> Result<(), RepoError> {
-        const OP: &str = "copying audit rows to the archive";
-        let aerr = |e| map_sqlx_error(path, OP, e);
-        let mut tx = archive.begin().await.map_err(aerr)?;
+    ) -> Result<(Vec<u8>, String), RepoError> {
+        const OP: &str = "reading audit rows to archive";
+        let refuse = |id: i64, problem: &str| {
+            RepoError::Database(format!(
+                "the audit log of `{}` does not verify at row {id} ({problem}); archiving is refused so the evidence stays in place. Run `flm security audit-logs verify`",
+                self.db.path.display()
+            ))
+        };
+        let mut walker = Walker::new(Some(from + 1), from_hash.to_owned());
+        let mut out = Vec::new();
         let mut cursor = from;
         while cursor < through {
             let raw = sqlx::query(&format!(
@@ -400,42 +479,194 @@ impl SqliteAudit {
             .fetch_all(&self.db.pool)
             .await
             .map_err(|e| self.err(OP, e))?;
-            let rows = raw
-                .iter()
-                .map(|r| decode(r).map_err(|e| self.err(OP, e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let Some(last) = rows.last() else { break };
-            let last_id = last.id;
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                insert_rows(&mut tx, chunk, true).await.map_err(aerr)?;
+            if raw.is_empty() {
+                break;
             }
-            // Equal ids must carry equal hashes (an archive file of another store, or
-            // one written before a restore, is refused rather than mixed).
-            let stored: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, hash FROM audit_logs WHERE id > ? AND id <= ? ORDER BY id",
-            )
-            .bind(cursor)
-            .bind(last_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(aerr)?;
-            let same = stored.len() == rows.len()
-                && stored
-                    .iter()
-                    .zip(&rows)
-                    .all(|((id, h), r)| *id == r.id && *h == r.hash);
-            if !same {
-                return Err(RepoError::Validation(format!(
-                    "the audit archive `{}` already holds different rows with the same ids (ids {}..={}); choose another archive file",
-                    path.display(),
-                    cursor + 1,
-                    last_id
-                )));
+            for r in &raw {
+                let row = decode(r).map_err(|e| refuse(cursor + 1, &e.to_string()))?;
+                if let Step::Bad { id, problem } = walker.step(&row) {
+                    return Err(refuse(id, &problem));
+                }
+                serde_json::to_writer(&mut out, &row).map_err(|e| {
+                    RepoError::Database(format!("cannot encode audit row {}: {e}", row.id))
+                })?;
+                out.push(b'\n');
+                cursor = row.id;
             }
-            cursor = last_id;
         }
-        tx.commit().await.map_err(aerr)
+        if walker.last_id() != Some(through) {
+            return Err(refuse(cursor + 1, "rows are missing"));
+        }
+        Ok((out, walker.prev))
     }
+}
+
+/// An archive file recorded in `audit_archive_marker`.
+struct Marker {
+    through_id: i64,
+    boundary_hash: String,
+    path: PathBuf,
+}
+
+/// `audit-<first>-<last>.jsonl.gz` → `(first, last)`.
+fn segment_range(name: &str) -> Option<(i64, i64)> {
+    let mid = name.strip_prefix("audit-")?.strip_suffix(".jsonl.gz")?;
+    let (a, b) = mid.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn io_err(what: &str, path: &Path, e: &std::io::Error) -> RepoError {
+    RepoError::Io(format!(
+        "{what} `{}`: {e}; check the free space and permissions of the archive directory",
+        path.display()
+    ))
+}
+
+/// Holds an exclusive `flock` on `<archive dir>/.lock` so that two archivers (the
+/// proxy's retention task and `flm security audit-logs archive`) never interleave.
+struct ArchiveLock(#[allow(dead_code)] std::fs::File); // held for its lock, released on drop
+
+impl ArchiveLock {
+    fn take(dir: &Path) -> Result<Self, RepoError> {
+        let path = dir.join(".lock");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
+            .open(&path)
+            .map_err(|e| io_err("cannot open the archive lock", &path, &e))?;
+        #[cfg(unix)]
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                RepoError::Validation(format!(
+                    "another audit archive run is in progress in `{}`; try again shortly",
+                    dir.display()
+                ))
+            },
+        )?;
+        Ok(Self(file))
+    }
+}
+
+/// Removes files of a run that crashed before its marker was committed (their rows are
+/// still live, from id `from + 1` on) and temporary files.
+fn remove_orphans(dir: &Path, from: i64) -> Result<(), RepoError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("cannot list", dir, &e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let orphan = name.starts_with(".audit-") && name.ends_with(".tmp")
+            || segment_range(name).is_some_and(|(first, _)| first > from);
+        if orphan {
+            let path = entry.path();
+            tracing::info!(file = %path.display(), "removing an unrecorded audit archive file left by an interrupted run");
+            std::fs::remove_file(&path).map_err(|e| io_err("cannot remove", &path, &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Compresses `lines` into `path` durably: temporary file, fsync, rename, fsync of
+/// the directory; 0600.
+fn write_segment(dir: &Path, path: &Path, lines: &[u8]) -> Result<(), RepoError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&tmp)?;
+        let mut gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(file),
+            flate2::Compression::default(),
+        );
+        gz.write_all(lines)?;
+        let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err("cannot write the audit archive", path, &e)
+    })
+}
+
+/// Walks every recorded archive file in order from the first row ever.
+fn verify_archives(markers: &[Marker]) -> VerifyReport {
+    let mut w = Walker::new(Some(1), AUDIT_GENESIS_HASH.to_owned());
+    for m in markers {
+        let first = w.expected_id.unwrap_or(1);
+        let shown = m.path.display();
+        let file = match std::fs::File::open(&m.path) {
+            Ok(f) => f,
+            Err(e) => {
+                return w.bad(
+                    Some(first),
+                    format!(
+                        "the audit archive `{shown}` (rows {first}..={}) cannot be read: {e}",
+                        m.through_id
+                    ),
+                )
+            }
+        };
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+        for line in reader.lines() {
+            let next = w.expected_id.unwrap_or(first);
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    return w.bad(
+                        Some(next),
+                        format!("the audit archive `{shown}` is damaged near row {next} ({e})"),
+                    )
+                }
+            };
+            if line.is_empty() {
+                continue;
+            }
+            let row: AuditRow = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    return w.bad(
+                        Some(next),
+                        format!("the audit archive `{shown}` has an unreadable row near {next} ({e}): it was altered"),
+                    )
+                }
+            };
+            if row.id > m.through_id {
+                return w.bad(
+                    Some(row.id),
+                    format!("the audit archive `{shown}` holds row {} beyond its recorded end (row {}): rows were added", row.id, m.through_id),
+                );
+            }
+            if let Step::Bad { id, problem } = w.step(&row) {
+                return w.bad(Some(id), format!("{problem} (in the archive `{shown}`)"));
+            }
+        }
+        let last = w.last_id().unwrap_or(0);
+        if last != m.through_id || w.prev != m.boundary_hash {
+            return w.bad(
+                Some(last + 1),
+                format!(
+                    "the audit archive `{shown}` ends at row {last}, but the store recorded it to end at row {} with another hash: it was truncated or replaced",
+                    m.through_id
+                ),
+            );
+        }
+    }
+    w.ok()
 }
 
 #[async_trait]
@@ -499,7 +730,7 @@ impl AuditRepository for SqliteAudit {
             rows.push(row);
         }
         for chunk in rows.chunks(INSERT_CHUNK) {
-            insert_rows(&mut tx, chunk, false)
+            insert_rows(&mut tx, chunk)
                 .await
                 .map_err(|e| self.err(OP, e))?;
         }
@@ -528,231 +759,133 @@ impl AuditRepository for SqliteAudit {
     }
 
     async fn verify(&self) -> Result<VerifyReport, RepoError> {
-        const OP: &str = "verifying the audit log";
-        // One read transaction: a consistent snapshot even while the proxy appends.
-        let mut tx = self.db.pool.begin().await.map_err(|e| self.err(OP, e))?;
-        let (through, boundary_hash) = boundary(&mut tx).await.map_err(|e| self.err(OP, e))?;
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.err(OP, e))?;
-        let mut walker = Walker::new(Some(through + 1), boundary_hash);
-
-        let stale: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE id <= ?")
-            .bind(through)
-            .fetch_one(&mut *tx)
+        let (live, markers) = self.verify_live().await?;
+        let archived = tokio::task::spawn_blocking(move || verify_archives(&markers))
             .await
-            .map_err(|e| self.err(OP, e))?;
-        if stale > 0 {
-            let first: i64 = sqlx::query_scalar("SELECT min(id) FROM audit_logs")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| self.err(OP, e))?;
-            return Ok(walker.bad(
-                Some(first),
-                format!("{stale} audit row(s) at or below the archived boundary (id {through}) are still, or again, in the live table"),
-            ));
+            .map_err(|e| RepoError::Io(format!("verifying the audit archives stopped: {e}")))?;
+        if !archived.ok {
+            return Ok(archived);
         }
-
-        if let Some((id, problem)) = walk(&mut tx, through, &mut walker)
-            .await
-            .map_err(|e| self.err(OP, e))?
-        {
-            return Ok(walker.bad(Some(id), problem));
-        }
-        tx.commit().await.map_err(|e| self.err(OP, e))?;
-
-        let last_id = walker.last_id().unwrap_or(through);
-        let Some((head_id, head_hash)) = head else {
-            return Ok(walker.bad(
-                None,
-                "the audit chain head (table audit_chain_head) is missing; its end cannot be checked".into(),
-            ));
-        };
-        if head_id > last_id {
-            let missing = if head_id == last_id + 1 {
-                format!("audit row {head_id} is missing")
-            } else {
-                format!("audit rows {}..={head_id} are missing", last_id + 1)
-            };
-            return Ok(walker.bad(
-                Some(last_id + 1),
-                format!("{missing} at the end of the log (the chain head records id {head_id}): the log was truncated"),
-            ));
-        }
-        if head_id < last_id {
-            return Ok(walker.bad(
-                Some(head_id + 1),
-                format!("audit rows after id {head_id} are not recorded in the chain head (written outside FLM?)"),
-            ));
-        }
-        if head_hash != walker.prev {
-            return Ok(walker.bad(
-                Some(last_id),
-                format!("the chain head's hash does not match audit row {last_id}"),
-            ));
-        }
-        Ok(walker.ok())
+        Ok(VerifyReport {
+            rows_checked: archived.rows_checked + live.rows_checked,
+            ..live
+        })
     }
 
-    async fn archive_older_than(
+    async fn archive(
         &self,
-        cutoff: DateTime<Utc>,
-        archive_path: &Path,
+        selection: &ArchiveSelection,
+        archive_dir: &Path,
     ) -> Result<ArchiveReport, RepoError> {
         const OP: &str = "archiving audit events";
         let db = &self.db;
         db.ensure_writable()?;
-        let same_file = match (archive_path.canonicalize(), db.path.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => archive_path == db.path,
-        };
-        if same_file {
-            return Err(RepoError::Validation(format!(
-                "the audit archive cannot be the live database `{}`; choose another file",
-                db.path.display()
-            )));
-        }
-        let report = self.verify().await?;
-        if !report.ok {
-            return Err(RepoError::Database(format!(
-                "the audit log of `{}` does not verify ({}); archiving is refused so the evidence stays in place. Run `flm check`",
-                db.path.display(),
-                report.problem.unwrap_or_default()
-            )));
-        }
-
-        let (from, from_hash) = {
+        ensure_dir(archive_dir, "audit archive directory")?;
+        let _lock = ArchiveLock::take(archive_dir)?;
+        let (mut from, mut from_hash) = {
             let mut conn = db.pool.acquire().await.map_err(|e| self.err(OP, e))?;
             boundary(&mut conn).await.map_err(|e| self.err(OP, e))?
         };
-        let first_keep: Option<i64> =
-            sqlx::query_scalar("SELECT min(id) FROM audit_logs WHERE created_at >= ?")
-                .bind(format_ts(&cutoff))
-                .fetch_one(&db.pool)
+        remove_orphans(archive_dir, from)?;
+        let target = self.archive_target(selection, from).await?;
+        let mut report = ArchiveReport {
+            rows_archived: 0,
+            archived_through_id: None,
+            boundary_hash: String::new(),
+            archive_dir: archive_dir.to_owned(),
+            files: Vec::new(),
+        };
+        while from < target {
+            let through = target.min(from.saturating_add(SEGMENT_ROWS));
+            let (lines, last_hash) = self.segment_lines(from, &from_hash, through).await?;
+            let path = archive_dir.join(format!("audit-{:012}-{through:012}.jsonl.gz", from + 1));
+            {
+                let (dir, path) = (archive_dir.to_owned(), path.clone());
+                tokio::task::spawn_blocking(move || write_segment(&dir, &path, &lines))
+                    .await
+                    .map_err(|e| {
+                        RepoError::Io(format!("writing the audit archive stopped: {e}"))
+                    })??;
+            }
+            let mut tx = db
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(|e| self.err(OP, e))?;
-        let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit_logs")
-            .fetch_one(&db.pool)
-            .await
-            .map_err(|e| self.err(OP, e))?;
-        // Only a contiguous prefix moves, so the live chain keeps one start.
-        let through = match first_keep {
-            Some(k) => k - 1,
-            None => max_id.unwrap_or(from),
-        };
-        let nothing = |through_id: i64, hash: String| ArchiveReport {
-            rows_archived: 0,
-            archived_through_id: (through_id > 0).then_some(through_id),
-            boundary_hash: hash,
-            archive_path: archive_path.to_owned(),
-        };
-        if through <= from {
-            return Ok(nothing(from, from_hash));
-        }
-
-        let mut archive = self.open_archive(archive_path).await?;
-        let copied = self
-            .copy_to_archive(&mut archive, archive_path, from, through)
-            .await;
-        let closed = archive.close().await;
-        copied?;
-        closed.map_err(|e| map_sqlx_error(archive_path, "closing the audit archive", e))?;
-
-        let mut tx = db
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(OP, e))?;
-        let (now_from, now_hash) = boundary(&mut tx).await.map_err(|e| self.err(OP, e))?;
-        if now_from >= through {
-            // Another archiver got here first.
-            tx.rollback().await.map_err(|e| self.err(OP, e))?;
-            return Ok(nothing(now_from, now_hash));
-        }
-        let boundary_hash: String = sqlx::query_scalar("SELECT hash FROM audit_logs WHERE id = ?")
+            let (now_from, _) = boundary(&mut tx).await.map_err(|e| self.err(OP, e))?;
+            if now_from != from {
+                // Only an archiver that bypassed the lock gets here; its file stays.
+                tx.rollback().await.map_err(|e| self.err(OP, e))?;
+                let _ = std::fs::remove_file(&path);
+                return Err(RepoError::Validation(format!(
+                    "the audit log was archived by someone else meanwhile (through row {now_from}); run the command again"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO audit_archive_marker (through_id, boundary_hash, rows_archived, archive_path, archived_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
             .bind(through)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| self.err(OP, e))?;
-        sqlx::query(
-            "INSERT INTO audit_archive_marker (through_id, boundary_hash, rows_archived, archive_path, archived_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(through)
-        .bind(&boundary_hash)
-        .bind(through - now_from)
-        .bind(archive_path.to_string_lossy().into_owned())
-        .bind(format_ts(&Utc::now()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(OP, e))?;
-        let done = sqlx::query("DELETE FROM audit_logs WHERE id > ? AND id <= ?")
-            .bind(now_from)
-            .bind(through)
+            .bind(&last_hash)
+            .bind(through - from)
+            .bind(path.to_string_lossy().into_owned())
+            .bind(format_ts(&Utc::now()))
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(OP, e))?;
-        tx.commit().await.map_err(|e| self.err(OP, e))?;
-        tracing::info!(rows = done.rows_affected(), through_id = through, archive = %archive_path.display(), "archived audit events");
-        Ok(ArchiveReport {
-            rows_archived: done.rows_affected(),
-            archived_through_id: Some(through),
-            boundary_hash,
-            archive_path: archive_path.to_owned(),
-        })
+            let done = sqlx::query("DELETE FROM audit_logs WHERE id > ? AND id <= ?")
+                .bind(from)
+                .bind(through)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(OP, e))?;
+            tx.commit().await.map_err(|e| self.err(OP, e))?;
+            tracing::info!(rows = done.rows_affected(), through_id = through, archive = %path.display(), "archived audit events");
+            report.rows_archived += done.rows_affected();
+            report.files.push(path);
+            from = through;
+            from_hash = last_hash;
+        }
+        report.archived_through_id = (from > 0).then_some(from);
+        report.boundary_hash = from_hash;
+        Ok(report)
     }
 
-    async fn verify_archive(&self, archive_path: &Path) -> Result<VerifyReport, RepoError> {
-        const OP: &str = "verifying the audit archive";
-        if !archive_path.is_file() {
-            return Err(RepoError::NotFound(format!(
-                "the audit archive `{}` does not exist",
-                archive_path.display()
-            )));
-        }
-        let aerr = |e| map_sqlx_error(archive_path, OP, e);
-        let mut conn = SqliteConnectOptions::new()
-            .filename(archive_path)
-            .read_only(true)
-            .connect()
-            .await
-            .map_err(aerr)?;
-        let mut walker = Walker::new(None, String::new());
-        let found = walk(&mut conn, i64::MIN, &mut walker).await.map_err(aerr);
-        let mut report = match found? {
-            Some((id, problem)) => walker.bad(Some(id), problem),
-            None => walker.ok(),
-        };
-        if report.ok {
-            // Every boundary the live store recorded for this file must be in it, with
-            // the recorded hash: this catches a truncated archive.
-            let path_text = archive_path.to_string_lossy().into_owned();
-            let markers: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT through_id, boundary_hash FROM audit_archive_marker WHERE archive_path = ? ORDER BY through_id",
-            )
-            .bind(&path_text)
-            .fetch_all(&self.db.pool)
+    async fn storage(&self) -> Result<AuditStorage, RepoError> {
+        const OP: &str = "measuring the audit log";
+        let mut conn = self.db.pool.acquire().await.map_err(|e| self.err(OP, e))?;
+        let (through, _) = boundary(&mut conn).await.map_err(|e| self.err(OP, e))?;
+        // Ids are contiguous: the live rows are those after the boundary up to the head.
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT last_id FROM audit_chain_head WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.err(OP, e))?;
+        let files: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_archive_marker")
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| self.err(OP, e))?;
-            for (through, hash) in markers {
-                let stored: Option<String> =
-                    sqlx::query_scalar("SELECT hash FROM audit_logs WHERE id = ?")
-                        .bind(through)
-                        .fetch_optional(&mut conn)
-                        .await
-                        .map_err(aerr)?;
-                if stored.as_deref() != Some(hash.as_str()) {
-                    report = walker.bad(
-                        Some(through),
-                        format!("archived audit row {through} (an archive boundary recorded in the live store) is missing or differs"),
-                    );
-                    break;
-                }
-            }
-        }
-        conn.close().await.map_err(aerr)?;
-        Ok(report)
+        let page_count: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        let used = u64::try_from((page_count - free).max(0) * page_size).unwrap_or(0);
+        let disk = self.db.path.parent().and_then(crate::disk_space);
+        Ok(AuditStorage {
+            live_rows: u64::try_from(head.unwrap_or(through) - through).unwrap_or(0),
+            db_used_bytes: used,
+            archived_through_id: through,
+            archive_files: u64::try_from(files).unwrap_or(0),
+            disk_free_bytes: disk.map(|d| d.0),
+            disk_total_bytes: disk.map(|d| d.1),
+        })
     }
 }

@@ -59,7 +59,8 @@ const SECURITY_TRIGGERS: &[&str] = &[
 /// Check names: `<file>.file`, `<file>.migrations`, `<file>.integrity`,
 /// `<file>.tables`, `<file>.foreign_keys` for `config_db` and `security_db`, then
 /// `config_db.counts`, `security_db.policy` (JSON syntax only — the caller adds the
-/// semantic validation), `security_db.api_keys` and `security_db.audit_chain`.
+/// semantic validation), `security_db.api_keys`, `security_db.audit_chain` (archive
+/// files and live table) and `security_db.disk_space`.
 pub async fn check(store: &Store) -> CheckReport {
     let mut report = CheckReport::default();
     let files = [
@@ -119,7 +120,46 @@ pub async fn check(store: &Store) -> CheckReport {
             format!("cannot verify the audit log: {e}"),
         ),
     }
+    check_disk_space(&mut report, store).await;
     report
+}
+
+/// Free space on the file system of `security.db` against `audit.min_free_disk_mb`
+/// (the threshold the running proxy warns at; when it is exhausted the proxy refuses
+/// requests rather than serve them unaudited).
+async fn check_disk_space(report: &mut CheckReport, store: &Store) {
+    const NAME: &str = "security_db.disk_space";
+    const MIB: u64 = 1024 * 1024;
+    let threshold_mb: u64 = match store.settings().get("audit.min_free_disk_mb").await {
+        Ok(Some(row)) => row.value.parse().unwrap_or(1024),
+        _ => 1024,
+    };
+    let db = &store.paths().security_db;
+    let Some((free, total)) = db.parent().and_then(crate::disk_space) else {
+        report.push(
+            NAME,
+            CheckStatus::Warning,
+            format!("cannot measure the free space for `{}`", db.display()),
+        );
+        return;
+    };
+    let (free_mb, total_mb) = (free / MIB, total / MIB);
+    if free < threshold_mb.saturating_mul(MIB) {
+        report.push(
+            NAME,
+            CheckStatus::Warning,
+            format!(
+                "only {free_mb} MiB of {total_mb} MiB free for `{}` (warning below {threshold_mb} MiB, audit.min_free_disk_mb): when it runs out the proxy refuses requests (503 audit_unavailable); free space, or lower audit.retention_days / audit.max_db_mb",
+                db.display()
+            ),
+        );
+    } else {
+        report.push(
+            NAME,
+            CheckStatus::Ok,
+            format!("{free_mb} MiB of {total_mb} MiB free (warning below {threshold_mb} MiB)"),
+        );
+    }
 }
 
 fn check_file(report: &mut CheckReport, label: &str, path: &Path) {

@@ -67,12 +67,13 @@
 //!   chain from the stored head and moves the head (`audit_chain_head`), so editing a
 //!   row, deleting one, or cutting off the tail is each detected by `verify`. Triggers
 //!   refuse `UPDATE` and any `DELETE` of rows not yet recorded as archived. The only
-//!   removal path is [`AuditRepository::archive_older_than`]: rows are copied into a
-//!   separate SQLite file (0600, fsynced, checked) and only then deleted from the live
-//!   table, in the transaction that records the boundary hash in
-//!   `audit_archive_marker`; the live chain then verifies from that boundary.
-//!   Archiving is refused while the chain does not verify, so evidence is never
-//!   moved out of sight of `flm check`.
+//!   removal path is [`AuditRepository::archive`]: the oldest rows (older than a
+//!   cutoff, or beyond a size cap) are checked link by link, written to a new
+//!   gzip-compressed JSON-lines file (0600, fsynced, renamed) and only then deleted
+//!   from the live table, in the transaction that records the file and its boundary
+//!   hash in `audit_archive_marker`. `verify` walks every recorded file, then the
+//!   live table, so the chain is checked from the first row ever. Rows that do not
+//!   verify are never archived, so evidence is never moved out of sight.
 //! - **Backups** use `VACUUM INTO` (a consistent snapshot while the proxy writes; also
 //!   in read-only safe mode) into a private temporary file that is fsynced and renamed
 //!   to `security.db.bak.<UTC yyyymmddThhmmssZ>`; the 3 newest files of exactly that
@@ -388,5 +389,28 @@ impl Store {
             DbFile::Config => &self.inner.config,
             DbFile::Security => &self.inner.security,
         }
+    }
+}
+
+/// `(free bytes for unprivileged users, total bytes)` of the file system holding
+/// `dir`; `None` where it cannot be asked.
+pub fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some((
+            st.f_bavail.saturating_mul(st.f_frsize),
+            st.f_blocks.saturating_mul(st.f_frsize),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
     }
 }

@@ -10,9 +10,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use flm_core::keys;
 use flm_core::security::{
-    AnomalyFilter, AuditEvent, AuditFilter, AuditRow, AuditSeverity, BlockRow, CertificateMode,
-    CertificateRow, CheckStatus, IntrusionFilter, NewAnomaly, NewIntrusion, NewResourceAlert,
-    RateLimitStateRow, ResourceAlertKind, AUDIT_GENESIS_HASH,
+    AnomalyFilter, ArchiveSelection, AuditEvent, AuditFilter, AuditRow, AuditSeverity, BlockRow,
+    CertificateMode, CertificateRow, CheckStatus, IntrusionFilter, NewAnomaly, NewIntrusion,
+    NewResourceAlert, RateLimitStateRow, ResourceAlertKind, AUDIT_GENESIS_HASH,
 };
 use flm_core::RepoError;
 use flm_store::{Store, StorePaths, BACKUP_PREFIX};
@@ -619,10 +619,47 @@ async fn audit_append_of_1000_events_is_fast() {
     store.close().await;
 }
 
+fn sel(older_than: DateTime<Utc>) -> ArchiveSelection {
+    ArchiveSelection {
+        older_than: Some(older_than),
+        max_db_bytes: None,
+    }
+}
+
+/// The rows of a compressed archive file.
+fn read_archive(path: &Path) -> Vec<AuditRow> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).unwrap();
+    std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+fn write_archive(path: &Path, rows: &[AuditRow]) {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for r in rows {
+        serde_json::to_writer(&mut gz, r).unwrap();
+        gz.write_all(b"\n").unwrap();
+    }
+    std::fs::write(path, gz.finish().unwrap()).unwrap();
+}
+
+fn segments_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".jsonl.gz"))
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
-async fn archive_moves_old_rows_and_the_live_chain_still_verifies() {
+async fn archive_moves_old_rows_into_compressed_files_that_verify_still_checks() {
     let tmp = TempDir::new().unwrap();
-    let (paths, store) = open(&tmp.path().join("data")).await;
+    let (_paths, store) = open(&tmp.path().join("data")).await;
     let audit = store.audit();
     let now = now_ms();
     let old = now - Duration::days(10);
@@ -633,80 +670,62 @@ async fn archive_moves_old_rows_and_the_live_chain_still_verifies() {
         .unwrap();
     audit.append_batch(&events(8..12, now)).await.unwrap();
     let before = audit.export(&AuditFilter::default()).await.unwrap();
-    let archive = tmp.path().join("archive/audit-2026.db");
+    let dir = tmp.path().join("archive");
 
-    // Nothing is old enough: no file is created.
+    // Nothing is old enough: no file is written.
     let none = audit
-        .archive_older_than(now - Duration::days(30), &archive)
+        .archive(&sel(now - Duration::days(30)), &dir)
         .await
         .unwrap();
     assert_eq!((none.rows_archived, none.archived_through_id), (0, None));
     assert_eq!(none.boundary_hash, AUDIT_GENESIS_HASH);
-    assert!(!archive.exists());
-    // The live database itself is refused as an archive.
-    assert!(matches!(
-        audit.archive_older_than(now, &paths.security_db).await,
-        Err(RepoError::Validation(_))
-    ));
+    assert!(none.files.is_empty() && segments_in(&dir).is_empty());
 
-    let cutoff = now - Duration::days(7);
-    let moved = audit.archive_older_than(cutoff, &archive).await.unwrap();
+    let moved = audit
+        .archive(&sel(now - Duration::days(7)), &dir)
+        .await
+        .unwrap();
     assert_eq!(moved.rows_archived, 8);
     assert_eq!(moved.archived_through_id, Some(8));
     assert_eq!(moved.boundary_hash, before[7].hash);
-    assert_eq!(moved.archive_path, archive);
+    let first = dir.join("audit-000000000001-000000000008.jsonl.gz");
+    assert_eq!(moved.files, vec![first.clone()]);
     #[cfg(unix)]
     {
-        assert_eq!(mode(&archive), 0o600);
-        assert_eq!(mode(archive.parent().unwrap()), 0o700);
+        assert_eq!(mode(&first), 0o600);
+        assert_eq!(mode(&dir), 0o700);
     }
-
+    // The file holds exactly the moved rows, hashes included; the live table the rest.
+    assert_eq!(read_archive(&first), before[..8].to_vec());
     let live = audit.export(&AuditFilter::default()).await.unwrap();
     assert_eq!(live, before[8..].to_vec());
+    // verify walks the archive, then the live table.
     let report = audit.verify().await.unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.rows_checked, 4);
+    assert_eq!(report.rows_checked, 12);
 
-    // The archive holds exactly the moved rows, hashes included.
-    let mut conn = raw(&archive).await;
-    let archived: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT id, prev_hash, hash FROM audit_logs ORDER BY id")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    conn.close().await.unwrap();
-    assert_eq!(
-        archived,
-        before[..8]
-            .iter()
-            .map(|r| (r.id, r.prev_hash.clone(), r.hash.clone()))
-            .collect::<Vec<_>>()
-    );
-    let av = audit.verify_archive(&archive).await.unwrap();
-    assert!(av.ok && av.rows_checked == 8, "{av:?}");
-
-    // Appends continue the chain; a second run appends to the same archive file.
+    // Appends continue the chain; a second run writes a second file.
     audit
         .append_batch(&events(12..14, now + Duration::seconds(1)))
         .await
         .unwrap();
-    assert!(audit.verify().await.unwrap().ok);
     let moved = audit
-        .archive_older_than(now + Duration::milliseconds(500), &archive)
+        .archive(&sel(now + Duration::milliseconds(500)), &dir)
         .await
         .unwrap();
     assert_eq!(
         (moved.rows_archived, moved.archived_through_id),
         (4, Some(12))
     );
+    let second = dir.join("audit-000000000009-000000000012.jsonl.gz");
+    assert_eq!(moved.files, vec![second.clone()]);
     let report = audit.verify().await.unwrap();
-    assert!(report.ok && report.rows_checked == 2, "{report:?}");
-    let av = audit.verify_archive(&archive).await.unwrap();
-    assert!(av.ok && av.rows_checked == 12, "{av:?}");
+    assert!(report.ok && report.rows_checked == 14, "{report:?}");
 
-    // Archiving everything leaves an empty, still verifiable, live table.
+    // Archiving everything leaves an empty live table; the chain goes on from the
+    // last archived row.
     let all = audit
-        .archive_older_than(now + Duration::days(1), &archive)
+        .archive(&sel(now + Duration::days(1)), &dir)
         .await
         .unwrap();
     assert_eq!(all.rows_archived, 2);
@@ -716,30 +735,122 @@ async fn archive_moves_old_rows_and_the_live_chain_still_verifies() {
         .unwrap()
         .is_empty());
     let report = audit.verify().await.unwrap();
-    assert!(report.ok && report.rows_checked == 0, "{report:?}");
+    assert!(report.ok && report.rows_checked == 14, "{report:?}");
     audit.append_batch(&events(14..15, now)).await.unwrap();
     let next = audit.export(&AuditFilter::default()).await.unwrap();
     assert_eq!(next[0].id, 15);
     assert_eq!(next[0].prev_hash, all.boundary_hash);
     assert!(audit.verify().await.unwrap().ok);
+    let st = audit.storage().await.unwrap();
+    assert_eq!(
+        (st.live_rows, st.archived_through_id, st.archive_files),
+        (1, 14, 3)
+    );
+    assert!(
+        st.disk_free_bytes.is_some() && st.db_used_bytes > 0,
+        "{st:?}"
+    );
 
-    // Tampering inside the archive is reported by verify_archive; a truncated archive
-    // is caught through the boundaries recorded in the live store.
-    exec(
-        &archive,
-        "DROP TRIGGER audit_logs_no_update; UPDATE audit_logs SET status = 500 WHERE id = 3",
-    )
-    .await;
-    let av = audit.verify_archive(&archive).await.unwrap();
-    assert_eq!(av.first_bad_id, Some(3), "{av:?}");
-    exec(
-        &archive,
-        "UPDATE audit_logs SET status = 200 WHERE id = 3; DROP TRIGGER audit_logs_no_delete; DELETE FROM audit_logs WHERE id = 14",
-    )
-    .await;
-    let av = audit.verify_archive(&archive).await.unwrap();
-    assert!(!av.ok, "{av:?}");
-    assert_eq!(av.first_bad_id, Some(14), "{av:?}");
+    // Tampering with an archive file is detected and named: an edited row…
+    let original = std::fs::read(&first).unwrap();
+    let mut rows = read_archive(&first);
+    rows[2].status = 500;
+    write_archive(&first, &rows);
+    let r = audit.verify().await.unwrap();
+    assert!(!r.ok && r.first_bad_id == Some(3), "{r:?}");
+    let problem = r.problem.unwrap();
+    assert!(
+        problem.contains("hash mismatch") && problem.contains("audit-000000000001"),
+        "{problem}"
+    );
+    // …a row removed with the next relinked (its hash recomputed)…
+    std::fs::write(&first, &original).unwrap();
+    let mut rows = read_archive(&first);
+    rows.remove(4);
+    rows[4].prev_hash = rows[3].hash.clone();
+    rows[4].hash = rows[4].compute_hash();
+    write_archive(&first, &rows);
+    let r = audit.verify().await.unwrap();
+    assert!(!r.ok && r.first_bad_id == Some(5), "{r:?}");
+    // …a consistent but rewritten file (every hash recomputed) no longer ends at the
+    // boundary the store recorded…
+    std::fs::write(&first, &original).unwrap();
+    let mut rows = read_archive(&first);
+    rows[7].details = Some("{\"rewritten\":true}".into());
+    rows[7].hash = rows[7].compute_hash();
+    write_archive(&first, &rows);
+    let r = audit.verify().await.unwrap();
+    assert!(!r.ok, "{r:?}");
+    assert!(r.problem.unwrap().contains("truncated or replaced"));
+    // …a truncated file, a damaged file and a missing file too.
+    std::fs::write(&first, &original).unwrap();
+    let mut rows = read_archive(&first);
+    rows.truncate(6);
+    write_archive(&first, &rows);
+    let r = audit.verify().await.unwrap();
+    assert!(!r.ok && r.first_bad_id == Some(7), "{r:?}");
+    std::fs::write(&first, &original[..original.len() / 2]).unwrap();
+    assert!(!audit.verify().await.unwrap().ok);
+    std::fs::remove_file(&first).unwrap();
+    let r = audit.verify().await.unwrap();
+    assert!(!r.ok && r.first_bad_id == Some(1), "{r:?}");
+    assert!(r.problem.unwrap().contains("cannot be read"));
+    // The original file verifies again.
+    std::fs::write(&first, &original).unwrap();
+    let report = audit.verify().await.unwrap();
+    assert!(report.ok && report.rows_checked == 15, "{report:?}");
+
+    // A file left by a run that crashed before its marker was committed (its rows are
+    // still live) is removed by the next run.
+    let orphan = dir.join("audit-000000000015-000000000015.jsonl.gz");
+    std::fs::write(&orphan, b"partial").unwrap();
+    audit
+        .archive(&sel(now - Duration::days(30)), &dir)
+        .await
+        .unwrap();
+    assert!(!orphan.exists());
+    assert!(audit.verify().await.unwrap().ok);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_size_cap_archives_the_oldest_rows_early() {
+    let tmp = TempDir::new().unwrap();
+    let (_paths, store) = open(&tmp.path().join("data")).await;
+    let audit = store.audit();
+    let now = now_ms();
+    for chunk in 0..6 {
+        audit
+            .append_batch(&events(chunk * 1000..(chunk + 1) * 1000, now))
+            .await
+            .unwrap();
+    }
+    let before = audit.storage().await.unwrap();
+    assert_eq!(before.live_rows, 6000);
+    let dir = tmp.path().join("archive");
+    // Under the cap: nothing moves, even though no row is old.
+    let cap = ArchiveSelection {
+        older_than: Some(now - Duration::days(7)),
+        max_db_bytes: Some(before.db_used_bytes * 2),
+    };
+    assert_eq!(audit.archive(&cap, &dir).await.unwrap().rows_archived, 0);
+    // Over the cap: the oldest rows move, newest stay.
+    let cap = ArchiveSelection {
+        older_than: Some(now - Duration::days(7)),
+        max_db_bytes: Some(before.db_used_bytes / 2),
+    };
+    let moved = audit.archive(&cap, &dir).await.unwrap();
+    assert!(
+        (3000..6000).contains(&moved.rows_archived),
+        "{moved:?} of {before:?}"
+    );
+    let after = audit.storage().await.unwrap();
+    assert_eq!(after.live_rows, 6000 - moved.rows_archived);
+    assert!(after.db_used_bytes < before.db_used_bytes, "{after:?}");
+    let live = audit.export(&AuditFilter::default()).await.unwrap();
+    assert_eq!(live.last().unwrap().id, 6000);
+    let report = audit.verify().await.unwrap();
+    assert!(report.ok && report.rows_checked == 6000, "{report:?}");
     store.close().await;
 }
 
@@ -755,16 +866,13 @@ async fn archive_is_refused_while_the_chain_is_broken() {
         "DROP TRIGGER audit_logs_no_update; UPDATE audit_logs SET ip = '6.6.6.6' WHERE id = 2",
     )
     .await;
-    let archive = tmp.path().join("archive.db");
-    let err = audit
-        .archive_older_than(now_ms(), &archive)
-        .await
-        .unwrap_err();
+    let dir = tmp.path().join("archive");
+    let err = audit.archive(&sel(now_ms()), &dir).await.unwrap_err();
     assert!(
         matches!(&err, RepoError::Database(m) if m.contains("row 2") && m.contains("refused")),
         "{err:?}"
     );
-    assert!(!archive.exists());
+    assert!(segments_in(&dir).is_empty());
     assert_eq!(
         audit.export(&AuditFilter::default()).await.unwrap().len(),
         4
@@ -1028,6 +1136,7 @@ async fn check_reports_ok_then_names_each_problem() {
         "security_db.policy",
         "security_db.api_keys",
         "security_db.audit_chain",
+        "security_db.disk_space",
     ] {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }

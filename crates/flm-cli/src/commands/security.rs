@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flm_core::security::{
-    AnomalyFilter, AuditFilter, AuditRow, AuditSeverity, BlockRow, IntrusionFilter,
+    AnomalyFilter, ArchiveSelection, AuditFilter, AuditRow, AuditSeverity, BlockRow,
+    IntrusionFilter,
 };
 use flm_guard::policy::SecurityPolicy;
 use flm_store::{format_ts, parse_ts, Store};
@@ -681,20 +682,22 @@ async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliErr
         }
         AuditCmd::Archive {
             older_than_days,
-            archive,
+            archive_dir,
         } => {
-            let path =
-                archive.unwrap_or_else(|| app.data_dir.join("archive").join("audit-archive.db"));
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                create_private_dir(dir)?;
-            }
+            let dir = archive_dir.unwrap_or_else(|| app.data_dir.join("archive"));
+            create_private_dir(&dir)?;
             let cutoff = Utc::now() - chrono::Duration::days(i64::from(older_than_days));
-            let report = repo.archive_older_than(cutoff, &path).await?;
+            let selection = ArchiveSelection {
+                older_than: Some(cutoff),
+                max_db_bytes: None,
+            };
+            let report = repo.archive(&selection, &dir).await?;
             printer.success(&report, || {
                 format!(
-                    "{} audit row(s) older than {older_than_days} day(s) moved to {}",
+                    "{} audit row(s) older than {older_than_days} day(s) moved to {} ({} new file(s))",
                     report.rows_archived,
-                    report.archive_path.display()
+                    report.archive_dir.display(),
+                    report.files.len()
                 )
             })
         }
