@@ -74,7 +74,9 @@ fn chat_body(model: &str, stream: bool) -> Value {
 fn injected(status: u16, body: &Value) -> bool {
     let code = body["error"]["code"].as_str().unwrap_or("");
     matches!(status, 404 | 502 | 503 | 504)
-        && (code.starts_with("engine_") || code == "model_not_found" || code.contains("unavailable"))
+        && (code.starts_with("engine_")
+            || code == "model_not_found"
+            || code.contains("unavailable"))
 }
 
 #[allow(clippy::too_many_lines)] // one story, told in order
@@ -108,7 +110,14 @@ async fn soak_with_failing_engine_disconnects_and_bans() {
         .await
         .ok();
     let o = env
-        .flm(&["engines", "add", "--kind", "ollama", "--url", &ollama.base_url()])
+        .flm(&[
+            "engines",
+            "add",
+            "--kind",
+            "ollama",
+            "--url",
+            &ollama.base_url(),
+        ])
         .await
         .ok();
     let vllm_model = format!("flm://{}/test-model", v["id"].as_str().unwrap());
@@ -226,7 +235,10 @@ async fn soak_with_failing_engine_disconnects_and_bans() {
             if r.status() == 403 {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(1), "ban not applied within 1 s");
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "ban not applied within 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         ban_latencies.push(t.elapsed());
@@ -244,7 +256,10 @@ async fn soak_with_failing_engine_disconnects_and_bans() {
             if r.status() == 200 {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(1), "unblock not applied within 1 s");
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "unblock not applied within 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         unban_latencies.push(t.elapsed());

@@ -530,6 +530,7 @@ async fn unreadable_security_state_at_start_keeps_the_proxy_closed_until_it_is_r
             engines,
             config: config.clone(),
             keys: store.api_keys(),
+            changes: Some(store.change_markers()),
             security: Some(security_deps(&store)),
             certs_dir: dir.path().join("certs"),
             egress_engines: None,

@@ -55,6 +55,7 @@ async fn proxy(endpoints: &[(EngineKind, String, &str)], settings: &[(&str, &str
         engines,
         config: config.clone(),
         keys: store.api_keys(),
+        changes: Some(store.change_markers()),
         security: Some(security_deps(&store)),
         certs_dir: dir.path().join("certs"),
         egress_engines: Some(egress_engines(store.clone(), config.clone())),
