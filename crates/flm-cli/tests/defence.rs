@@ -593,7 +593,11 @@ async fn changes_without_a_daemon_are_stored_and_say_when_they_apply() {
         ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("No proxy is running"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("No proxy daemon runs"),
+        "{}",
+        out.stdout
+    );
     assert!(
         !out.stdout.contains("does not pick it up"),
         "{}",
