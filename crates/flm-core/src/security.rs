@@ -570,6 +570,69 @@ impl AuditRow {
     }
 }
 
+/// Columns of an audit export in CSV, in [`AuditRow::csv_record`] order.
+pub const AUDIT_CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "request_id",
+    "api_key_id",
+    "endpoint",
+    "status",
+    "latency_ms",
+    "created_at",
+    "event_type",
+    "severity",
+    "ip",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR/LF or edge
+/// spaces; quotes doubled.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The CSV header line of an audit export, with its CRLF.
+pub fn audit_csv_header() -> String {
+    let mut out = AUDIT_CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    out
+}
+
+impl AuditRow {
+    /// The row as one CSV record of [`AUDIT_CSV_COLUMNS`], with its CRLF.
+    pub fn csv_record(&self) -> String {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let cells = [
+            self.id.to_string(),
+            self.request_id.clone(),
+            o(&self.api_key_id),
+            self.endpoint.clone(),
+            self.status.to_string(),
+            self.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
+            self.created_at.clone(),
+            o(&self.event_type),
+            self.severity.clone(),
+            o(&self.ip),
+            o(&self.details),
+            self.prev_hash.clone(),
+            self.hash.clone(),
+        ];
+        let mut out = cells
+            .iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str("\r\n");
+        out
+    }
+}
+
 /// Filter of `flm security audit-logs` and of exports. All conditions are ANDed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFilter {
@@ -867,6 +930,18 @@ mod tests {
         let mut b = r;
         b.ip = Some("null".into());
         assert_ne!(a.compute_hash(), b.compute_hash());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field(r#"{"a":"b"}"#), r#""{""a"":""b""}""#);
+        assert_eq!(csv_field("x\ny"), "\"x\ny\"");
+        assert_eq!(csv_field(" pad"), "\" pad\"");
+        assert_eq!(csv_field(""), "");
+        assert!(row().csv_record().ends_with("\r\n"));
+        assert!(audit_csv_header().starts_with("id,request_id,"));
     }
 
     #[test]

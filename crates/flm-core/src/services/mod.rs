@@ -15,5 +15,5 @@ pub use engine_service::{
 pub use key_service::KeyService;
 pub use security_service::{
     BlockKind, ClearedBlocks, PolicyDocument, PolicyRules, SecurityService, SecurityServiceParts,
-    SecuritySummary,
+    SecuritySummary, MAX_PAGE,
 };
