@@ -358,6 +358,15 @@ impl SecurityService {
         Ok(self.p.audit.page(&r).await?)
     }
 
+    /// Moves old rows into archive files (`flm security audit-logs archive`).
+    pub async fn archive_audit(
+        &self,
+        selection: &crate::security::ArchiveSelection,
+        dir: &std::path::Path,
+    ) -> Result<crate::security::ArchiveReport, CoreError> {
+        Ok(self.p.audit.archive(selection, dir).await?)
+    }
+
     /// Verifies the whole chain, archives included.
     pub async fn verify_audit(&self) -> Result<VerifyReport, CoreError> {
         Ok(self.p.audit.verify().await?)

@@ -399,18 +399,19 @@ async fn block(
     req: Result<Json<BlockReq>, JsonRejection>,
 ) -> Result<Response, UiError> {
     let req = body(req)?;
-    let duration =
-        match req.duration_secs {
-            None => None,
-            Some(s) if (1..=MAX_BLOCK_SECS).contains(&s) => Some(Duration::seconds(s)),
-            Some(_) => return Err(field(
+    let duration = match req.duration_secs {
+        None => None,
+        Some(s) if (1..=MAX_BLOCK_SECS).contains(&s) => Some(Duration::seconds(s)),
+        Some(_) => {
+            return Err(field(
                 "invalid_duration",
                 "duration_secs",
                 format!(
                     "must be between 1 and {MAX_BLOCK_SECS} seconds, or null for a permanent block"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let row = d
         .security
         .block(&req.ip, duration)
