@@ -58,7 +58,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_path() {
         let errs = GuardPolicyRules
-            .validate(r#"{"rate_limit":{"rpm":0},"ip_whitelist":["10.0.0.1","x","10.0.0.0/99"]}"#)
+            .validate(r#"{"rate_limit":{"rpm":-1},"ip_whitelist":["10.0.0.1","x","10.0.0.0/99"]}"#)
             .err()
             .unwrap_or_default();
         let paths: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
