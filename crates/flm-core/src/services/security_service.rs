@@ -393,18 +393,7 @@ impl SecurityService {
         &self,
         q: &EventPageQuery,
     ) -> Result<(Vec<IntrusionRow>, bool), CoreError> {
-        let limit = q.limit.clamp(1, MAX_PAGE);
-        let mut rows = self
-            .p
-            .events
-            .intrusion_page(&EventPageQuery {
-                limit: limit + 1,
-                ..q.clone()
-            })
-            .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, more))
+        keyset(q, |q| async move { self.p.events.intrusion_page(&q).await }).await
     }
 
     /// A keyset page of anomalies and whether more follow.
@@ -412,18 +401,7 @@ impl SecurityService {
         &self,
         q: &EventPageQuery,
     ) -> Result<(Vec<AnomalyRow>, bool), CoreError> {
-        let limit = q.limit.clamp(1, MAX_PAGE);
-        let mut rows = self
-            .p
-            .events
-            .anomaly_page(&EventPageQuery {
-                limit: limit + 1,
-                ..q.clone()
-            })
-            .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, more))
+        keyset(q, |q| async move { self.p.events.anomaly_page(&q).await }).await
     }
 
     /// Counts of the security dashboard.
@@ -447,6 +425,24 @@ impl SecurityService {
             anomalies_last_24h,
         })
     }
+}
+
+/// Asks `fetch` for one row more than the (clamped) limit, to tell whether a next
+/// page exists without counting.
+async fn keyset<T, F, Fut>(q: &EventPageQuery, fetch: F) -> Result<(Vec<T>, bool), CoreError>
+where
+    F: FnOnce(EventPageQuery) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, crate::error::RepoError>>,
+{
+    let limit = q.limit.clamp(1, MAX_PAGE);
+    let mut rows = fetch(EventPageQuery {
+        limit: limit + 1,
+        ..q.clone()
+    })
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
 }
 
 /// The `ip_whitelist` entries of a policy object, as text.
