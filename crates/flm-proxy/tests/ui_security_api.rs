@@ -132,23 +132,23 @@ fn event(i: usize, now: chrono::DateTime<Utc>) -> AuditEvent {
     AuditEvent {
         request_id: format!("req-{i:07}"),
         api_key_id: Some(format!("key_{:016x}", i % 7)),
-        endpoint: if i % 10 == 0 {
+        endpoint: if i.is_multiple_of(10) {
             "/v1/embeddings".into()
         } else {
             "/v1/chat/completions".into()
         },
-        status: if i % 5 == 0 { 401 } else { 200 },
+        status: if i.is_multiple_of(5) { 401 } else { 200 },
         latency_ms: Some(12),
         created_at: now - chrono::Duration::seconds(10_000) + chrono::Duration::seconds(i as i64),
         event_type: Some(
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 "auth_failure"
             } else {
                 "auth_success"
             }
             .into(),
         ),
-        severity: if i % 5 == 0 {
+        severity: if i.is_multiple_of(5) {
             AuditSeverity::Medium
         } else {
             AuditSeverity::Low
@@ -226,7 +226,7 @@ async fn keys_create_list_revoke_rotate() {
     let (s, v) = app.post("/keys", json!({"name": "x"})).await;
     assert_eq!(
         s,
-        StatusCode::UNPROCESSABLE_ENTITY.min(StatusCode::BAD_REQUEST),
+        StatusCode::BAD_REQUEST,
         "{v}"
     );
     assert_eq!(v["error"]["code"], "invalid_body");
