@@ -13,4 +13,4 @@ args=()
 [[ $PROFILE == release ]] && args+=(--release)
 FLM_BENCH_AUDIT_ROWS=$ROWS cargo test "${args[@]}" -p flm-proxy --test ui_security_api \
   -- --ignored --exact audit_pages_at_one_million_rows --nocapture 2>&1 |
-  grep -E '^(filled|first page|page 100|filtered|summary)'
+  grep -E '^(filled|first page|page 100|filtered|search|summary)'

@@ -701,9 +701,10 @@ pub struct AuditPageRequest {
 pub struct AuditPage {
     /// The rows, in the requested order.
     pub rows: Vec<AuditRow>,
-    /// Where the next page starts (exclusive id bound), `None` at the end. A text
-    /// search reads a bounded id range per page, so a page can hold fewer rows than
-    /// asked for (even none) and still have a next one.
+    /// Where the next page starts (exclusive id bound), `None` at the end. A text or
+    /// key-id search (or severity and event type together) without an address reads
+    /// a bounded id range per page, so a page can hold fewer rows than asked for (even
+    /// none) and still have a next one.
     pub next_cursor: Option<i64>,
 }
 

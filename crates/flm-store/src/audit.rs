@@ -456,10 +456,15 @@ impl SqliteAudit {
         if from > to {
             return Ok(AuditPage::default());
         }
-        // Without an indexed address, a text or key search reads rows one by one:
-        // read at most SEARCH_WINDOW ids per page.
-        let windowed =
-            (r.query.text.is_some() || r.query.api_key_id.is_some()) && r.query.ip.is_none();
+        // Only an address, or one of severity / event type alone, is answered from an
+        // index that holds just the matching rows. A text or key search, or severity
+        // and event type together, reads rows that may not match, possibly all of
+        // them: read at most SEARCH_WINDOW ids per page.
+        let q = &r.query;
+        let windowed = q.ip.is_none()
+            && (q.text.is_some()
+                || q.api_key_id.is_some()
+                || (q.severity.is_some() && q.event_type.is_some()));
         let mut rest = None;
         if windowed && to - from >= SEARCH_WINDOW {
             if newest {
