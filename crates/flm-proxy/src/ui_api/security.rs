@@ -20,12 +20,19 @@ use flm_core::security::{
     audit_csv_header, AnomalyRow, AuditDirection, AuditPageRequest, AuditQuery, AuditRow,
     AuditSeverity, BlockRow, EventCursor, EventPageQuery, IntrusionRow,
 };
-use flm_core::services::{BlockKind, KeyService, SecurityService};
+use flm_core::services::{BlockKind, KeyService, SecurityService, SecuritySummary};
 use flm_core::{CoreError, RepoError};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::error::{FieldError, UiError};
+
+mod types;
+
+pub use types::{
+    AllowEntryView, AllowList, AnomalyView, AuditView, BlockList, BlockView, Cleared,
+    IntrusionView, KeyCreated, KeyList, KeyRotated, KeyView, Page, PolicyView, VerifyView,
+};
 
 /// A change the app's live views care about; the UI server turns it into an event of
 /// `/api/v1/events`.
@@ -173,16 +180,6 @@ fn json_text(raw: Option<&str>) -> Option<Value> {
 // keys
 // ---------------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct KeyView {
-    id: String,
-    label: String,
-    created_at: String,
-    /// Not recorded by the store yet: always `null`.
-    last_used_at: Option<String>,
-    revoked_at: Option<String>,
-}
-
 impl From<&ApiKeyMetadata> for KeyView {
     fn from(k: &ApiKeyMetadata) -> Self {
         Self {
@@ -211,10 +208,11 @@ fn key_error(e: CoreError) -> UiError {
     }
 }
 
-async fn list_keys(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn list_keys(State(d): Deps) -> Result<Json<KeyList>, UiError> {
     let keys = d.keys.list().await.map_err(key_error)?;
-    let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
-    Ok(Json(json!({ "keys": views })))
+    Ok(Json(KeyList {
+        keys: keys.iter().map(KeyView::from).collect(),
+    }))
 }
 
 async fn create_key(
@@ -225,7 +223,10 @@ async fn create_key(
     let k = d.keys.create(&req.label).await.map_err(key_error)?;
     d.changed(SecurityChange::Keys);
     tracing::info!(key_id = %k.metadata.id, "API key created from the app");
-    let out = json!({ "key": KeyView::from(&k.metadata), "secret": k.key });
+    let out = KeyCreated {
+        key: KeyView::from(&k.metadata),
+        secret: k.key,
+    };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -236,16 +237,16 @@ async fn revoke_key(State(d): Deps, Path(id): Path<String>) -> Result<Json<KeyVi
     Ok(Json(KeyView::from(&k)))
 }
 
-async fn rotate_key(State(d): Deps, Path(id): Path<String>) -> Result<Json<Value>, UiError> {
+async fn rotate_key(State(d): Deps, Path(id): Path<String>) -> Result<Json<KeyRotated>, UiError> {
     let k = d.keys.rotate(id.trim(), None).await.map_err(key_error)?;
     d.changed(SecurityChange::Keys);
     let revoked = k.old_key_id.clone().unwrap_or_default();
     tracing::info!(key_id = %k.metadata.id, revoked_id = %revoked, "API key rotated from the app");
-    Ok(Json(json!({
-        "key": KeyView::from(&k.metadata),
-        "secret": k.key,
-        "revoked_id": revoked,
-    })))
+    Ok(Json(KeyRotated {
+        key: KeyView::from(&k.metadata),
+        secret: k.key,
+        revoked_id: revoked,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,14 +258,18 @@ struct PutPolicy {
     policy: Value,
 }
 
-async fn get_policy(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn get_policy(State(d): Deps) -> Result<Json<PolicyView>, UiError> {
     let out = match d.security.policy().await.map_err(core_error)? {
-        Some(p) => json!({
-            "policy": p.policy,
-            "updated_at": ts(&p.updated_at),
-            "problem": p.problem,
-        }),
-        None => json!({ "policy": null, "updated_at": null, "problem": null }),
+        Some(p) => PolicyView {
+            policy: Some(p.policy),
+            updated_at: Some(ts(&p.updated_at)),
+            problem: p.problem,
+        },
+        None => PolicyView {
+            policy: None,
+            updated_at: None,
+            problem: None,
+        },
     };
     Ok(Json(out))
 }
@@ -272,7 +277,7 @@ async fn get_policy(State(d): Deps) -> Result<Json<Value>, UiError> {
 async fn put_policy(
     State(d): Deps,
     req: Result<Json<PutPolicy>, JsonRejection>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<PolicyView>, UiError> {
     let req = body(req)?;
     let saved = d
         .security
@@ -280,18 +285,23 @@ async fn put_policy(
         .await
         .map_err(core_error)?;
     d.changed(SecurityChange::Policy);
-    Ok(Json(json!({
-        "policy": saved.policy,
-        "updated_at": ts(&saved.updated_at),
-    })))
+    Ok(Json(PolicyView {
+        policy: Some(saved.policy),
+        updated_at: Some(ts(&saved.updated_at)),
+        problem: None,
+    }))
 }
 
-fn allow_entries(list: Vec<String>) -> Json<Value> {
-    let entries: Vec<Value> = list
-        .into_iter()
-        .map(|e| json!({ "entry": e, "added_at": null }))
-        .collect();
-    Json(json!({ "entries": entries }))
+fn allow_entries(list: Vec<String>) -> Json<AllowList> {
+    Json(AllowList {
+        entries: list
+            .into_iter()
+            .map(|entry| AllowEntryView {
+                entry,
+                added_at: None,
+            })
+            .collect(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -299,7 +309,7 @@ struct AllowEntry {
     entry: String,
 }
 
-async fn allowlist(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn allowlist(State(d): Deps) -> Result<Json<AllowList>, UiError> {
     Ok(allow_entries(
         d.security.allowlist().await.map_err(core_error)?,
     ))
@@ -308,7 +318,7 @@ async fn allowlist(State(d): Deps) -> Result<Json<Value>, UiError> {
 async fn allowlist_add(
     State(d): Deps,
     req: Result<Json<AllowEntry>, JsonRejection>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<AllowList>, UiError> {
     let req = body(req)?;
     let list = d
         .security
@@ -325,7 +335,7 @@ async fn allowlist_add(
 async fn allowlist_remove(
     State(d): Deps,
     Path(entry): Path<String>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<AllowList>, UiError> {
     match d
         .security
         .allowlist_remove(&entry)
@@ -346,18 +356,6 @@ async fn allowlist_remove(
 // ---------------------------------------------------------------------------------------
 // blocklist
 // ---------------------------------------------------------------------------------------
-
-#[derive(Serialize)]
-struct BlockView {
-    ip: String,
-    kind: BlockKind,
-    blocked_until: Option<String>,
-    failure_count: u32,
-    /// Not recorded by the store: always `null`.
-    reason: Option<String>,
-    first_failure_at: Option<String>,
-    last_failure_at: Option<String>,
-}
 
 fn block_view(r: &BlockRow, now: DateTime<Utc>) -> BlockView {
     BlockView {
@@ -387,11 +385,12 @@ struct BlockReq {
 /// Longest temporary block accepted from the app: ten years.
 const MAX_BLOCK_SECS: i64 = 10 * 366 * 24 * 3600;
 
-async fn blocklist(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn blocklist(State(d): Deps) -> Result<Json<BlockList>, UiError> {
     let rows = d.security.blocklist().await.map_err(core_error)?;
     let now = Utc::now();
-    let entries: Vec<BlockView> = rows.iter().map(|r| block_view(r, now)).collect();
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(BlockList {
+        entries: rows.iter().map(|r| block_view(r, now)).collect(),
+    }))
 }
 
 async fn block(
@@ -445,12 +444,12 @@ async fn unblock(State(d): Deps, Path(ip): Path<String>) -> Result<StatusCode, U
     }
 }
 
-async fn clear_temporary(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn clear_temporary(State(d): Deps) -> Result<Json<Cleared>, UiError> {
     let c = d.security.clear_temporary().await.map_err(core_error)?;
     if c.removed > 0 {
         d.changed(SecurityChange::Unblock { ip: "*".into() });
     }
-    Ok(Json(json!({ "cleared": c.removed })))
+    Ok(Json(Cleared { cleared: c.removed }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,22 +597,6 @@ fn audit_query(d: &SecurityApiDeps, p: &AuditParams) -> Result<AuditQuery, UiErr
     Ok(q)
 }
 
-#[derive(Serialize)]
-struct AuditView {
-    id: i64,
-    at: String,
-    event_type: String,
-    severity: String,
-    ip: Option<String>,
-    key_id: Option<String>,
-    method: Option<String>,
-    endpoint: Option<String>,
-    status: Option<i64>,
-    latency_ms: Option<i64>,
-    request_id: Option<String>,
-    details: Option<Value>,
-}
-
 impl From<AuditRow> for AuditView {
     fn from(r: AuditRow) -> Self {
         let details = json_text(r.details.as_deref());
@@ -642,7 +625,7 @@ impl From<AuditRow> for AuditView {
 async fn audit(
     State(d): Deps,
     params: Result<Query<AuditParams>, QueryRejection>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<Page<AuditView>>, UiError> {
     let p = query(params)?;
     let req = AuditPageRequest {
         query: audit_query(&d, &p)?,
@@ -651,12 +634,13 @@ async fn audit(
         limit: limit_param(p.limit)?,
     };
     let page = d.security.audit_page(&req).await.map_err(core_error)?;
-    let items: Vec<AuditView> = page.rows.into_iter().map(AuditView::from).collect();
-    let next = page.next_cursor.map(|id| encode_cursor(&format!("a:{id}")));
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(Page {
+        items: page.rows.into_iter().map(AuditView::from).collect(),
+        next_cursor: page.next_cursor.map(|id| encode_cursor(&format!("a:{id}"))),
+    }))
 }
 
-async fn verify(State(d): Deps) -> Result<Json<Value>, UiError> {
+async fn verify(State(d): Deps) -> Result<Json<VerifyView>, UiError> {
     let r = d.security.verify_audit().await.map_err(core_error)?;
     let message = if r.ok {
         format!("audit chain intact: {} row(s) verified", r.rows_checked)
@@ -665,12 +649,12 @@ async fn verify(State(d): Deps) -> Result<Json<Value>, UiError> {
             .clone()
             .unwrap_or_else(|| "the audit chain is broken".into())
     };
-    Ok(Json(json!({
-        "ok": r.ok,
-        "checked": r.rows_checked,
-        "first_bad_id": r.first_bad_id,
-        "message": message,
-    })))
+    Ok(Json(VerifyView {
+        ok: r.ok,
+        checked: r.rows_checked,
+        first_bad_id: r.first_bad_id,
+        message,
+    }))
 }
 
 /// Rows per read of an export: the response is written page by page, never held.
@@ -798,55 +782,58 @@ fn next_event_cursor(more: bool, last: Option<(&DateTime<Utc>, &str)>) -> Option
 async fn intrusions(
     State(d): Deps,
     params: Result<Query<EventParams>, QueryRejection>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<Page<IntrusionView>>, UiError> {
     let mut p = query(params)?;
     let kind = p.pattern.take();
     let q = event_query(&d, p, kind)?;
     let (rows, more) = d.security.intrusion_page(&q).await.map_err(core_error)?;
     let next = next_event_cursor(more, rows.last().map(|r| (&r.created_at, r.id.as_str())));
-    let items: Vec<Value> = rows.iter().map(intrusion_view).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(Page {
+        items: rows.iter().map(intrusion_view).collect(),
+        next_cursor: next,
+    }))
 }
 
-fn intrusion_view(r: &IntrusionRow) -> Value {
-    json!({
-        "id": r.id,
-        "at": ts(&r.created_at),
-        "ip": r.ip,
-        "pattern": r.pattern,
-        "score": r.score,
-        "method": r.method,
-        "path": r.request_path,
-        "user_agent": r.user_agent,
-        "request_id": null,
-    })
+fn intrusion_view(r: &IntrusionRow) -> IntrusionView {
+    IntrusionView {
+        id: r.id.clone(),
+        at: ts(&r.created_at),
+        ip: r.ip.clone(),
+        pattern: r.pattern.clone(),
+        score: r.score,
+        method: r.method.clone(),
+        path: r.request_path.clone(),
+        user_agent: r.user_agent.clone(),
+        request_id: None,
+    }
 }
 
 async fn anomalies(
     State(d): Deps,
     params: Result<Query<EventParams>, QueryRejection>,
-) -> Result<Json<Value>, UiError> {
+) -> Result<Json<Page<AnomalyView>>, UiError> {
     let mut p = query(params)?;
     let kind = p.anomaly_type.take();
     let q = event_query(&d, p, kind)?;
     let (rows, more) = d.security.anomaly_page(&q).await.map_err(core_error)?;
     let next = next_event_cursor(more, rows.last().map(|r| (&r.created_at, r.id.as_str())));
-    let items: Vec<Value> = rows.iter().map(anomaly_view).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(Page {
+        items: rows.iter().map(anomaly_view).collect(),
+        next_cursor: next,
+    }))
 }
 
-fn anomaly_view(r: &AnomalyRow) -> Value {
-    json!({
-        "id": r.id,
-        "at": ts(&r.created_at),
-        "ip": r.ip,
-        "kind": r.anomaly_type,
-        "score": r.score,
-        "details": json_text(r.details.as_deref()),
-    })
+fn anomaly_view(r: &AnomalyRow) -> AnomalyView {
+    AnomalyView {
+        id: r.id.clone(),
+        at: ts(&r.created_at),
+        ip: r.ip.clone(),
+        kind: r.anomaly_type.clone(),
+        score: r.score,
+        details: json_text(r.details.as_deref()),
+    }
 }
 
-async fn summary(State(d): Deps) -> Result<Json<Value>, UiError> {
-    let s = d.security.summary().await.map_err(core_error)?;
-    Ok(Json(json!(s)))
+async fn summary(State(d): Deps) -> Result<Json<SecuritySummary>, UiError> {
+    Ok(Json(d.security.summary().await.map_err(core_error)?))
 }
