@@ -114,6 +114,7 @@ pub fn security_service(store: &Store) -> SecurityService {
         blocklist: store.blocklist(),
         audit: store.audit(),
         events: store.security_events(),
+        rate_limits: store.rate_limit_states(),
         rules: Arc::new(flm_proxy::policy_rules::GuardPolicyRules),
         clock: Arc::new(SystemClock),
     })

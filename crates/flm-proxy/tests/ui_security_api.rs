@@ -101,6 +101,7 @@ async fn serve(dir: TempDir, store: Store) -> App {
         blocklist: store.blocklist(),
         audit: store.audit(),
         events: store.security_events(),
+        rate_limits: store.rate_limit_states(),
         rules: Arc::new(GuardPolicyRules),
         clock: Arc::new(SystemClock),
     });

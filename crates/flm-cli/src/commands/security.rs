@@ -758,11 +758,7 @@ async fn anomaly(app: &App, a: AnomalyArgs, printer: &Printer) -> Result<(), Cli
 
 async fn rate_limits(app: &App, a: RateLimitsArgs, printer: &Printer) -> Result<(), CliError> {
     let wanted = a.api_key_id.as_deref().map(str::trim);
-    let mut rows = app.store.rate_limit_states().load_all().await?;
-    if let Some(id) = wanted {
-        rows.retain(|r| r.key == id);
-    }
-    rows.sort_by(|x, y| x.key.cmp(&y.key));
+    let rows = app.security.rate_limit_windows(wanted).await?;
     let now = Utc::now();
     let data: Vec<Value> = rows
         .iter()

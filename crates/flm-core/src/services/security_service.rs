@@ -12,8 +12,8 @@ use crate::error::{CoreError, FieldProblem};
 use crate::ports::Clock;
 use crate::security::{
     AnomalyRow, AuditFilter, AuditPage, AuditPageRequest, AuditRepository, AuditRow, BlockRow,
-    BlocklistRepository, EventPageQuery, IntrusionRow, PolicyRepository, SecurityEventRepository,
-    VerifyReport,
+    BlocklistRepository, EventPageQuery, IntrusionRow, PolicyRepository, RateLimitStateRepository,
+    RateLimitStateRow, SecurityEventRepository, VerifyReport,
 };
 
 /// What a valid policy and a valid address are: implemented by the guard (the crate
@@ -101,6 +101,8 @@ pub struct SecurityServiceParts {
     pub audit: Arc<dyn AuditRepository>,
     /// Intrusion attempts and anomalies.
     pub events: Arc<dyn SecurityEventRepository>,
+    /// Persisted rate-limit windows.
+    pub rate_limits: Arc<dyn RateLimitStateRepository>,
     /// Policy and address validation.
     pub rules: Arc<dyn PolicyRules>,
     /// Now.
@@ -402,6 +404,20 @@ impl SecurityService {
         q: &EventPageQuery,
     ) -> Result<(Vec<AnomalyRow>, bool), CoreError> {
         keyset(q, |q| async move { self.p.events.anomaly_page(&q).await }).await
+    }
+
+    /// Persisted rate-limit windows ordered by key, only `key`'s when given
+    /// (`flm security rate-limits`).
+    pub async fn rate_limit_windows(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Vec<RateLimitStateRow>, CoreError> {
+        let mut rows = self.p.rate_limits.load_all().await?;
+        if let Some(k) = key {
+            rows.retain(|r| r.key == k);
+        }
+        rows.sort_by(|x, y| x.key.cmp(&y.key));
+        Ok(rows)
     }
 
     /// Counts of the security dashboard.
