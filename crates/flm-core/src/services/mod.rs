@@ -3,7 +3,9 @@
 pub mod config_service;
 pub mod detection;
 pub mod engine_service;
+pub mod health_service;
 pub mod key_service;
+pub mod usage_service;
 
 pub use config_service::{ConfigEntry, ConfigService, ValueSource};
 pub use detection::{classify, DetectionThresholds};
@@ -11,4 +13,6 @@ pub use engine_service::{
     DetectOptions, DetectionReport, EngineService, EngineServiceParts, ModelListing,
     ModelListingError,
 };
+pub use health_service::{HealthHistory, HealthHistoryService, HealthSummary};
 pub use key_service::KeyService;
+pub use usage_service::{UsageGroup, UsagePoint, UsageReport, UsageService};
