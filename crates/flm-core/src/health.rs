@@ -14,6 +14,9 @@ use crate::error::RepoError;
 /// Minimum spacing of two samples of the same engine and model with the same status.
 pub const SAMPLE_SPACING_SECS: i64 = 60;
 
+/// The same for per-model samples (an engine may list dozens of models).
+pub const MODEL_SAMPLE_SPACING_SECS: i64 = 600;
+
 /// How long samples are kept.
 pub const HEALTH_RETENTION_DAYS: i64 = 30;
 
@@ -64,7 +67,7 @@ pub struct HealthObservation {
 }
 
 /// Decides which observations become stored samples. Holds, per engine and model,
-/// the last status written and when; pure (no I/O), one per monitor.
+/// the last status written and when; pure (no I/O), shared by a manager's monitors.
 #[derive(Debug, Default)]
 pub struct HealthSampler {
     last: HashMap<(String, Option<String>), (&'static str, DateTime<Utc>)>,
@@ -84,12 +87,16 @@ impl HealthSampler {
         now: DateTime<Utc>,
         observed: Vec<HealthObservation>,
     ) -> Vec<HealthSample> {
-        let spacing = Duration::seconds(SAMPLE_SPACING_SECS);
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for o in observed {
             let key = (o.engine_id.clone(), o.model.clone());
             seen.insert(key.clone());
+            let spacing = Duration::seconds(if o.model.is_some() {
+                MODEL_SAMPLE_SPACING_SECS
+            } else {
+                SAMPLE_SPACING_SECS
+            });
             let due = match self.last.get(&key) {
                 Some((status, at)) => *status != o.status || now - *at >= spacing,
                 None => true,

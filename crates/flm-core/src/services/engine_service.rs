@@ -317,6 +317,16 @@ impl EngineService {
         &self,
         fresh: bool,
     ) -> Result<Vec<(EngineState, Arc<dyn LlmEngine>)>, CoreError> {
+        Ok(self.check_engines(fresh).await?.1)
+    }
+
+    /// Like [`Self::running_engines`], plus the state of every engine detection
+    /// found, running or not (what the health history records).
+    #[allow(clippy::type_complexity)]
+    pub async fn check_engines(
+        &self,
+        fresh: bool,
+    ) -> Result<(Vec<EngineState>, Vec<(EngineState, Arc<dyn LlmEngine>)>), CoreError> {
         let report = self
             .detect(&DetectOptions {
                 filter: None,
@@ -324,13 +334,13 @@ impl EngineService {
             })
             .await?;
         let mut out = Vec::new();
-        for state in report.engines {
+        for state in &report.engines {
             if state.status.is_running() {
-                let adapter = self.adapter_for(&state).await?;
-                out.push((state, adapter));
+                let adapter = self.adapter_for(state).await?;
+                out.push((state.clone(), adapter));
             }
         }
-        Ok(out)
+        Ok((report.engines, out))
     }
 
     /// The engine settings currently in force.
