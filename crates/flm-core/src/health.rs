@@ -66,11 +66,14 @@ pub struct HealthObservation {
     pub error: Option<String>,
 }
 
+/// Engine id and model of a series of samples.
+type SampleKey = (String, Option<String>);
+
 /// Decides which observations become stored samples. Holds, per engine and model,
 /// the last status written and when; pure (no I/O), shared by a manager's monitors.
 #[derive(Debug, Default)]
 pub struct HealthSampler {
-    last: HashMap<(String, Option<String>), (&'static str, DateTime<Utc>)>,
+    last: HashMap<SampleKey, (&'static str, DateTime<Utc>)>,
 }
 
 impl HealthSampler {
@@ -106,7 +109,7 @@ impl HealthSampler {
                 out.push(sample(now, o));
             }
         }
-        let gone: Vec<(String, Option<String>)> = self
+        let gone: Vec<SampleKey> = self
             .last
             .iter()
             .filter(|(k, (status, _))| !seen.contains(*k) && *status != "down")

@@ -58,6 +58,9 @@ pub struct ModelListing {
     pub errors: Vec<ModelListingError>,
 }
 
+/// Running engines with their adapters, in detection order.
+pub type RunningEngines = Vec<(EngineState, Arc<dyn LlmEngine>)>;
+
 /// The adapters an [`EngineService`] works with.
 pub struct EngineServiceParts {
     /// Detection probes.
@@ -316,17 +319,16 @@ impl EngineService {
     pub async fn running_engines(
         &self,
         fresh: bool,
-    ) -> Result<Vec<(EngineState, Arc<dyn LlmEngine>)>, CoreError> {
+    ) -> Result<RunningEngines, CoreError> {
         Ok(self.check_engines(fresh).await?.1)
     }
 
     /// Like [`Self::running_engines`], plus the state of every engine detection
     /// found, running or not (what the health history records).
-    #[allow(clippy::type_complexity)]
     pub async fn check_engines(
         &self,
         fresh: bool,
-    ) -> Result<(Vec<EngineState>, Vec<(EngineState, Arc<dyn LlmEngine>)>), CoreError> {
+    ) -> Result<(Vec<EngineState>, RunningEngines), CoreError> {
         let report = self
             .detect(&DetectOptions {
                 filter: None,
