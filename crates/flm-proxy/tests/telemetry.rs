@@ -9,83 +9,46 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{egress_engines, engine_service, free_port, security_deps};
+use common::{harness_with_telemetry, Harness};
 use flm_core::ports::SystemClock;
-use flm_core::proxy::ProxyConfig;
-use flm_core::services::{ConfigService, HealthHistoryService, KeyService, UsageService};
+use flm_core::services::{HealthHistoryService, UsageService};
 use flm_core::usage::{UsageGroupBy, UsageRange};
 use flm_core::EngineKind;
-use flm_engines::HttpClient;
-use flm_proxy::{ProxyDeps, ProxyManager, StopTarget};
-use flm_store::{Store, StorePaths};
+use flm_proxy::StopTarget;
 use flm_testkit::llama::TinyModel;
 use flm_testkit::{EmulatedKind, EmulatedModel, Emulator, EmulatorOptions};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
+/// The proxy (recording usage and health) and `(id, secret)` of two keys.
 struct Proxy {
-    _dir: TempDir,
-    store: Store,
-    manager: ProxyManager,
-    base: String,
-    /// `(id, secret)` of the keys `first` and `second`.
+    h: Harness,
     keys: Vec<(String, String)>,
-    http: reqwest::Client,
 }
 
 async fn proxy(endpoints: &[(EngineKind, String, &str)]) -> Proxy {
-    let dir = TempDir::new().unwrap();
-    let store = Store::open(&StorePaths::in_dir(dir.path())).await.unwrap();
-    let config = ConfigService::new(store.settings(), "config.db");
-    for (k, v) in [
-        ("engine.probe_default_ports", "false"),
-        ("engine.detect_timeout_ms", "1500"),
-        ("engine.request_timeout_secs", "20"),
-        ("proxy.engine_check_interval_secs", "1"),
-        ("proxy.request_timeout_secs", "60"),
-        ("proxy.shutdown_grace_secs", "2"),
-    ] {
-        config.set(k, v).await.unwrap();
-    }
-    let engines = engine_service(&store, &config, HttpClient::new().unwrap());
-    for (kind, url, id) in endpoints {
-        engines.add_endpoint(*kind, url, Some(id)).await.unwrap();
-    }
-    let key_service = KeyService::new(store.api_keys(), Arc::new(SystemClock));
-    let mut keys = Vec::new();
-    for label in ["first", "second"] {
-        let k = key_service.create(label).await.unwrap();
-        keys.push((k.metadata.id.clone(), k.key));
-    }
-    let manager = ProxyManager::new(ProxyDeps {
-        engines,
-        config: config.clone(),
-        keys: store.api_keys(),
-        changes: Some(store.change_markers()),
-        security: Some(security_deps(&store)),
-        certs_dir: dir.path().join("certs"),
-        egress_engines: Some(egress_engines(store.clone(), config.clone())),
-        acme: flm_proxy::AcmeDeps::default(),
-        certificates: Some(store.certificates()),
-        audit: Some(store.audit()),
-    });
-    manager.start_telemetry(store.usage(), store.health_log());
-    let port = free_port();
-    manager
-        .start(ProxyConfig {
-            port,
-            ..ProxyConfig::default()
-        })
+    let h = harness_with_telemetry(endpoints).await;
+    let second = h.keys.create("second").await.unwrap();
+    let first = h
+        .store
+        .api_keys()
+        .list()
         .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.label == "test")
         .unwrap();
-    Proxy {
-        _dir: dir,
-        store,
-        manager,
-        base: format!("http://127.0.0.1:{port}"),
-        keys,
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+    let keys = vec![
+        (first.id, h.key.clone()),
+        (second.metadata.id.clone(), second.key),
+    ];
+    Proxy { h, keys }
+}
+
+impl std::ops::Deref for Proxy {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
     }
 }
 
@@ -173,7 +136,7 @@ async fn usage_through_a_running_proxy_matches_what_was_sent() {
         .find(|id| id.starts_with("flm://llama/"))
         .expect("llama model listed");
 
-    // Key `first`: the real llama-server, full and streamed. Key `second`: the Ollama
+    // Key `test`: the real llama-server, full and streamed. Key `second`: the Ollama
     // emulator, streamed and full, and one model the engine does not have (an error).
     let plan: Vec<(usize, String, bool)> = vec![
         (0, llama_model.clone(), false),
@@ -239,7 +202,7 @@ async fn usage_through_a_running_proxy_matches_what_was_sent() {
             "streams give a time to first token"
         );
         let label = if g.group == p.keys[0].0 {
-            "first"
+            "test"
         } else {
             "second"
         };

@@ -316,10 +316,7 @@ impl EngineService {
 
     /// Detects engines (bypassing the cache when `fresh`) and returns adapters for the
     /// running ones, in detection order — what the proxy routes to.
-    pub async fn running_engines(
-        &self,
-        fresh: bool,
-    ) -> Result<RunningEngines, CoreError> {
+    pub async fn running_engines(&self, fresh: bool) -> Result<RunningEngines, CoreError> {
         Ok(self.check_engines(fresh).await?.1)
     }
 
