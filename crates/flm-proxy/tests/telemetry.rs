@@ -87,6 +87,8 @@ async fn send(p: &Proxy, key: usize, body: Value) -> (u16, Option<(u64, u64)>) {
             .last();
         return (status, usage);
     }
+    // The metering wrapper keeps the body's exact size (no switch to chunked).
+    assert!(r.content_length().is_some(), "{:?}", r.headers());
     let v: Value = r.json().await.unwrap_or(Value::Null);
     (status, v.get("usage").and_then(tokens))
 }
