@@ -69,6 +69,20 @@ pub enum Command {
     Security(SecurityCmd),
     /// Check both databases, the security policy and the audit chain.
     Check(CheckArgs),
+    /// Requests, errors, tokens and latency through the proxy, per key, model or
+    /// engine (from the minute aggregates the proxy writes every 10 s).
+    Usage(UsageArgs),
+}
+
+/// Options of `flm usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Time range: 1h, 24h or 7d.
+    #[arg(long, default_value = "24h")]
+    pub range: String,
+    /// Group by: key, model or engine.
+    #[arg(long, default_value = "model")]
+    pub by: String,
 }
 
 /// `flm proxy …`
@@ -280,6 +294,27 @@ pub enum EnginesCmd {
         /// Engine id, as shown by `flm engines list`.
         id: String,
     },
+    /// Show the engine health history recorded by the running proxy (a sample per
+    /// engine on each status change, otherwise at most one a minute; kept 30 days),
+    /// with success rate, average latency and error rate per engine and model.
+    HealthHistory(HealthHistoryArgs),
+}
+
+/// Options of `flm engines health-history`.
+#[derive(Debug, Args)]
+pub struct HealthHistoryArgs {
+    /// Only this engine id.
+    #[arg(long, value_name = "ID")]
+    pub engine: Option<String>,
+    /// Only this model (flm://{engine_id}/{model}).
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+    /// How many hours back (1-720).
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// At most this many samples, newest first (1-10000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
 }
 
 /// Options of `flm engines detect`.

@@ -175,6 +175,7 @@ async fn run(data_dir: PathBuf) -> Result<(), CliError> {
 async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<(), CliError> {
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
+    manager.start_telemetry(app.store.usage(), app.store.health_log());
     let now = chrono::Utc::now();
     let (_, cli_key) = flm_core::keys::generate("local cli", now)?;
     manager.add_ephemeral_key(CLI_KEY_ID, &cli_key)?;

@@ -23,6 +23,7 @@ pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod ports;
@@ -30,6 +31,7 @@ pub mod proxy;
 pub mod security;
 pub mod services;
 pub mod upstream;
+pub mod usage;
 
 pub use chat::{
     Attachment, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChatStreamChunk,

@@ -51,6 +51,8 @@ pub struct AppState {
     pub exposed: bool,
     /// How long a request may wait for the first engine check after start.
     pub first_check_wait: Duration,
+    /// Usage metering (`None`: not recorded).
+    pub usage: Option<Arc<crate::telemetry::UsageMeter>>,
 }
 
 /// Shared state handle.
@@ -61,8 +63,20 @@ pub fn build(state: SharedState) -> axum::Router {
     let protected = axum::Router::new()
         .route("/v1/models", get(handlers::list_models))
         .route("/metrics", get(crate::defence::metrics))
-        .route("/v1/chat/completions", post(handlers::chat_completions))
-        .route("/v1/embeddings", post(handlers::embeddings))
+        .route(
+            "/v1/chat/completions",
+            post(handlers::chat_completions).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
+            "/v1/embeddings",
+            post(handlers::embeddings).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
         .route(
             "/engine/{engine_id}/{*path}",
             any(crate::passthrough::passthrough),

@@ -150,6 +150,7 @@ async fn try_candidates<F, Fut>(
     st: &SharedState,
     route_code: &'static str,
     candidates: &[Arc<EngineEntry>],
+    model: &str,
     mut attempt: F,
 ) -> Result<Response, ApiError>
 where
@@ -159,18 +160,32 @@ where
     let mut last = None;
     for entry in candidates {
         match attempt(entry.clone()).await {
-            Attempt::Done(r) => return r,
+            Attempt::Done(r) => return Ok(served_by(r, entry, model)),
             Attempt::Retry(e) => {
                 st.router.mark_down(entry);
                 tracing::warn!(engine = %entry.id, error = %e, "engine failed before the first byte; trying the next one");
-                last = Some(e);
+                last = Some((e, entry));
             }
         }
     }
-    Err(match last {
-        Some(e) => ApiError::engine(route_code, &e),
-        None => ApiError::internal("no engine to try"),
-    })
+    match last {
+        Some((e, entry)) => Ok(served_by(
+            Err(ApiError::engine(route_code, &e)),
+            entry,
+            model,
+        )),
+        None => Err(ApiError::internal("no engine to try")),
+    }
+}
+
+/// Tags the answer with the engine and model that gave it (for usage metering).
+fn served_by(r: Result<Response, ApiError>, entry: &EngineEntry, model: &str) -> Response {
+    let mut resp = r.unwrap_or_else(axum::response::IntoResponse::into_response);
+    resp.extensions_mut().insert(crate::telemetry::Served {
+        engine_id: entry.id.to_string(),
+        model: flm_core::ModelId::new(entry.id.clone(), model).to_string(),
+    });
+    resp
 }
 
 /// `POST /v1/chat/completions`.
@@ -188,7 +203,7 @@ pub async fn chat_completions(
     let routes = st.router.routes(st.first_check_wait).await;
     let resolved = routes.resolve(&params.model)?;
     let model = resolved.model.clone();
-    try_candidates(&st, "chat_error", &resolved.candidates, |entry| {
+    try_candidates(&st, "chat_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();
         let obj = &obj;
         let params = &params;
@@ -426,7 +441,7 @@ pub async fn embeddings(
     let routes = st.router.routes(st.first_check_wait).await;
     let resolved = routes.resolve(&requested)?;
     let model = resolved.model.clone();
-    try_candidates(&st, "embeddings_error", &resolved.candidates, |entry| {
+    try_candidates(&st, "embeddings_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();
         let obj = &obj;
         let input = input.clone();

@@ -51,6 +51,7 @@ pub mod retention;
 pub mod routing;
 mod server;
 pub mod state_file;
+pub mod telemetry;
 mod tls_mode;
 pub mod ui_api;
 

@@ -85,6 +85,9 @@ struct Shared {
     /// Ends the defence's background tasks when the manager is dropped.
     _guard_stop: watch::Sender<bool>,
     guard_stop_rx: watch::Receiver<bool>,
+    /// Usage metering and health history, once [`ProxyManager::start_telemetry`] ran.
+    usage: Mutex<Option<Arc<crate::telemetry::UsageMeter>>>,
+    health: Mutex<Option<Arc<crate::telemetry::HealthWriter>>>,
 }
 
 /// Hosts proxy instances (in the daemon, or in the CLI with `--no-daemon`).
@@ -121,6 +124,8 @@ impl ProxyManager {
                 changed: Notify::new(),
                 key_task: Mutex::new(None),
                 acme_renewal: Mutex::new(crate::acme_mode::RenewTiming::default()),
+                usage: Mutex::new(None),
+                health: Mutex::new(None),
             }),
         }
     }
@@ -163,6 +168,31 @@ impl ProxyManager {
             timing,
             self.shared.guard_stop_rx.clone(),
         ));
+    }
+
+    /// Records usage aggregates and engine health history for instances started
+    /// afterwards, for as long as this manager lives (see [`crate::telemetry`]).
+    pub fn start_telemetry(
+        &self,
+        usage: Arc<dyn flm_core::usage::UsageRepository>,
+        health: Arc<dyn flm_core::health::HealthLogRepository>,
+    ) {
+        let meter = crate::telemetry::UsageMeter::new(usage);
+        tokio::spawn(meter.clone().run(self.shared.guard_stop_rx.clone()));
+        if let Ok(mut u) = self.shared.usage.lock() {
+            *u = Some(meter);
+        }
+        if let Ok(mut h) = self.shared.health.lock() {
+            *h = Some(crate::telemetry::HealthWriter::new(health));
+        }
+    }
+
+    /// Writes the usage counted so far now (also done every 10 s and at stop).
+    pub async fn flush_usage(&self) {
+        let meter = self.shared.usage.lock().ok().and_then(|u| u.clone());
+        if let Some(m) = meter {
+            m.flush().await;
+        }
     }
 
     /// The defence shared by every instance (counters, flush).
@@ -450,11 +480,13 @@ impl ProxyManager {
             guard: self.shared.guard.clone(),
             exposed: !ip.is_loopback(),
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
+            usage: self.shared.usage.lock().ok().and_then(|u| u.clone()),
         });
         tokio::spawn(router.monitor(
             engines,
             settings.engine_check_interval,
             engine_settings.request_timeout,
+            self.shared.health.lock().ok().and_then(|h| h.clone()),
             shutdown_rx.clone(),
         ));
         let app = app::build(state);
@@ -770,6 +802,7 @@ impl ProxyManager {
         // Bans, rate-limit windows and queued audit records reach the disk before
         // `stop` returns (the daemon may exit right after).
         self.shared.guard.flush().await;
+        self.flush_usage().await;
         self.shared.changed.notify_waiters();
         Ok(stopped)
     }

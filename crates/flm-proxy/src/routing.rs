@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use flm_core::health::{status_name, HealthObservation};
 use flm_core::ports::LlmEngine;
 use flm_core::services::EngineService;
 use flm_core::{EngineId, EngineKind, ModelId, ModelInfo, MODEL_ID_SCHEME};
@@ -235,10 +236,16 @@ impl Router {
         self.recheck.notify_one();
     }
 
-    /// Runs one check: detect engines, list their models, swap the table.
-    pub async fn refresh(&self, engines: &EngineService, list_timeout: Duration) {
-        match engines.running_engines(true).await {
-            Ok(running) => {
+    /// Runs one check: detect engines, list their models, swap the table; then hands
+    /// what it found to `health` (the engine health history), if any.
+    pub async fn refresh(
+        &self,
+        engines: &EngineService,
+        list_timeout: Duration,
+        health: Option<&crate::telemetry::HealthWriter>,
+    ) {
+        match engines.check_engines(true).await {
+            Ok((states, running)) => {
                 let lists =
                     futures::future::join_all(
                         running.iter().map(|(_, adapter)| {
@@ -249,6 +256,7 @@ impl Router {
                         }),
                     )
                     .await;
+                let mut failed: HashMap<EngineId, String> = HashMap::new();
                 let entries: Vec<Arc<EngineEntry>> = running
                     .into_iter()
                     .zip(lists)
@@ -262,21 +270,28 @@ impl Router {
                         })),
                         Ok(Err(e)) => {
                             tracing::warn!(engine = %state.id, error = %e, "engine did not list its models; not offered");
+                            failed.insert(state.id, format!("could not list models: {e}"));
                             None
                         }
                         Err(_) => {
                             tracing::warn!(engine = %state.id, "engine model listing timed out; not offered");
+                            failed.insert(state.id, "model listing timed out".into());
                             None
                         }
                     })
                     .collect();
-                self.routes.store(Arc::new(Routes::build(entries)));
+                let routes = Arc::new(Routes::build(entries));
+                self.routes.store(routes.clone());
+                self.ready.send_replace(true);
+                if let Some(health) = health {
+                    health.record(observations(&states, &failed, &routes)).await;
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "engine check failed; keeping the previous routing table")
+                tracing::warn!(error = %e, "engine check failed; keeping the previous routing table");
+                self.ready.send_replace(true);
             }
         }
-        self.ready.send_replace(true);
     }
 
     /// Re-checks engines until `shutdown` turns true.
@@ -285,10 +300,12 @@ impl Router {
         engines: EngineService,
         interval: Duration,
         list_timeout: Duration,
+        health: Option<Arc<crate::telemetry::HealthWriter>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            self.refresh(&engines, list_timeout).await;
+            self.refresh(&engines, list_timeout, health.as_deref())
+                .await;
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.recheck.notified() => {}
@@ -296,4 +313,40 @@ impl Router {
             }
         }
     }
+}
+
+/// What one check found, per engine and per offered model, for the health history.
+fn observations(
+    states: &[flm_core::EngineState],
+    failed: &HashMap<EngineId, String>,
+    routes: &Routes,
+) -> Vec<HealthObservation> {
+    let mut out = Vec::new();
+    for state in states {
+        let (status, error) = match failed.get(&state.id) {
+            Some(e) => ("down", Some(e.clone())),
+            None => (
+                status_name(&state.status),
+                state.status.reason().map(str::to_owned),
+            ),
+        };
+        let latency_ms = state.status.latency_ms();
+        out.push(HealthObservation {
+            engine_id: state.id.to_string(),
+            model: None,
+            status,
+            latency_ms,
+            error,
+        });
+        if let Some(entry) = routes.entries.iter().find(|e| e.id == state.id) {
+            out.extend(entry.models.iter().map(|m| HealthObservation {
+                engine_id: state.id.to_string(),
+                model: Some(m.id.to_string()),
+                status,
+                latency_ms,
+                error: None,
+            }));
+        }
+    }
+    out
 }

@@ -114,11 +114,13 @@ mod db;
 mod endpoints;
 mod engine_cache;
 mod events;
+mod health_log;
 mod open;
 mod policy;
 mod rate_limits;
 mod settings;
 pub mod time;
+mod usage;
 
 pub use backup::{BACKUP_GENERATIONS, BACKUP_PREFIX};
 pub use check::check;
@@ -362,6 +364,22 @@ impl Store {
     pub fn audit(&self) -> Arc<dyn AuditRepository> {
         Arc::new(audit::SqliteAudit {
             db: Arc::clone(&self.inner.security),
+        })
+    }
+
+    /// Minute-level usage aggregates written by the proxy (`config.db` →
+    /// `usage_minutes`).
+    pub fn usage(&self) -> Arc<dyn flm_core::usage::UsageRepository> {
+        Arc::new(usage::SqliteUsage {
+            db: Arc::clone(&self.inner.config),
+        })
+    }
+
+    /// Engine health history written by the proxy's engine monitor (`config.db` →
+    /// `engine_health_logs`).
+    pub fn health_log(&self) -> Arc<dyn flm_core::health::HealthLogRepository> {
+        Arc::new(health_log::SqliteHealthLog {
+            db: Arc::clone(&self.inner.config),
         })
     }
 

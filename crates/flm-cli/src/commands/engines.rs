@@ -1,7 +1,11 @@
 //! `flm engines detect|add|list|remove`.
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use flm_core::ports::SystemClock;
 use flm_core::services::DetectOptions;
+use flm_core::services::HealthHistoryService;
 use flm_core::EngineKind;
 use serde_json::json;
 
@@ -89,6 +93,68 @@ pub(crate) async fn run(app: &App, cmd: EnginesCmd, printer: &Printer) -> Result
         EnginesCmd::Remove { id } => {
             app.engines.remove_endpoint(&id).await?;
             printer.success(&json!({ "removed": id }), || format!("Removed {id}."))
+        }
+        EnginesCmd::HealthHistory(args) => {
+            let service = HealthHistoryService::new(app.store.health_log(), Arc::new(SystemClock));
+            let h = service
+                .history(
+                    args.hours,
+                    args.limit,
+                    args.engine.as_deref(),
+                    args.model.as_deref(),
+                )
+                .await?;
+            let logs: Vec<_> = h
+                .samples
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": s.id, "engine_id": s.engine_id, "model_id": s.model, "status": s.status,
+                        "latency_ms": s.latency_ms, "error_rate": s.error_rate, "error": s.error,
+                        "created_at": s.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    })
+                })
+                .collect();
+            printer.success(&json!({ "logs": logs, "summary": h.summary }), || {
+                if h.samples.is_empty() {
+                    return format!(
+                        "No health samples in the last {} h. The running proxy records them (`flm proxy start`).",
+                        args.hours
+                    );
+                }
+                let rows: Vec<Vec<String>> = h
+                    .summary
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.engine_id.clone(),
+                            s.model.clone().unwrap_or_else(|| "-".into()),
+                            s.samples.to_string(),
+                            format!("{:.1}%", s.success_rate * 100.0),
+                            s.avg_latency_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into()),
+                            format!("{:.1}%", s.error_rate * 100.0),
+                        ]
+                    })
+                    .collect();
+                let mut out = table(&["ENGINE", "MODEL", "SAMPLES", "SUCCESS", "AVG LATENCY", "ERRORS"], &rows);
+                out.push('\n');
+                let rows: Vec<Vec<String>> = h
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            s.engine_id.clone(),
+                            s.model.clone().unwrap_or_else(|| "-".into()),
+                            s.status.clone(),
+                            ms(s.latency_ms),
+                            s.error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(&["TIME", "ENGINE", "MODEL", "STATUS", "LATENCY", "ERROR"], &rows));
+                out
+            })
         }
     }
 }

@@ -205,6 +205,7 @@ async fn foreground(
     let mut signals = Terminate::new();
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
+    manager.start_telemetry(app.store.usage(), app.store.health_log());
     let handle = manager.start(config).await?;
     print_started(&handle, new_key, false, printer)?;
     // One plain line, in every format: scripts wait for it.

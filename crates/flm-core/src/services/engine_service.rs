@@ -58,6 +58,9 @@ pub struct ModelListing {
     pub errors: Vec<ModelListingError>,
 }
 
+/// Running engines with their adapters, in detection order.
+pub type RunningEngines = Vec<(EngineState, Arc<dyn LlmEngine>)>;
+
 /// The adapters an [`EngineService`] works with.
 pub struct EngineServiceParts {
     /// Detection probes.
@@ -313,10 +316,16 @@ impl EngineService {
 
     /// Detects engines (bypassing the cache when `fresh`) and returns adapters for the
     /// running ones, in detection order — what the proxy routes to.
-    pub async fn running_engines(
+    pub async fn running_engines(&self, fresh: bool) -> Result<RunningEngines, CoreError> {
+        Ok(self.check_engines(fresh).await?.1)
+    }
+
+    /// Like [`Self::running_engines`], plus the state of every engine detection
+    /// found, running or not (what the health history records).
+    pub async fn check_engines(
         &self,
         fresh: bool,
-    ) -> Result<Vec<(EngineState, Arc<dyn LlmEngine>)>, CoreError> {
+    ) -> Result<(Vec<EngineState>, RunningEngines), CoreError> {
         let report = self
             .detect(&DetectOptions {
                 filter: None,
@@ -324,13 +333,13 @@ impl EngineService {
             })
             .await?;
         let mut out = Vec::new();
-        for state in report.engines {
+        for state in &report.engines {
             if state.status.is_running() {
-                let adapter = self.adapter_for(&state).await?;
-                out.push((state, adapter));
+                let adapter = self.adapter_for(state).await?;
+                out.push((state.clone(), adapter));
             }
         }
-        Ok(out)
+        Ok((report.engines, out))
     }
 
     /// The engine settings currently in force.

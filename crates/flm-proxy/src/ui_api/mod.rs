@@ -4,5 +4,6 @@
 
 pub mod error;
 pub mod security;
+pub mod usage;
 
 pub use error::{with_request_id, FieldError, UiError};

@@ -75,6 +75,19 @@ pub async fn harness_with(
     endpoints: &[(EngineKind, String, &str)],
     cors_origins: Vec<String>,
 ) -> Harness {
+    harness_full(endpoints, cors_origins, false).await
+}
+
+/// A harness whose proxy records usage and engine health history.
+pub async fn harness_with_telemetry(endpoints: &[(EngineKind, String, &str)]) -> Harness {
+    harness_full(endpoints, Vec::new(), true).await
+}
+
+async fn harness_full(
+    endpoints: &[(EngineKind, String, &str)],
+    cors_origins: Vec<String>,
+    telemetry: bool,
+) -> Harness {
     let dir = TempDir::new().unwrap();
     let store = Store::open(&StorePaths::in_dir(dir.path())).await.unwrap();
     let config = ConfigService::new(store.settings(), "config.db");
@@ -110,6 +123,9 @@ pub async fn harness_with(
         certificates: Some(store.certificates()),
         audit: Some(store.audit()),
     });
+    if telemetry {
+        manager.start_telemetry(store.usage(), store.health_log());
+    }
     let port = free_port();
     manager
         .start(ProxyConfig {

@@ -1,0 +1,73 @@
+-- Usage aggregates and the health history's error text (issue 9: usage view, model comparison).
+
+-- Why a health check failed (NULL when it did not).
+ALTER TABLE engine_health_logs ADD COLUMN error TEXT;
+
+-- Minute-level usage aggregates written by the proxy (flushed every 10 s and at stop).
+-- `minute` is the Unix second the minute starts at (an integer, unlike other timestamps,
+-- so that series buckets are integer arithmetic). Empty key/model/engine = none.
+-- lat_NN / ttft_NN count requests per fixed latency bucket (bounds in
+-- flm_core::usage::BUCKET_BOUNDS_MS, bucket 24 = slower than the last bound), so that
+-- percentiles over any range come from summed buckets. Kept 35 days.
+CREATE TABLE usage_minutes (
+    minute         INTEGER NOT NULL,
+    key_id         TEXT NOT NULL,
+    model          TEXT NOT NULL,
+    engine_id      TEXT NOT NULL,
+    requests       INTEGER NOT NULL DEFAULT 0,
+    errors         INTEGER NOT NULL DEFAULT 0,
+    tokens_in      INTEGER NOT NULL DEFAULT 0,
+    tokens_out     INTEGER NOT NULL DEFAULT 0,
+    tokens_unknown INTEGER NOT NULL DEFAULT 0,
+    lat_00 INTEGER NOT NULL DEFAULT 0,
+    lat_01 INTEGER NOT NULL DEFAULT 0,
+    lat_02 INTEGER NOT NULL DEFAULT 0,
+    lat_03 INTEGER NOT NULL DEFAULT 0,
+    lat_04 INTEGER NOT NULL DEFAULT 0,
+    lat_05 INTEGER NOT NULL DEFAULT 0,
+    lat_06 INTEGER NOT NULL DEFAULT 0,
+    lat_07 INTEGER NOT NULL DEFAULT 0,
+    lat_08 INTEGER NOT NULL DEFAULT 0,
+    lat_09 INTEGER NOT NULL DEFAULT 0,
+    lat_10 INTEGER NOT NULL DEFAULT 0,
+    lat_11 INTEGER NOT NULL DEFAULT 0,
+    lat_12 INTEGER NOT NULL DEFAULT 0,
+    lat_13 INTEGER NOT NULL DEFAULT 0,
+    lat_14 INTEGER NOT NULL DEFAULT 0,
+    lat_15 INTEGER NOT NULL DEFAULT 0,
+    lat_16 INTEGER NOT NULL DEFAULT 0,
+    lat_17 INTEGER NOT NULL DEFAULT 0,
+    lat_18 INTEGER NOT NULL DEFAULT 0,
+    lat_19 INTEGER NOT NULL DEFAULT 0,
+    lat_20 INTEGER NOT NULL DEFAULT 0,
+    lat_21 INTEGER NOT NULL DEFAULT 0,
+    lat_22 INTEGER NOT NULL DEFAULT 0,
+    lat_23 INTEGER NOT NULL DEFAULT 0,
+    lat_24 INTEGER NOT NULL DEFAULT 0,
+    ttft_00 INTEGER NOT NULL DEFAULT 0,
+    ttft_01 INTEGER NOT NULL DEFAULT 0,
+    ttft_02 INTEGER NOT NULL DEFAULT 0,
+    ttft_03 INTEGER NOT NULL DEFAULT 0,
+    ttft_04 INTEGER NOT NULL DEFAULT 0,
+    ttft_05 INTEGER NOT NULL DEFAULT 0,
+    ttft_06 INTEGER NOT NULL DEFAULT 0,
+    ttft_07 INTEGER NOT NULL DEFAULT 0,
+    ttft_08 INTEGER NOT NULL DEFAULT 0,
+    ttft_09 INTEGER NOT NULL DEFAULT 0,
+    ttft_10 INTEGER NOT NULL DEFAULT 0,
+    ttft_11 INTEGER NOT NULL DEFAULT 0,
+    ttft_12 INTEGER NOT NULL DEFAULT 0,
+    ttft_13 INTEGER NOT NULL DEFAULT 0,
+    ttft_14 INTEGER NOT NULL DEFAULT 0,
+    ttft_15 INTEGER NOT NULL DEFAULT 0,
+    ttft_16 INTEGER NOT NULL DEFAULT 0,
+    ttft_17 INTEGER NOT NULL DEFAULT 0,
+    ttft_18 INTEGER NOT NULL DEFAULT 0,
+    ttft_19 INTEGER NOT NULL DEFAULT 0,
+    ttft_20 INTEGER NOT NULL DEFAULT 0,
+    ttft_21 INTEGER NOT NULL DEFAULT 0,
+    ttft_22 INTEGER NOT NULL DEFAULT 0,
+    ttft_23 INTEGER NOT NULL DEFAULT 0,
+    ttft_24 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, key_id, model, engine_id)
+) WITHOUT ROWID;
