@@ -11,15 +11,17 @@ use std::time::Duration;
 use flm_core::ports::SystemClock;
 use flm_core::proxy::ProxyConfig;
 use flm_core::services::{ConfigService, KeyService};
+use flm_core::EngineKind;
 use flm_engines::HttpClient;
 use flm_proxy::ui::{SessionTiming, UiDeps, UiHandle, CSP};
 use flm_proxy::{ProxyDeps, ProxyManager};
 use flm_store::{Store, StorePaths};
+use flm_testkit::llama::TinyModel;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use common::{egress_engines, engine_service, free_port, security_deps};
+use common::{egress_engines, engine_service, free_port, llama, security_deps};
 
 struct Ui {
     _dir: TempDir,
@@ -33,6 +35,16 @@ struct Ui {
 }
 
 async fn ui(timing: SessionTiming, extra: Vec<axum::Router>) -> Ui {
+    ui_with(timing, extra, &[], false).await
+}
+
+/// With engines, and (`relay`) the daemon's in-memory key for the chat relay.
+async fn ui_with(
+    timing: SessionTiming,
+    extra: Vec<axum::Router>,
+    endpoints: &[(EngineKind, String, &str)],
+    relay: bool,
+) -> Ui {
     let dir = TempDir::new().unwrap();
     let store = Store::open(&StorePaths::in_dir(dir.path())).await.unwrap();
     let config = ConfigService::new(store.settings(), "config.db");
@@ -44,6 +56,9 @@ async fn ui(timing: SessionTiming, extra: Vec<axum::Router>) -> Ui {
         config.set(k, v).await.unwrap();
     }
     let engines = engine_service(&store, &config, HttpClient::new().unwrap());
+    for (kind, url, id) in endpoints {
+        engines.add_endpoint(*kind, url, Some(id)).await.unwrap();
+    }
     let keys = KeyService::new(store.api_keys(), Arc::new(SystemClock));
     let deps = ProxyDeps {
         engines: engines.clone(),
@@ -58,6 +73,13 @@ async fn ui(timing: SessionTiming, extra: Vec<axum::Router>) -> Ui {
         audit: Some(store.audit()),
     };
     let manager = ProxyManager::new(deps.clone());
+    let relay_key = if relay {
+        let (_, k) = flm_core::keys::generate("local cli", chrono::Utc::now()).unwrap();
+        manager.add_ephemeral_key("key_local-cli", &k).unwrap();
+        Some(k)
+    } else {
+        None
+    };
     let proxy_port = free_port();
     manager
         .start(ProxyConfig {
@@ -78,7 +100,7 @@ async fn ui(timing: SessionTiming, extra: Vec<axum::Router>) -> Ui {
             keys,
             security: deps.security.clone(),
             changes: deps.changes.clone(),
-            relay_key: None,
+            relay_key,
             timing,
         },
         extra,
@@ -605,4 +627,82 @@ async fn dashboard_and_proxy_control_with_a_live_proxy_event() {
     assert_eq!(ui_port["default"], "8782");
     assert_eq!(ui_port["kind"], "int");
     u.manager.stop(&Default::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_tester_relays_to_the_proxy_streaming_without_a_key_in_the_browser() {
+    let chat = llama(TinyModel::Chat);
+    let u = ui_with(
+        SessionTiming::default(),
+        vec![],
+        &[(EngineKind::LlamaCpp, chat.base_url(), "llama")],
+        true,
+    )
+    .await;
+    let (cookie, csrf) = login(&u).await;
+    let post = |body: Value| {
+        u.http
+            .post(format!("{}/api/v1/chat/completions", u.base))
+            .header("cookie", &cookie)
+            .header("x-flm-csrf", &csrf)
+            .json(&body)
+    };
+    // Full answer.
+    let r = post(json!({"model": "flm://llama/tiny-llama", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Hello"}]}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert!(!rid.is_empty());
+    // Streaming: SSE chunks arrive before the end, as the proxy sends them.
+    let r = post(
+        json!({"model": "flm://llama/tiny-llama", "max_tokens": 24, "stream": true,
+        "messages": [{"role": "user", "content": "Count to ten"}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut s = r.bytes_stream();
+    let mut chunks = 0;
+    let mut text = String::new();
+    while let Some(c) = s.next().await {
+        chunks += 1;
+        text.push_str(&String::from_utf8_lossy(&c.unwrap()));
+    }
+    assert!(chunks > 2, "streamed in {chunks} chunks: {text}");
+    assert!(text.contains("chat.completion.chunk") && text.trim_end().ends_with("data: [DONE]"));
+    // The proxy's errors come back as they are.
+    let r =
+        post(json!({"model": "flm://nosuch/m", "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 404);
+    // Without CSRF: refused before any relay.
+    let r = u
+        .http
+        .post(format!("{}/api/v1/chat/completions", u.base))
+        .header("cookie", &cookie)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Stopped proxy: 409 proxy_not_running.
+    u.manager.stop(&Default::default()).await.unwrap();
+    let r = post(json!({"model": "flm://llama/tiny-llama", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (409, "proxy_not_running"));
 }

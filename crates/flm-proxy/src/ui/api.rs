@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .route("/config", get(config_list))
         .route("/config/{key}", put(config_set))
         .route("/events", get(super::events::stream))
+        .route("/chat/completions", post(super::chat::completions))
 }
 
 /// A core error as an app error (user errors 409/422-ish, failures 500).

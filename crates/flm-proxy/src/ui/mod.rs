@@ -16,6 +16,7 @@
 
 pub mod api;
 mod assets;
+mod chat;
 pub mod events;
 pub mod session;
 
@@ -258,6 +259,9 @@ async fn api_guard(State(st): State<Arc<UiState>>, mut req: Request, next: Next)
 async fn security_headers(req: Request, next: Next) -> Response {
     let immutable = req.uri().path().starts_with("/assets/");
     let mut resp = next.run(req).await;
+    if let Some(rid) = resp.extensions_mut().remove::<chat::RelayedRequestId>() {
+        resp.headers_mut().insert("x-request-id", rid.0);
+    }
     let h = resp.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert(
