@@ -224,7 +224,7 @@ async fn dashboard(st: St) -> Result<Json<Value>, UiError> {
     let keys = st.deps.keys.list().await.map_err(core)?;
     let active_keys = keys.iter().filter(|k| !k.revoked).count();
     let (allow_list, rate_limit) = match &st.deps.security {
-        Some(sec) => match sec.policy.load().await.map_err(|e| UiError::internal(e))? {
+        Some(sec) => match sec.policy.load().await.map_err(UiError::internal)? {
             Some(p) => match flm_guard::SecurityPolicy::from_json_str(&p.policy_json) {
                 Ok(p) => (!p.ip_whitelist.is_empty(), p.rate_limit.is_some()),
                 Err(_) => (false, false),

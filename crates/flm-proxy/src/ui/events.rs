@@ -120,7 +120,7 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
                 let Ok(now) = changes.generations().await else {
                     continue;
                 };
-                let Some(prev) = last.replace(now.clone()) else {
+                let Some(prev) = last.replace(now) else {
                     continue;
                 };
                 if now.api_keys != prev.api_keys {
