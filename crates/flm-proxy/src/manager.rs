@@ -70,6 +70,7 @@ struct Instance {
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     grace: Duration,
+    router: Arc<Router>,
 }
 
 struct Shared {
@@ -451,7 +452,7 @@ impl ProxyManager {
             exposed: !ip.is_loopback(),
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
         });
-        tokio::spawn(router.monitor(
+        tokio::spawn(router.clone().monitor(
             engines,
             settings.engine_check_interval,
             engine_settings.request_timeout,
@@ -578,6 +579,7 @@ impl ProxyManager {
                     shutdown,
                     servers,
                     grace,
+                    router: router.clone(),
                 },
             );
         }
@@ -783,6 +785,21 @@ impl ProxyManager {
             }
             notified.await;
         }
+    }
+
+    /// Ids of the engines the running proxies offer now (their routing monitors'
+    /// view), sorted; the app turns changes into live engine events.
+    pub fn offered_engines(&self) -> Vec<String> {
+        let Ok(inst) = self.shared.instances.lock() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = inst
+            .values()
+            .flat_map(|i| i.router.current().engine_ids())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// The live key table (for tests and diagnostics).

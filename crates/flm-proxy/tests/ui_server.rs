@@ -52,6 +52,7 @@ async fn ui_with(
         ("engine.probe_default_ports", "false"),
         ("engine.detect_timeout_ms", "500"),
         ("proxy.shutdown_grace_secs", "1"),
+        ("proxy.engine_check_interval_secs", "1"),
     ] {
         config.set(k, v).await.unwrap();
     }
@@ -705,4 +706,50 @@ async fn the_chat_tester_relays_to_the_proxy_streaming_without_a_key_in_the_brow
         .unwrap();
     let (status, code, _) = error_code(r).await;
     assert_eq!((status, code.as_str()), (409, "proxy_not_running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_going_down_is_a_live_event() {
+    use flm_testkit::{EmulatedKind, EmulatedModel, Emulator, EmulatorOptions};
+    let emu = Emulator::start(
+        EmulatedKind::Vllm,
+        EmulatorOptions::with_models([EmulatedModel::chat("m")]),
+    )
+    .await
+    .unwrap();
+    let u = ui_with(
+        SessionTiming::default(),
+        vec![],
+        &[(EngineKind::Vllm, emu.base_url(), "v")],
+        false,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while u.manager.offered_engines() != vec!["v".to_owned()] {
+        assert!(std::time::Instant::now() < deadline, "engine never offered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (cookie, _) = login(&u).await;
+    let events = u
+        .http
+        .get(format!("{}/api/v1/events", u.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut body = events.bytes_stream();
+    drop(emu);
+    // The monitor re-checks every second; the event follows its next check.
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(4), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: engine\ndata: {\"engine_id\":\"v\",\"status\":\"down\"}") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no engine event: {seen:?}");
+    u.manager.stop(&Default::default()).await.unwrap();
 }

@@ -91,6 +91,7 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
     let (manager, b, mut stop) = (deps.manager.clone(), bus.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut last = running_ports(&manager);
+        let mut offered = manager.offered_engines();
         loop {
             tokio::select! {
                 _ = crate::stopped(&mut stop) => return,
@@ -101,6 +102,18 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
                 b.publish("proxy", json!({"running": !now.is_empty()}));
                 last = now;
             }
+            // Engines the routing monitors offer: gone = down, new = healthy. With
+            // no proxy running nothing is monitored, so nothing is reported.
+            let fresh = manager.offered_engines();
+            if fresh != offered && !last.is_empty() {
+                for id in fresh.iter().filter(|id| !offered.contains(id)) {
+                    b.publish("engine", json!({"engine_id": id, "status": "healthy"}));
+                }
+                for id in offered.iter().filter(|id| !fresh.contains(id)) {
+                    b.publish("engine", json!({"engine_id": id, "status": "down"}));
+                }
+            }
+            offered = fresh;
         }
     });
     if let Some(changes) = deps.changes.clone() {
