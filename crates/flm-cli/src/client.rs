@@ -46,6 +46,9 @@ pub struct DaemonStatus {
     pub started_at: String,
     /// Running proxies.
     pub proxies: Vec<ProxyHandle>,
+    /// A browser session of the app keeps the daemon up after its last proxy stops.
+    #[serde(default)]
+    pub app_in_use: bool,
 }
 
 /// What the state file led to.

@@ -112,4 +112,33 @@ async fn flm_ui_prints_a_login_url_that_opens_a_session_without_a_proxy() {
         "no ban event within 1 s of the CLI ({cli_time:?} for the CLI itself): {seen:?}"
     );
     assert!(t1.elapsed() < Duration::from_secs(1));
+
+    // `flm proxy start/stop` work as usual; the daemon stays for the app, and the
+    // stop does not wait for an exit that will not come.
+    let port = common::free_port().to_string();
+    env.flm(&["proxy", "start", "--port", &port, "--format", "json"])
+        .await
+        .ok();
+    let t = Instant::now();
+    let stopped = env.flm(&["proxy", "stop", "--format", "json"]).await.ok();
+    assert_eq!(stopped["stopped"].as_array().unwrap().len(), 1, "{stopped}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let pid = state["pid"].as_u64().unwrap() as u32;
+    assert!(
+        flm_cli::process::pid_alive(pid),
+        "the daemon stays for the app"
+    );
+    let r = http
+        .get(format!("{app_url}/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Logged out and no proxy: the daemon exits after its idle time as before (not
+    // waited for here: IDLE_EXIT is a minute); the guard stops it.
 }

@@ -220,6 +220,7 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         "started_at": st.started_at,
         "proxies": st.manager.status(),
         "security": security,
+        "app_in_use": st.ui.as_ref().is_some_and(|u| u.in_use()),
     }))
     .into_response()
 }
