@@ -883,3 +883,38 @@ pub fn security_warnings(f: &ExposureFacts) -> Vec<SecurityWarning> {
     }
     w
 }
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    #[test]
+    fn warnings_follow_the_facts() {
+        let all = security_warnings(&ExposureFacts {
+            exposed: true,
+            exposed_plain_http: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            all,
+            vec![
+                SecurityWarning::NoApiKey,
+                SecurityWarning::ExposedWithoutHttps,
+                SecurityWarning::NoAllowList,
+                SecurityWarning::NoRateLimit
+            ]
+        );
+        // On loopback an allow list is not needed.
+        let local = security_warnings(&ExposureFacts {
+            active_keys: 1,
+            rate_limit: true,
+            ..Default::default()
+        });
+        assert!(local.is_empty());
+        assert_eq!(SecurityWarning::NoApiKey.fix_route(), "/api-setup#keys");
+        assert_eq!(
+            serde_json::to_value(SecurityWarning::ExposedWithoutHttps).ok(),
+            Some(serde_json::json!("exposed_without_https"))
+        );
+    }
+}
