@@ -25,6 +25,7 @@ use common::{egress_engines, engine_service, free_port, llama, security_deps};
 
 struct Ui {
     _dir: TempDir,
+    store: Store,
     manager: ProxyManager,
     handle: UiHandle,
     base: String,
@@ -110,6 +111,7 @@ async fn ui_with(
     .unwrap();
     Ui {
         _dir: dir,
+        store: store.clone(),
         manager,
         handle,
         base: format!("http://127.0.0.1:{port}"),
@@ -751,5 +753,56 @@ async fn an_engine_going_down_is_a_live_event() {
     })
     .await;
     assert!(found.is_ok(), "no engine event: {seen:?}");
+    u.manager.stop(&Default::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_by_the_proxy_itself_is_a_live_event() {
+    let u = ui(SessionTiming::default(), vec![]).await;
+    security_deps(&u.store)
+        .policy
+        .save(r#"{"trusted_proxy_ips":["127.0.0.1"],"ip_blocklist":{"enabled":true}}"#)
+        .await
+        .unwrap();
+    u.manager.reload_security().await.unwrap();
+    let (cookie, _) = login(&u).await;
+    let events = u
+        .http
+        .get(format!("{}/api/v1/events", u.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut body = events.bytes_stream();
+    // A brute-force client behind a trusted reverse proxy.
+    let mut banned = false;
+    for _ in 0..30 {
+        let r = u
+            .http
+            .get(format!("{}/v1/models", u.proxy_base))
+            .bearer_auth("flm-wrong")
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 403 {
+            banned = true;
+            break;
+        }
+    }
+    assert!(banned, "the client was never banned");
+    let t = std::time::Instant::now();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: ban") && seen.contains("198.51.100.7") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no ban event within 1 s: {seen:?}");
+    assert!(t.elapsed() < Duration::from_secs(1));
     u.manager.stop(&Default::default()).await.unwrap();
 }

@@ -5,7 +5,8 @@
 //! Sources: the proxy set (start/stop however requested: app, CLI, signal), the
 //! store's change markers (keys, policy, blocklist changed by any process; a
 //! blocklist change is turned into `ban`/`unblock` events by comparing the rows),
-//! the guard's own bans in this process, and handlers publishing `config` events.
+//! the guard's own bans in this process (its ban counter), the routing monitors
+//! (engines offered or dropped), and handlers publishing `config` events.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -118,9 +119,14 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
     });
     if let Some(changes) = deps.changes.clone() {
         let blocklist = deps.security.as_ref().map(|s| s.blocklist.clone());
-        let (b, mut stop) = (bus.clone(), shutdown);
+        let (b, mut stop, manager) = (bus.clone(), shutdown, deps.manager.clone());
         tokio::spawn(async move {
             let mut last = changes.generations().await.ok();
+            // The proxy's own bans do not move the blocklist marker (see
+            // `StoreGenerations::blocklist`); its ban counter does. The row is written
+            // right after the count, so the rows are read again on the next tick too.
+            let mut bans = bans_total(&manager);
+            let mut reread = 0u8;
             let mut rows = match &blocklist {
                 Some(bl) => blocks(bl.as_ref()).await,
                 None => HashMap::new(),
@@ -142,7 +148,13 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
                 if now.policy != prev.policy {
                     b.publish("policy", json!({}));
                 }
-                if now.blocklist != prev.blocklist {
+                let b_now = bans_total(&manager);
+                if b_now != bans {
+                    bans = b_now;
+                    reread = 2;
+                }
+                if now.blocklist != prev.blocklist || reread > 0 {
+                    reread = reread.saturating_sub(1);
                     if let Some(bl) = &blocklist {
                         let fresh = blocks(bl.as_ref()).await;
                         publish_block_diff(&b, &rows, &fresh);
@@ -152,6 +164,14 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
             }
         });
     }
+}
+
+fn bans_total(m: &crate::ProxyManager) -> u64 {
+    m.guard()
+        .counters()
+        .iter()
+        .find(|c| c.0 == "flm_proxy_blocks_total")
+        .map_or(0, |c| c.3)
 }
 
 fn running_ports(m: &crate::ProxyManager) -> Vec<u16> {
