@@ -72,6 +72,8 @@ pub enum Command {
     /// Requests, errors, tokens and latency through the proxy, per key, model or
     /// engine (from the minute aggregates the proxy writes every 10 s).
     Usage(UsageArgs),
+    /// Open the FLM app in the browser, logged in (starts the daemon if needed).
+    Ui(UiArgs),
 }
 
 /// Options of `flm usage`.
@@ -83,6 +85,14 @@ pub struct UsageArgs {
     /// Group by: key, model or engine.
     #[arg(long, default_value = "model")]
     pub by: String,
+}
+
+/// `flm ui`
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Only print the login URL; do not open a browser.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 /// `flm proxy …`

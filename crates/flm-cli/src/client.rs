@@ -46,6 +46,9 @@ pub struct DaemonStatus {
     pub started_at: String,
     /// Running proxies.
     pub proxies: Vec<ProxyHandle>,
+    /// A browser session of the app keeps the daemon up after its last proxy stops.
+    #[serde(default)]
+    pub app_in_use: bool,
 }
 
 /// What the state file led to.
@@ -268,6 +271,23 @@ impl Daemon {
             )
             .await?;
         Ok(r.stopped)
+    }
+
+    /// `POST /admin/ui/login-code`: a one-time login URL of the app.
+    pub async fn ui_login_url(&self) -> Result<String, CliError> {
+        #[derive(Deserialize)]
+        struct Link {
+            url: String,
+        }
+        let l: Link = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/ui/login-code",
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(l.url)
     }
 
     /// `POST /admin/reload-keys`.

@@ -53,6 +53,7 @@ mod server;
 pub mod state_file;
 pub mod telemetry;
 mod tls_mode;
+pub mod ui;
 pub mod ui_api;
 
 pub use acme_mode::{AcmeDeps, RenewTiming};

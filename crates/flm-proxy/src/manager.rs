@@ -70,6 +70,7 @@ struct Instance {
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     grace: Duration,
+    router: Arc<Router>,
 }
 
 struct Shared {
@@ -482,7 +483,7 @@ impl ProxyManager {
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
             usage: self.shared.usage.lock().ok().and_then(|u| u.clone()),
         });
-        tokio::spawn(router.monitor(
+        tokio::spawn(router.clone().monitor(
             engines,
             settings.engine_check_interval,
             engine_settings.request_timeout,
@@ -610,6 +611,7 @@ impl ProxyManager {
                     shutdown,
                     servers,
                     grace,
+                    router: router.clone(),
                 },
             );
         }
@@ -816,6 +818,21 @@ impl ProxyManager {
             }
             notified.await;
         }
+    }
+
+    /// Ids of the engines the running proxies offer now (their routing monitors'
+    /// view), sorted; the app turns changes into live engine events.
+    pub fn offered_engines(&self) -> Vec<String> {
+        let Ok(inst) = self.shared.instances.lock() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = inst
+            .values()
+            .flat_map(|i| i.router.current().engine_ids())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// The live key table (for tests and diagnostics).

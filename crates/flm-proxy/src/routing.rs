@@ -222,6 +222,11 @@ impl Router {
         self.routes.load_full()
     }
 
+    /// The current table, without waiting for the first check.
+    pub fn current(&self) -> Arc<Routes> {
+        self.routes.load_full()
+    }
+
     /// Marks an engine dead after a connection failure and asks for a re-check.
     pub fn mark_down(&self, entry: &EngineEntry) {
         if !entry.down.swap(true, Ordering::Relaxed) {

@@ -9,6 +9,7 @@ mod models;
 mod proxy;
 mod security;
 mod usage;
+mod ui;
 
 use std::io::{IsTerminal, Write};
 
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Security(cmd) => security::run(&app, cmd, printer).await,
         Command::Check(args) => check::run(&app, args, printer).await,
         Command::Usage(args) => usage::run(&app, args, printer).await,
+        Command::Ui(args) => ui::run(&app, args, printer).await,
     };
     app.store.close().await;
     result

@@ -423,10 +423,13 @@ async fn stop(app: &App, args: StopArgs, printer: &Printer) -> Result<(), CliErr
     };
     let grace = app.config.proxy_settings().await?.shutdown_grace;
     let exit_wait = grace + Duration::from_secs(5);
-    let before = daemon.status().await?.proxies;
+    let status = daemon.status().await?;
+    let before = status.proxies;
+    // A daemon kept up by the app does not exit: waiting for it would only stall.
+    let exits = !status.app_in_use;
     if before.is_empty() {
         // An idle daemon: let it go, then report that nothing ran.
-        if daemon.stop(&StopTarget::default(), grace).await.is_ok() {
+        if daemon.stop(&StopTarget::default(), grace).await.is_ok() && exits {
             daemon.wait_exit(exit_wait).await;
         }
         return Err(not_running());
@@ -442,7 +445,7 @@ async fn stop(app: &App, args: StopArgs, printer: &Printer) -> Result<(), CliErr
             .iter()
             .filter(|b| !stopped.iter().any(|s| s.id == b.id))
             .count();
-        if remaining == 0 && !daemon.wait_exit(exit_wait).await {
+        if remaining == 0 && exits && !daemon.wait_exit(exit_wait).await {
             tracing::warn!(
                 pid = daemon.state.pid,
                 "the proxy daemon did not exit within {} s",
