@@ -111,6 +111,40 @@ struct Answer {
     rid: String,
 }
 
+/// An error with its sources, for a readable failure message.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// What the clients saw from `from` on, second by second: counts per status and code.
+fn timeline(answers: &[Answer], from: Instant) -> String {
+    let mut secs =
+        std::collections::BTreeMap::<u64, std::collections::BTreeMap<String, usize>>::new();
+    for a in answers.iter().filter(|a| a.at >= from) {
+        let what = if a.code.is_empty() {
+            a.status.to_string()
+        } else {
+            format!("{} {}", a.status, a.code)
+        };
+        *secs
+            .entry((a.at - from).as_secs())
+            .or_default()
+            .entry(what)
+            .or_default() += 1;
+    }
+    secs.iter()
+        .map(|(s, seen)| format!("  +{s}s: {seen:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `workers` clients sending chats until `stop` (each at most `max` requests).
 fn load(
     base: &str,
@@ -135,25 +169,44 @@ fn load(
                     return;
                 }
                 let body = json!({"model": "flm://vllm-1/test-model", "messages": [{"role": "user", "content": format!("w{w} #{i}")}]});
-                let Ok(r) = http.post(&url).bearer_auth(&key).json(&body).send().await else {
-                    // The proxy is gone (killed): nothing was acknowledged.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let status = r.status().as_u16();
-                let rid = r
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let Ok(v) = r.json::<Value>().await else {
-                    continue;
-                };
+                // Transport errors (status 0) and answers that are not JSON are recorded
+                // too, so a failure says what the clients saw; a proxy that was killed
+                // acknowledged nothing for them.
+                let (status, code, rid) =
+                    match http.post(&url).bearer_auth(&key).json(&body).send().await {
+                        Err(e) => (0, format!("transport: {}", error_chain(&e)), String::new()),
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let rid = r
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            match r.bytes().await {
+                                Err(e) => (0, format!("body: {}", error_chain(&e)), rid),
+                                Ok(b) => match serde_json::from_slice::<Value>(&b) {
+                                    Ok(v) => (
+                                        status,
+                                        v["error"]["code"].as_str().unwrap_or("").to_owned(),
+                                        rid,
+                                    ),
+                                    Err(_) => (
+                                        status,
+                                        format!(
+                                            "not json: {:?}",
+                                            String::from_utf8_lossy(&b[..b.len().min(80)])
+                                        ),
+                                        rid,
+                                    ),
+                                },
+                            }
+                        }
+                    };
                 answers.lock().unwrap().push(Answer {
                     at: Instant::now(),
                     status,
-                    code: v["error"]["code"].as_str().unwrap_or("").to_owned(),
+                    code,
                     rid,
                 });
                 if status != 200 {
@@ -421,23 +474,22 @@ async fn a_full_disk_refuses_requests_and_recovers_by_itself() {
             let log =
                 std::fs::read_to_string(env.data_dir().join("logs/proxy.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            let last: Vec<Answer> = answers
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .take(3)
-                .cloned()
-                .collect();
+            // Copied out so the panic does not poison the lock the workers still use.
+            let answers = answers.lock().unwrap().clone();
+            let last: Vec<Answer> = answers.iter().rev().take(3).cloned().collect();
             panic!(
-                "not serving 30 s after space returned; last answers {last:?}; log tail {tail:#?}"
+                "not serving 30 s after space returned; answers since the disk filled (space returned at +{:?}):\n{}\nlast answers {last:?}; log tail {tail:#?}",
+                freed_at - full_at,
+                timeline(&answers, full_at),
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "serving again {:?} after space returned",
-        freed_at.elapsed()
+        "serving again {:?} after space returned (at +{:?}); answers since the disk filled:\n{}",
+        freed_at.elapsed(),
+        freed_at - full_at,
+        timeline(&answers.lock().unwrap(), full_at)
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     finish(&stop, tasks).await;
