@@ -21,6 +21,7 @@ export default tseslint.config(
   },
   {
     files: ['e2e/**/*.mjs', '*.config.{js,ts}'],
-    languageOptions: { globals: { ...globals.node } },
+    // page.evaluate callbacks run in the browser.
+    languageOptions: { globals: { ...globals.node, ...globals.browser } },
   },
 );

@@ -53,6 +53,7 @@ describe('locales', () => {
       ...['audit', 'intrusion', 'anomaly'].map((s) => `security.tab.${s}`),
       ...['type', 'count', 'size'].map((s) => `chat.imageProblem.${s}`),
       ...['1h', '24h', '7d'].map((s) => `usage.ranges.${s}`),
+      ...['error', 'warn', 'info', 'debug', 'trace'].map((s) => `settings.logLevels.${s}`),
       ...['key', 'model', 'engine'].flatMap((s) => [`usage.groups.${s}`, `usage.byGroup.${s}`]),
     ];
     expect(dynamic.filter((k) => !enKeys.has(k))).toEqual([]);

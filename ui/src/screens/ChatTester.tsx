@@ -183,18 +183,26 @@ export default function ChatTester() {
           {vision && (
             <fieldset>
               <legend>{t('chat.images')}</legend>
-              <label htmlFor={`${uid}-img`}>{t('chat.imagesHelp', { max: MAX_IMAGES })}</label>
+              <p id={`${uid}-img-help`} className="muted small">
+                {t('chat.imagesHelp', { max: MAX_IMAGES })}
+              </p>
+              {/* The native file button's text comes from the browser's language; a styled label keeps it in the app's. */}
               <input
                 id={`${uid}-img`}
+                className="file-input"
                 type="file"
                 accept={IMAGE_TYPES.join(',')}
                 multiple
+                aria-describedby={`${uid}-img-help`}
                 onChange={(e) => {
                   const files = Array.from(e.target.files ?? []);
                   e.target.value = '';
                   void addFiles(files);
                 }}
               />
+              <label htmlFor={`${uid}-img`} className="btn btn-secondary file-label">
+                {t('chat.chooseImages')}
+              </label>
               {imageProblem && <p className="error-text">{imageProblem}</p>}
               <ul className="thumbs">
                 {images.map((a, i) => (

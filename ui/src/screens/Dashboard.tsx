@@ -6,6 +6,7 @@ import { useAction, useResource } from '../api/hooks';
 import type { Dashboard as DashboardData, ProxyView } from '../api/types';
 import { ConfirmDialog, CopyButton, Empty, ErrorBox, Loading, StatusBadge } from '../components/common';
 import { fmtNum, fmtTime } from '../state/format';
+import { fixRoute } from '../state/routes';
 
 function ProxyPanel({ proxy, onChanged }: { proxy: ProxyView; onChanged: () => void }) {
   const { t } = useTranslation();
@@ -172,7 +173,7 @@ export default function Dashboard() {
               <ul className="warnings">
                 {res.data.warnings.map((w) => (
                   <li key={w.code} className="alert alert-warning">
-                    <span>{t(`dashboard.warnings.${w.code}`)}</span> <Link to={w.fix_route}>{t('dashboard.security.fix')}</Link>
+                    <span>{t(`dashboard.warnings.${w.code}`)}</span> <Link to={fixRoute(w.fix_route)}>{t('dashboard.security.fix')}</Link>
                   </li>
                 ))}
               </ul>

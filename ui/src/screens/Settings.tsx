@@ -26,7 +26,7 @@ function LogLevel({ setting, onSaved }: { setting: Setting; onSaved: () => void 
         <select id={`${uid}-log`} className="input" value={value} onChange={(e) => setValue(e.target.value)}>
           {choices.map((c) => (
             <option key={c} value={c}>
-              {c}
+              {LOG_CHOICES.includes(c) ? t(`settings.logLevels.${c}`) : c}
             </option>
           ))}
         </select>
