@@ -6,6 +6,7 @@ import en from './locales/en.json';
 import ja from './locales/ja.json';
 import { KNOWN_ERROR_CODES } from './api/errors';
 import { PROTECTIONS } from './state/policy';
+import { START_MODES } from './state/routes';
 
 function leaves(o: unknown, prefix = ''): string[] {
   if (typeof o !== 'object' || o === null) return [prefix];
@@ -48,6 +49,7 @@ describe('locales', () => {
       ...['no_api_key', 'no_allow_list', 'no_rate_limit', 'exposed_without_https'].map((c) => `dashboard.warnings.${c}`),
       ...['this_pc', 'lan', 'internet'].map((s) => `dashboard.endpoints.${s}`),
       ...PROTECTIONS.map((p) => `policy.protection.${p}`),
+      ...START_MODES.map((m) => `dashboard.proxy.modes.${m}`),
       ...['auth_success', 'auth_failure', 'ip_blocked', 'intrusion', 'anomaly', 'rate_limit'].map((e) => `security.eventType.${e}`),
       ...['low', 'medium', 'high', 'critical'].map((s) => `security.severity.${s}`),
       ...['audit', 'intrusion', 'anomaly'].map((s) => `security.tab.${s}`),

@@ -6,14 +6,19 @@ import { useAction, useResource } from '../api/hooks';
 import type { Dashboard as DashboardData, ProxyView } from '../api/types';
 import { ConfirmDialog, CopyButton, Empty, ErrorBox, Loading, StatusBadge } from '../components/common';
 import { fmtNum, fmtTime } from '../state/format';
-import { fixRoute } from '../state/routes';
+import { fixRoute, START_MODES } from '../state/routes';
 
 function ProxyPanel({ proxy, onChanged }: { proxy: ProxyView; onChanged: () => void }) {
   const { t } = useTranslation();
   const action = useAction();
   const [confirmStop, setConfirmStop] = useState(false);
+  const [mode, setMode] = useState<string>('local-http');
+  const [port, setPort] = useState('');
+  const portBad = port.trim() !== '' && !/^\d{1,5}$/.test(port.trim());
   const start = async () => {
-    if ((await action.run(() => api.startProxy({}))) !== undefined) onChanged();
+    if (portBad) return;
+    const req = { mode, ...(port.trim() ? { port: Number(port.trim()) } : {}) };
+    if ((await action.run(() => api.startProxy(req))) !== undefined) onChanged();
   };
   const stop = async () => {
     if ((await action.run(() => api.stopProxy())) !== undefined) {
@@ -60,9 +65,47 @@ function ProxyPanel({ proxy, onChanged }: { proxy: ProxyView; onChanged: () => v
             {t('dashboard.proxy.stop')}
           </button>
         ) : (
-          <button type="button" className="btn btn-primary" onClick={() => void start()} disabled={action.busy}>
-            {action.busy ? t('common.working') : t('dashboard.proxy.start')}
-          </button>
+          <form
+            className="filters"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void start();
+            }}
+          >
+            <div>
+              <label htmlFor="start-mode">{t('dashboard.proxy.mode')}</label>
+              <select id="start-mode" className="input" value={mode} onChange={(e) => setMode(e.target.value)}>
+                {START_MODES.map((m) => (
+                  <option key={m} value={m}>
+                    {t(`dashboard.proxy.modes.${m}`)}
+                  </option>
+                ))}
+              </select>
+            </div>
+            <div>
+              <label htmlFor="start-port">{t('dashboard.proxy.port')}</label>
+              <input
+                id="start-port"
+                className="input"
+                inputMode="numeric"
+                placeholder={t('dashboard.proxy.portDefault')}
+                value={port}
+                onChange={(e) => setPort(e.target.value)}
+                aria-invalid={portBad}
+                aria-describedby={portBad ? 'start-port-err' : undefined}
+              />
+              {portBad && (
+                <p id="start-port-err" className="error-text small">
+                  {t('dashboard.proxy.portInvalid')}
+                </p>
+              )}
+            </div>
+            <div className="align-end">
+              <button type="submit" className="btn btn-primary" disabled={action.busy || portBad}>
+                {action.busy ? t('common.working') : t('dashboard.proxy.start')}
+              </button>
+            </div>
+          </form>
         )}
       </div>
       {action.error && !confirmStop && <ErrorBox error={action.error} />}
@@ -173,7 +216,8 @@ export default function Dashboard() {
               <ul className="warnings">
                 {res.data.warnings.map((w) => (
                   <li key={w.code} className="alert alert-warning">
-                    <span>{t(`dashboard.warnings.${w.code}`)}</span> <Link to={fixRoute(w.fix_route)}>{t('dashboard.security.fix')}</Link>
+                    <span>{t(`dashboard.warnings.${w.code}`)}</span>{' '}
+                    {fixRoute(w.fix_route) !== null ? <Link to={fixRoute(w.fix_route) ?? '/'}>{t('dashboard.security.fix')}</Link> : <span>{t('dashboard.security.httpsHint')}</span>}
                   </li>
                 ))}
               </ul>

@@ -30,6 +30,14 @@ function readTheme(): Theme | null {
   }
 }
 
+function writeTheme(t: Theme): void {
+  try {
+    localStorage.setItem(THEME_KEY, t);
+  } catch {
+    /* private mode: the theme just isn't cached */
+  }
+}
+
 function applyTheme(t: Theme): void {
   const dark = t === 'dark' || (t === 'system' && typeof matchMedia !== 'undefined' && matchMedia('(prefers-color-scheme: dark)').matches);
   document.documentElement.dataset.theme = dark ? 'dark' : 'light';
@@ -55,7 +63,11 @@ export function SessionProvider({ children }: { children: ReactNode }) {
         const lng = pickLanguage(s.language, navigator.languages ?? [navigator.language]);
         setLanguageState(lng);
         void i18n.changeLanguage(lng);
-        if (readTheme() === null) setThemeState(s.theme);
+        // The daemon's `ui.theme` is the truth; localStorage only avoids a flash before it loads.
+        if (s.theme === 'light' || s.theme === 'dark' || s.theme === 'system') {
+          setThemeState(s.theme);
+          writeTheme(s.theme);
+        }
         setPhase('ready');
       },
       (e: unknown) => {
@@ -81,11 +93,9 @@ export function SessionProvider({ children }: { children: ReactNode }) {
 
   const setTheme = useCallback((t: Theme) => {
     setThemeState(t);
-    try {
-      localStorage.setItem(THEME_KEY, t);
-    } catch {
-      /* private mode: the theme just isn't remembered */
-    }
+    writeTheme(t);
+    // Persist for other browsers/the desktop window; a failure keeps the local choice.
+    api.setConfig('ui.theme', t).catch(() => undefined);
   }, []);
 
   const setLanguage = useCallback(async (l: Language) => {
