@@ -42,7 +42,7 @@ export function ThemeSelect({ id }: { id: string }) {
 
 export function Shell() {
   const { t } = useTranslation();
-  const { languageError } = useSession();
+  const { languageError, logout } = useSession();
   const [collapsed, setCollapsed] = useState(false);
   return (
     <div className={collapsed ? 'shell collapsed' : 'shell'}>
@@ -65,6 +65,9 @@ export function Shell() {
             {t('settings.theme')}
           </label>
           <ThemeSelect id="hdr-theme" />
+          <button type="button" className="btn btn-secondary btn-small" onClick={() => void logout()}>
+            {t('common.logout')}
+          </button>
         </div>
       </header>
       <nav className="sidebar" aria-label={t('sidebar.label')}>

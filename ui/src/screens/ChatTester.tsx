@@ -4,7 +4,7 @@ import { useTranslation } from 'react-i18next';
 import { api, ApiError } from '../api/client';
 import { sendChat, type ChatMessage, type ChatMetrics, type ContentPart } from '../api/chat';
 import { useResource } from '../api/hooks';
-import { Empty, ErrorBox, Loading } from '../components/common';
+import { ConfirmDialog, Empty, ErrorBox, Loading } from '../components/common';
 import { fmtNum } from '../state/format';
 import { checkImages, IMAGE_TYPES, MAX_IMAGES, readDataUrl, type Attachment } from '../state/images';
 
@@ -33,6 +33,7 @@ export default function ChatTester() {
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const abort = useRef<AbortController | null>(null);
+  const [pendingModel, setPendingModel] = useState<string | null>(null);
 
   const list = models.data?.models ?? [];
   const model = picked || list[0]?.id || '';
@@ -115,8 +116,9 @@ export default function ChatTester() {
                 onChange={(e) => {
                   const next = list.find((m) => m.id === e.target.value);
                   const nextVision = next?.capabilities.some((c) => c === 'vision' || c === 'vision_inputs') ?? false;
-                  if (!nextVision && images.length > 0) setImages([]);
-                  setModel(e.target.value);
+                  // Spec §3.3: switching to a text-only model with attachments asks first.
+                  if (!nextVision && images.length > 0) setPendingModel(e.target.value);
+                  else setModel(e.target.value);
                 }}
               >
                 {list.map((m) => (
@@ -227,6 +229,19 @@ export default function ChatTester() {
             )}
           </div>
         </form>
+      )}
+      {pendingModel !== null && (
+        <ConfirmDialog
+          title={t('chat.dropImagesTitle')}
+          message={t('chat.dropImagesMessage', { count: images.length })}
+          confirmLabel={t('chat.dropImagesConfirm')}
+          onCancel={() => setPendingModel(null)}
+          onConfirm={() => {
+            setImages([]);
+            setModel(pendingModel);
+            setPendingModel(null);
+          }}
+        />
       )}
       <section className="card" aria-labelledby={`${uid}-resp`}>
         <h2 id={`${uid}-resp`}>{t('chat.response')}</h2>

@@ -17,6 +17,7 @@ interface SessionState {
   setLanguage: (l: Language) => Promise<void>;
   languageError: ApiError | null;
   retry: () => void;
+  logout: () => Promise<void>;
 }
 
 const Ctx = createContext<SessionState | null>(null);
@@ -115,9 +116,18 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     setAttempt((n) => n + 1);
   }, []);
 
+  const logout = useCallback(async () => {
+    try {
+      await api.logout();
+    } catch {
+      /* already gone: the login screen is right either way */
+    }
+    setPhase('unauthorized');
+  }, []);
+
   const value = useMemo(
-    () => ({ phase, session, error, theme, setTheme, language, setLanguage, languageError, retry }),
-    [phase, session, error, theme, setTheme, language, setLanguage, languageError, retry],
+    () => ({ phase, session, error, theme, setTheme, language, setLanguage, languageError, retry, logout }),
+    [phase, session, error, theme, setTheme, language, setLanguage, languageError, retry, logout],
   );
   return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
 }
