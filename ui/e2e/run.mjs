@@ -17,6 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CONTRACT, check } from './contract.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const artifacts = join(here, 'artifacts');
@@ -106,7 +107,10 @@ async function englishLeftovers() {
 }
 
 async function setLanguage(lng) {
+  const saved = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/preferred_language') && r.request().method() === 'PUT');
   await page.selectOption('#hdr-lang', lng);
+  const resp = await saved;
+  if (resp.status() !== 200) throw new Error(`PUT preferred_language: HTTP ${resp.status()}`);
   await page.waitForFunction((l) => document.documentElement.lang === l, lng);
 }
 
@@ -119,6 +123,19 @@ await step('login with the one-time code', async () => {
   if (!session) throw new Error('no flm_session cookie');
   if (!session.httpOnly || session.sameSite !== 'Strict') throw new Error(`cookie flags: ${JSON.stringify(session)}`);
   return { url: page.url() };
+});
+
+await step('contract: every GET answers with the contract\'s shape', async () => {
+  const bad = {};
+  for (const [path, spec] of Object.entries(CONTRACT)) {
+    const r = await page.evaluate(async (p) => {
+      const resp = await fetch(p, { headers: { Accept: 'application/json' } });
+      return { status: resp.status, body: await resp.json().catch(() => null) };
+    }, path);
+    const problems = r.status === 200 ? check(r.body, spec) : [`HTTP ${r.status} ${JSON.stringify(r.body)}`];
+    if (problems.length) bad[path] = problems.slice(0, 8);
+  }
+  if (Object.keys(bad).length) throw new Error(JSON.stringify(bad, null, 1));
 });
 
 const t0 = Date.now();
@@ -146,7 +163,9 @@ for (const lng of ['ja', 'en']) {
 }
 
 await step('dark theme: axe on every screen', async () => {
+  const saved = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/ui.theme') && r.request().method() === 'PUT');
   await page.selectOption('#hdr-theme', 'dark');
+  await saved;
   const bad = [];
   for (const [name, route] of SCREENS) {
     await page.goto(base + route);
@@ -156,7 +175,9 @@ await step('dark theme: axe on every screen', async () => {
     await page.screenshot({ path: join(artifacts, `${name}-en-dark.png`), fullPage: true });
     if (serious.length) bad.push({ name, serious });
   }
+  const back = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/ui.theme') && r.request().method() === 'PUT');
   await page.selectOption('#hdr-theme', 'system');
+  await back;
   if (bad.length) throw new Error(`axe: ${JSON.stringify(bad)}`);
 });
 

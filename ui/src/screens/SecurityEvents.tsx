@@ -208,7 +208,27 @@ export default function SecurityEvents() {
       <Summary />
       <div role="tablist" aria-label={t('security.eventsTitle')} className="tabs">
         {tabs.map((x) => (
-          <button key={x} type="button" role="tab" id={`${uid}-tab-${x}`} aria-selected={tab === x} aria-controls={`${uid}-panel`} className={tab === x ? 'tab active' : 'tab'} onClick={() => switchTab(x)}>
+          <button
+            key={x}
+            type="button"
+            role="tab"
+            id={`${uid}-tab-${x}`}
+            aria-selected={tab === x}
+            aria-controls={`${uid}-panel`}
+            tabIndex={tab === x ? 0 : -1}
+            className={tab === x ? 'tab active' : 'tab'}
+            onClick={() => switchTab(x)}
+            onKeyDown={(e) => {
+              // WAI-ARIA tabs: arrows move between tabs, Home/End to the ends.
+              const i = tabs.indexOf(x);
+              const to = e.key === 'ArrowRight' ? (i + 1) % tabs.length : e.key === 'ArrowLeft' ? (i + tabs.length - 1) % tabs.length : e.key === 'Home' ? 0 : e.key === 'End' ? tabs.length - 1 : -1;
+              const next = tabs[to];
+              if (!next) return;
+              e.preventDefault();
+              switchTab(next);
+              document.getElementById(`${uid}-tab-${next}`)?.focus();
+            }}
+          >
             {t(`security.tab.${x}`)}
           </button>
         ))}
