@@ -18,7 +18,9 @@ export const CONTRACT = {
   '/api/v1/models': { models: [{ id: 'string', engine_id: 'string', name: 'string', capabilities: ['string'] }] },
   '/api/v1/config': { settings: [{ key: 'string', value: 'string', default: 'string', help: 'string', kind: 'string', choices: '?any' }] },
   '/api/v1/keys': { keys: [{ id: 'string', label: 'string', created_at: 'string', last_used_at: T, revoked_at: T }] },
-  '/api/v1/security/policy': { policy: 'object', updated_at: T },
+  // secapi: policy is null when nothing is stored (and `problem` says why when unreadable);
+  // intrusion/anomaly ids are the store's string ids.
+  '/api/v1/security/policy': { policy: '?object', updated_at: T },
   '/api/v1/security/allowlist': { entries: [{ entry: 'string', added_at: T }] },
   '/api/v1/security/blocklist': {
     entries: [{ ip: 'string', kind: 'string', blocked_until: T, failure_count: 'number', reason: T, first_failure_at: T, last_failure_at: T }],
@@ -28,10 +30,10 @@ export const CONTRACT = {
     next_cursor: T,
   },
   [`/api/v1/security/intrusions${filters}`]: {
-    items: [{ id: 'number', at: 'string', ip: 'string', pattern: 'string', score: 'number', method: T, path: T, request_id: T }],
+    items: [{ id: 'any', at: 'string', ip: 'string', pattern: 'string', score: 'number', method: T, path: T, request_id: T }],
     next_cursor: T,
   },
-  [`/api/v1/security/anomalies${filters}`]: { items: [{ id: 'number', at: 'string', ip: 'string', kind: 'string', score: 'number', details: '?any' }], next_cursor: T },
+  [`/api/v1/security/anomalies${filters}`]: { items: [{ id: 'any', at: 'string', ip: 'string', kind: 'string', score: 'number', details: '?any' }], next_cursor: T },
   '/api/v1/security/summary': { blocked_ips: 'number', audit_last_24h: 'number', intrusions_last_24h: 'number', anomalies_last_24h: 'number' },
   '/api/v1/usage?range=24h&group_by=model': {
     range: 'string', bucket_secs: 'number',

@@ -114,8 +114,10 @@ export interface KeyRotated extends KeyCreated {
 export type PolicyDoc = Record<string, unknown>;
 
 export interface PolicyView {
-  policy: PolicyDoc;
+  /** null when nothing is stored or the stored document is unreadable (then `problem` says why). */
+  policy: PolicyDoc | null;
   updated_at: string | null;
+  problem?: string | null;
 }
 
 export interface AllowEntry {
@@ -143,23 +145,25 @@ export interface AuditView {
   method: string | null;
   endpoint: string | null;
   status: number | null;
+  latency_ms?: number | null;
   request_id: string | null;
   details: Record<string, unknown> | null;
 }
 
 export interface IntrusionView {
-  id: number;
+  id: number | string;
   at: string;
   ip: string;
   pattern: string;
   score: number;
   method: string | null;
   path: string | null;
+  user_agent?: string | null;
   request_id: string | null;
 }
 
 export interface AnomalyView {
-  id: number;
+  id: number | string;
   at: string;
   ip: string;
   kind: string;

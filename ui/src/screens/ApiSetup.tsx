@@ -186,10 +186,11 @@ function Policy() {
       </p>
       {res.loading && !res.data && <Loading />}
       {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
+      {res.data?.problem && <p className="alert alert-warning">{t('policy.problem', { problem: res.data.problem })}</p>}
       {res.data && (
         <PolicyEditor
           key={res.data.updated_at ?? 'none'}
-          doc={res.data.policy}
+          doc={res.data.policy ?? {}}
           onSave={async (doc) => {
             await api.setPolicy(doc);
             res.reload();
