@@ -69,6 +69,16 @@ pub enum Command {
     Security(SecurityCmd),
     /// Check both databases, the security policy and the audit chain.
     Check(CheckArgs),
+    /// Open the FLM app in the browser, logged in (starts the daemon if needed).
+    Ui(UiArgs),
+}
+
+/// `flm ui`
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Only print the login URL; do not open a browser.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 /// `flm proxy …`

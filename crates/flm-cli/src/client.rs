@@ -270,6 +270,23 @@ impl Daemon {
         Ok(r.stopped)
     }
 
+    /// `POST /admin/ui/login-code`: a one-time login URL of the app.
+    pub async fn ui_login_url(&self) -> Result<String, CliError> {
+        #[derive(Deserialize)]
+        struct Link {
+            url: String,
+        }
+        let l: Link = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/ui/login-code",
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(l.url)
+    }
+
     /// `POST /admin/reload-keys`.
     pub async fn reload_keys(&self) -> Result<(), CliError> {
         let _: Value = self

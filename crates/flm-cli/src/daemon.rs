@@ -140,6 +140,13 @@ pub fn admin_token() -> String {
 struct StopWatch {
     manager: ProxyManager,
     empty_after_stop: Notify,
+    ui: Option<flm_proxy::ui::UiHandle>,
+}
+
+/// Whether someone is logged in to the app (or about to): the daemon then stays up
+/// with no proxy, so the dashboard can start one again.
+fn ui_in_use(ui: Option<&flm_proxy::ui::UiHandle>) -> bool {
+    ui.is_some_and(|u| u.in_use())
 }
 
 /// After a successful `POST /admin/stop` that left nothing running, ask the daemon
@@ -147,7 +154,11 @@ struct StopWatch {
 async fn watch_stops(State(w): State<Arc<StopWatch>>, req: Request, next: Next) -> Response {
     let is_stop = req.method() == axum::http::Method::POST && req.uri().path() == "/admin/stop";
     let resp = next.run(req).await;
-    if is_stop && resp.status().is_success() && w.manager.status().is_empty() {
+    if is_stop
+        && resp.status().is_success()
+        && w.manager.status().is_empty()
+        && !ui_in_use(w.ui.as_ref())
+    {
         w.empty_after_stop.notify_one();
     }
     resp
@@ -192,17 +203,19 @@ async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<
         .local_addr()
         .map_err(|e| CliError::internal("PROXY_DAEMON_ERROR", e.to_string()))?
         .port();
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let ui = start_ui(app, &manager, &cli_key, shutdown_rx.clone()).await;
     let watch_state = Arc::new(StopWatch {
         manager: manager.clone(),
         empty_after_stop: Notify::new(),
+        ui: ui.clone(),
     });
-    let admin = flm_proxy::admin::router(manager.clone(), token.clone(), port)
+    let admin = flm_proxy::admin::router_with_ui(manager.clone(), token.clone(), port, ui.clone())
         .layer(middleware::from_fn_with_state(
             watch_state.clone(),
             watch_stops,
         ))
         .into_make_service_with_connect_info::<SocketAddr>();
-    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
         axum::serve(listener, admin)
             .with_graceful_shutdown(async move {
@@ -218,6 +231,7 @@ async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<
         cli_key,
         started_at: now.to_rfc3339(),
         updated_at: now.to_rfc3339(),
+        ui_url: ui.as_ref().map(|u| u.url.clone()),
     };
     state_file::write(state_path, &state).map_err(|e| {
         CliError::internal(
@@ -230,7 +244,7 @@ async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<
     let reason = tokio::select! {
         r = signals.recv() => r,
         _ = watch_state.empty_after_stop.notified() => "the last proxy was stopped",
-        r = lifetime(&manager) => r,
+        r = lifetime(&manager, ui.as_ref()) => r,
         r = &mut server => match r {
             Ok(Ok(())) => "the admin API stopped",
             Ok(Err(e)) => { tracing::error!(error = %e, "admin API failed"); "the admin API failed" }
@@ -260,17 +274,80 @@ async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<
 }
 
 /// Resolves once the last proxy stopped after at least one ran, or when no proxy
-/// was started within [`IDLE_EXIT`].
-async fn lifetime(manager: &ProxyManager) -> &'static str {
-    let since = Instant::now();
-    while manager.status().is_empty() {
-        if since.elapsed() >= IDLE_EXIT {
-            return "no proxy was started";
+/// was started within [`IDLE_EXIT`]. While the app is in use (a live session or
+/// login code) neither counts: the idle time starts when the last session ends.
+async fn lifetime(manager: &ProxyManager, ui: Option<&flm_proxy::ui::UiHandle>) -> &'static str {
+    loop {
+        let mut since = Instant::now();
+        while manager.status().is_empty() {
+            if ui_in_use(ui) {
+                since = Instant::now();
+            }
+            if since.elapsed() >= IDLE_EXIT {
+                return "no proxy was started";
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        manager.wait_until_empty().await;
+        if !ui_in_use(ui) {
+            return "no proxy is left";
+        }
     }
-    manager.wait_until_empty().await;
-    "no proxy is left"
+}
+
+/// Routers of other app API modules (paths relative to `/api/v1`, state applied),
+/// mounted behind the app's session guard. The integrator adds the security and
+/// usage routers here.
+fn app_api_routers(_app: &App) -> Vec<axum::Router> {
+    Vec::new()
+}
+
+/// Starts the app server on loopback (`ui.port`, else a random port). The daemon
+/// runs without the app if that fails: the proxies do not depend on it.
+async fn start_ui(
+    app: &App,
+    manager: &ProxyManager,
+    cli_key: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Option<flm_proxy::ui::UiHandle> {
+    let port = match app.config.get("ui.port").await {
+        Ok(e) => e.value.parse().unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read ui.port; using a random port");
+            0
+        }
+    };
+    let listener = match flm_proxy::ui::bind(port).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot bind the app on 127.0.0.1; running without it");
+            return None;
+        }
+    };
+    let deps = match app.proxy_deps().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e.message, "cannot build the app's dependencies; running without it");
+            return None;
+        }
+    };
+    let ui_deps = flm_proxy::ui::UiDeps {
+        manager: manager.clone(),
+        config: app.config.clone(),
+        engines: app.engines.clone(),
+        keys: app.keys.clone(),
+        security: deps.security,
+        changes: deps.changes,
+        relay_key: Some(cli_key.to_owned()),
+        timing: Default::default(),
+    };
+    match flm_proxy::ui::start(listener, ui_deps, app_api_routers(app), shutdown) {
+        Ok((handle, _task)) => Some(handle),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the app server; running without it");
+            None
+        }
+    }
 }
 
 /// SIGTERM / SIGINT, watched from the moment this value exists (so a signal that

@@ -169,6 +169,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Language of the desktop UI",
     },
     SettingSpec {
+        key: "ui.port",
+        default: "8782",
+        ty: SettingType::Int { min: 0, max: 65_535 },
+        help: "Loopback port of the app (`flm ui`); 0 or a taken port = a random free port",
+    },
+    SettingSpec {
+        key: "ui.theme",
+        default: "system",
+        ty: SettingType::Choice(&["light", "dark", "system"]),
+        help: "Colour theme of the app",
+    },
+    SettingSpec {
         key: "alert_rules",
         default: "[]",
         ty: SettingType::Json,

@@ -819,3 +819,67 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Dashboard warnings
+// ---------------------------------------------------------------------------------------
+
+/// A missing protection the app's dashboard points out, with the app route that fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityWarning {
+    /// No active API key: the proxy refuses every client.
+    NoApiKey,
+    /// No IP allow list while the proxy is reachable from other machines.
+    NoAllowList,
+    /// No per-key rate limit.
+    NoRateLimit,
+    /// Listening beyond loopback over plain HTTP.
+    ExposedWithoutHttps,
+}
+
+impl SecurityWarning {
+    /// The app route whose form fixes it.
+    pub fn fix_route(self) -> &'static str {
+        match self {
+            Self::NoApiKey => "/api-setup#keys",
+            Self::NoAllowList => "/security/ip-whitelist",
+            Self::NoRateLimit => "/api-setup#policy",
+            Self::ExposedWithoutHttps => "/setup",
+        }
+    }
+}
+
+/// The facts the warnings are derived from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExposureFacts {
+    /// Active (unrevoked) API keys.
+    pub active_keys: usize,
+    /// The policy has an IP allow list.
+    pub allow_list: bool,
+    /// The policy has a per-key rate limit.
+    pub rate_limit: bool,
+    /// A running proxy listens beyond loopback.
+    pub exposed: bool,
+    /// Such an exposed proxy serves plain HTTP only.
+    pub exposed_plain_http: bool,
+}
+
+/// The warnings for these facts, most important first. An allow list matters only
+/// once the proxy is reachable from other machines.
+pub fn security_warnings(f: &ExposureFacts) -> Vec<SecurityWarning> {
+    let mut w = Vec::new();
+    if f.active_keys == 0 {
+        w.push(SecurityWarning::NoApiKey);
+    }
+    if f.exposed_plain_http {
+        w.push(SecurityWarning::ExposedWithoutHttps);
+    }
+    if f.exposed && !f.allow_list {
+        w.push(SecurityWarning::NoAllowList);
+    }
+    if !f.rate_limit {
+        w.push(SecurityWarning::NoRateLimit);
+    }
+    w
+}

@@ -35,6 +35,7 @@ struct AdminState {
     manager: ProxyManager,
     access: Access,
     started_at: String,
+    ui: Option<crate::ui::UiHandle>,
 }
 
 /// Who may use the admin API: the token, the expected `Host` port, and the count of
@@ -47,6 +48,17 @@ struct Access {
 
 /// Builds the admin router.
 pub fn router(manager: ProxyManager, token: String, port: u16) -> axum::Router {
+    router_with_ui(manager, token, port, None)
+}
+
+/// The admin router of a daemon that also serves the app: adds
+/// `POST /admin/ui/login-code` (a one-time login link for `flm ui`).
+pub fn router_with_ui(
+    manager: ProxyManager,
+    token: String,
+    port: u16,
+    ui: Option<crate::ui::UiHandle>,
+) -> axum::Router {
     let state = Arc::new(AdminState {
         manager,
         access: Access {
@@ -55,6 +67,7 @@ pub fn router(manager: ProxyManager, token: String, port: u16) -> axum::Router {
             failures: Mutex::new(HashMap::new()),
         },
         started_at: chrono::Utc::now().to_rfc3339(),
+        ui,
     });
     axum::Router::new()
         .route("/admin/health", get(health))
@@ -63,6 +76,7 @@ pub fn router(manager: ProxyManager, token: String, port: u16) -> axum::Router {
         .route("/admin/stop", post(stop))
         .route("/admin/reload-keys", post(reload_keys))
         .route("/admin/reload-security", post(reload_security))
+        .route("/admin/ui/login-code", post(ui_login_code))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -245,6 +259,20 @@ async fn stop(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Res
     match st.manager.stop(&target).await {
         Ok(stopped) => Json(json!({"status": "stopped", "stopped": stopped})).into_response(),
         Err(e) => core_error(&e),
+    }
+}
+
+async fn ui_login_code(State(st): State<Arc<AdminState>>) -> Response {
+    match &st.ui {
+        Some(ui) => {
+            let (code, url) = ui.login_link();
+            Json(json!({"code": code, "url": url})).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "ui_unavailable",
+            "this daemon does not serve the app",
+        ),
     }
 }
 

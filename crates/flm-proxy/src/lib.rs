@@ -51,6 +51,7 @@ pub mod routing;
 mod server;
 pub mod state_file;
 mod tls_mode;
+pub mod ui;
 pub mod ui_api;
 
 pub use acme_mode::{AcmeDeps, RenewTiming};

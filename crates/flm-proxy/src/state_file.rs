@@ -23,6 +23,9 @@ pub struct DaemonState {
     pub started_at: String,
     /// Last update (RFC 3339).
     pub updated_at: String,
+    /// The app's loopback URL (`http://127.0.0.1:<port>`), when the daemon serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_url: Option<String>,
 }
 
 /// Reads the state file; `Ok(None)` when it does not exist.

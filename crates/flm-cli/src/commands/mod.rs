@@ -8,6 +8,7 @@ mod engines;
 mod models;
 mod proxy;
 mod security;
+mod ui;
 
 use std::io::{IsTerminal, Write};
 
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Chat(args) => chat::run(&app, args, printer).await,
         Command::Security(cmd) => security::run(&app, cmd, printer).await,
         Command::Check(args) => check::run(&app, args, printer).await,
+        Command::Ui(args) => ui::run(&app, args, printer).await,
     };
     app.store.close().await;
     result
