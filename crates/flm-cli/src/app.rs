@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flm_core::ports::SystemClock;
-use flm_core::services::{ConfigService, EngineService, EngineServiceParts, KeyService};
+use flm_core::services::{
+    ConfigService, EngineService, EngineServiceParts, KeyService, SecurityService,
+    SecurityServiceParts,
+};
 use flm_engines::discovery::{process_env, EnvLookup};
 use flm_engines::{default_targets, BinaryFinder, HttpClient, HttpProber, Registry};
 use flm_proxy::ProxyDeps;
@@ -26,6 +29,8 @@ pub struct App {
     pub engines: EngineService,
     /// API keys.
     pub keys: KeyService,
+    /// Security policy, blocklist and security records.
+    pub security: SecurityService,
 }
 
 /// Data directory: `--data-dir`, then `$FLM_HOME`, then `$FLM_DATA_DIR`, then the OS
@@ -102,6 +107,27 @@ fn acme_deps() -> Result<flm_proxy::AcmeDeps, CliError> {
     })
 }
 
+/// The security service over `security.db`, validating with the guard's rules.
+pub fn security_service(store: &Store) -> SecurityService {
+    SecurityService::new(SecurityServiceParts {
+        policy: store.policy(),
+        blocklist: store.blocklist(),
+        audit: store.audit(),
+        events: store.security_events(),
+        rate_limits: store.rate_limit_states(),
+        rules: Arc::new(flm_proxy::policy_rules::GuardPolicyRules),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// The app's security endpoints over `store` (`/api/v1/keys`, `/api/v1/security/*`).
+pub fn security_api_deps(store: &Store) -> flm_proxy::ui_api::security::SecurityApiDeps {
+    flm_proxy::ui_api::security::SecurityApiDeps::new(
+        KeyService::new(store.api_keys(), Arc::new(SystemClock)),
+        security_service(store),
+    )
+}
+
 /// `<data-dir>/run/proxy-daemon.json`: how CLI invocations find the daemon.
 pub fn state_file_path(data_dir: &Path) -> PathBuf {
     data_dir.join("run").join("proxy-daemon.json")
@@ -138,12 +164,14 @@ impl App {
             HttpClient::new().map_err(|e| CliError::internal("INTERNAL", e.to_string()))?;
         let engines = engine_service(&store, &config, client);
         let keys = KeyService::new(store.api_keys(), Arc::new(SystemClock));
+        let security = security_service(&store);
         Ok(Self {
             data_dir,
             store,
             config,
             engines,
             keys,
+            security,
         })
     }
 

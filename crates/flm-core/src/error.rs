@@ -96,6 +96,28 @@ pub enum CoreError {
     /// A proxy lifecycle failure.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// A security policy document that does not validate: every problem, with the
+    /// path of its field.
+    #[error("{}", policy_message(.0))]
+    InvalidPolicy(Vec<FieldProblem>),
+}
+
+/// One invalid field of a document: `rate_limit.rpm`, `ip_whitelist[2]`, `$` for the
+/// document itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldProblem {
+    /// Path of the field.
+    pub field: String,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+fn policy_message(problems: &[FieldProblem]) -> String {
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|p| format!("`{}`: {}", p.field, p.message))
+        .collect();
+    format!("invalid security policy: {}", listed.join("; "))
 }
 
 impl CoreError {
@@ -116,6 +138,7 @@ impl CoreError {
             CoreError::Conflict(_) => "ALREADY_EXISTS",
             CoreError::KeyNotFound(_) => "API_KEY_NOT_FOUND",
             CoreError::Proxy(p) => p.code(),
+            CoreError::InvalidPolicy(_) => "POLICY_INVALID",
         }
     }
 

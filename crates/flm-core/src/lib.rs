@@ -39,7 +39,7 @@ pub use engine::{
     EngineCapabilities, EngineKind, EngineSource, EngineState, EngineStatus, EngineTarget,
     ModelInfo,
 };
-pub use error::{CoreError, EngineError, RepoError};
+pub use error::{CoreError, EngineError, FieldProblem, RepoError};
 pub use ids::{EngineId, ModelId, MODEL_ID_SCHEME};
 
 /// Response header every FLM server sets. Detection refuses any endpoint that carries

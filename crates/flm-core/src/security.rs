@@ -303,9 +303,45 @@ pub trait SecurityEventRepository: Send + Sync {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<ResourceAlertRow>, RepoError>;
+    /// A keyset page of intrusion attempts, newest first (`kind` = pattern).
+    async fn intrusion_page(&self, q: &EventPageQuery) -> Result<Vec<IntrusionRow>, RepoError>;
+    /// A keyset page of anomalies, newest first (`kind` = anomaly type).
+    async fn anomaly_page(&self, q: &EventPageQuery) -> Result<Vec<AnomalyRow>, RepoError>;
+    /// How many intrusion attempts and anomalies were recorded at or after `since`.
+    async fn count_since(&self, since: DateTime<Utc>) -> Result<(u64, u64), RepoError>;
     /// Deletes intrusion, anomaly and resource-alert rows created before `cutoff`
     /// (these are detection data, not the audit log); returns how many.
     async fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+/// Where the previous page of intrusion attempts or anomalies ended: the last row
+/// shown. The next page holds the rows after it in the list order (newest first,
+/// ties in insertion order, newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCursor {
+    /// `created_at` of the last row shown.
+    pub created_at: DateTime<Utc>,
+    /// Id of the last row shown.
+    pub id: String,
+}
+
+/// A keyset page request of the app's intrusion and anomaly views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPageQuery {
+    /// Only this client address.
+    pub ip: Option<String>,
+    /// Only this kind: the pattern of an intrusion, the type of an anomaly.
+    pub kind: Option<String>,
+    /// Only rows with at least this score.
+    pub min_score: Option<i64>,
+    /// Only rows created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this row (`None`: from the newest).
+    pub after: Option<EventCursor>,
+    /// Rows at most.
+    pub limit: u32,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -534,6 +570,69 @@ impl AuditRow {
     }
 }
 
+/// Columns of an audit export in CSV, in [`AuditRow::csv_record`] order.
+pub const AUDIT_CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "request_id",
+    "api_key_id",
+    "endpoint",
+    "status",
+    "latency_ms",
+    "created_at",
+    "event_type",
+    "severity",
+    "ip",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR/LF or edge
+/// spaces; quotes doubled.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The CSV header line of an audit export, with its CRLF.
+pub fn audit_csv_header() -> String {
+    let mut out = AUDIT_CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    out
+}
+
+impl AuditRow {
+    /// The row as one CSV record of [`AUDIT_CSV_COLUMNS`], with its CRLF.
+    pub fn csv_record(&self) -> String {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let cells = [
+            self.id.to_string(),
+            self.request_id.clone(),
+            o(&self.api_key_id),
+            self.endpoint.clone(),
+            self.status.to_string(),
+            self.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
+            self.created_at.clone(),
+            o(&self.event_type),
+            self.severity.clone(),
+            o(&self.ip),
+            o(&self.details),
+            self.prev_hash.clone(),
+            self.hash.clone(),
+        ];
+        let mut out = cells
+            .iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str("\r\n");
+        out
+    }
+}
+
 /// Filter of `flm security audit-logs` and of exports. All conditions are ANDed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFilter {
@@ -551,6 +650,62 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: u32,
+}
+
+/// What the app's audit view asks for: the filters of `flm security audit-logs`, a key
+/// id and a text search. All conditions are ANDed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only this severity.
+    pub severity: Option<AuditSeverity>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this client address.
+    pub ip: Option<String>,
+    /// Only this key id.
+    pub api_key_id: Option<String>,
+    /// Only rows created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows whose endpoint, request id or client address contains this text
+    /// (case-insensitive for ASCII).
+    pub text: Option<String>,
+}
+
+/// Direction of an audit page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditDirection {
+    /// Newest first, rows with ids below the cursor (the app's view).
+    #[default]
+    NewestFirst,
+    /// Oldest first, rows with ids above the cursor (exports).
+    OldestFirst,
+}
+
+/// A keyset page request over the live audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPageRequest {
+    /// Which rows.
+    pub query: AuditQuery,
+    /// Order, and on which side of `cursor` the page lies.
+    pub direction: AuditDirection,
+    /// Exclusive id bound (`None`: from the newest, or the oldest, row).
+    pub cursor: Option<i64>,
+    /// Rows at most.
+    pub limit: u32,
+}
+
+/// One keyset page of audit rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The rows, in the requested order.
+    pub rows: Vec<AuditRow>,
+    /// Where the next page starts (exclusive id bound), `None` at the end. A text or
+    /// key-id search (or severity and event type together) without an address reads
+    /// a bounded id range per page, so a page can hold fewer rows than asked for (even
+    /// none) and still have a next one.
+    pub next_cursor: Option<i64>,
 }
 
 /// Result of verifying an audit chain.
@@ -620,6 +775,10 @@ pub trait AuditRepository: Send + Sync {
     async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError>;
     /// Rows matching `filter`, oldest first (default: all), with their hashes.
     async fn export(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError>;
+    /// A keyset page of live rows (see [`AuditPage`] for text searches).
+    async fn page(&self, request: &AuditPageRequest) -> Result<AuditPage, RepoError>;
+    /// How many live rows were created at or after `since`.
+    async fn count_since(&self, since: DateTime<Utc>) -> Result<u64, RepoError>;
     /// Verifies the whole chain: every archive file recorded in the store (each must
     /// exist, link to the one before and end at its recorded boundary hash), then the
     /// live table (every hash, every link, no gap, and the stored head).
@@ -772,6 +931,18 @@ mod tests {
         let mut b = r;
         b.ip = Some("null".into());
         assert_ne!(a.compute_hash(), b.compute_hash());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field(r#"{"a":"b"}"#), r#""{""a"":""b""}""#);
+        assert_eq!(csv_field("x\ny"), "\"x\ny\"");
+        assert_eq!(csv_field(" pad"), "\" pad\"");
+        assert_eq!(csv_field(""), "");
+        assert!(row().csv_record().ends_with("\r\n"));
+        assert!(audit_csv_header().starts_with("id,request_id,"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod keys;
 pub mod manager;
 mod openai_req;
 mod passthrough;
+pub mod policy_rules;
 mod relay;
 mod request_id;
 mod resources;

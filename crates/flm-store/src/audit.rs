@@ -23,8 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use flm_core::security::{
-    ArchiveReport, ArchiveSelection, AuditEvent, AuditFilter, AuditRepository, AuditRow,
-    AuditStorage, VerifyReport, AUDIT_GENESIS_HASH,
+    ArchiveReport, ArchiveSelection, AuditDirection, AuditEvent, AuditFilter, AuditPage,
+    AuditPageRequest, AuditQuery, AuditRepository, AuditRow, AuditStorage, VerifyReport,
+    AUDIT_GENESIS_HASH,
 };
 use flm_core::RepoError;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -129,6 +130,68 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &AuditFilter) {
     }
     if let Some(t) = &f.until {
         q.push(" AND created_at < ").push_bind(format_ts(t));
+    }
+}
+
+/// Ids a page of a text or key-id search reads at most (without an indexed address
+/// filter to narrow it): bounds the time of one request on a large log; the cursor
+/// then continues below the range read (docs/benchmarks.md).
+const SEARCH_WINDOW: i64 = 100_000;
+
+/// Rows whose `created_at` is out of id order by more than this many ids would be
+/// missed by a time filter; appends are in time order, batch by batch.
+const TIME_SLACK: i64 = 10_000;
+
+/// `%text%` for `LIKE … ESCAPE '\'`.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Appends the app query's conditions. `created_at` is compared as `+created_at` so
+/// that SQLite never sorts a whole time range: the id bounds derived from it
+/// ([`SqliteAudit::time_bounds`]) narrow the read instead.
+fn push_query(q: &mut QueryBuilder<'_, Sqlite>, f: &AuditQuery) {
+    // An address is far more selective than a severity or an event type: with one,
+    // keep SQLite on the `ip` index (`+col` takes a column out of index selection).
+    let plus = if f.ip.is_some() { "+" } else { "" };
+    if let Some(s) = f.severity {
+        q.push(format!(" AND {plus}severity = "))
+            .push_bind(s.as_str());
+    }
+    if let Some(t) = &f.event_type {
+        q.push(format!(" AND {plus}event_type = "))
+            .push_bind(t.clone());
+    }
+    if let Some(ip) = &f.ip {
+        q.push(" AND ip = ").push_bind(ip.clone());
+    }
+    if let Some(k) = &f.api_key_id {
+        q.push(" AND api_key_id = ").push_bind(k.clone());
+    }
+    if let Some(t) = &f.since {
+        q.push(" AND +created_at >= ").push_bind(format_ts(t));
+    }
+    if let Some(t) = &f.until {
+        q.push(" AND +created_at < ").push_bind(format_ts(t));
+    }
+    if let Some(text) = &f.text {
+        let pat = like_pattern(text.trim());
+        q.push(" AND (endpoint LIKE ")
+            .push_bind(pat.clone())
+            .push(" ESCAPE '\\' OR request_id LIKE ")
+            .push_bind(pat.clone())
+            .push(" ESCAPE '\\' OR ip LIKE ")
+            .push_bind(pat)
+            .push(" ESCAPE '\\')");
     }
 }
 
@@ -325,6 +388,114 @@ impl SqliteAudit {
         rows.iter()
             .map(|r| decode(r).map_err(|e| self.err(op, e)))
             .collect()
+    }
+
+    /// Live id range `[lo, hi]` that can hold rows of the query's time range (with
+    /// [`TIME_SLACK`]), from the `created_at` index; `None` when the log is empty.
+    async fn time_bounds(
+        &self,
+        conn: &mut SqliteConnection,
+        f: &AuditQuery,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let (min, max): (Option<i64>, Option<i64>) =
+            // Two subqueries: SQLite answers a lone min() or max() of the key from the
+            // B-tree's ends, but `min(id), max(id)` together with a full scan.
+            sqlx::query_as(
+                "SELECT (SELECT min(id) FROM audit_logs), (SELECT max(id) FROM audit_logs)",
+            )
+                .fetch_one(&mut *conn)
+                .await?;
+        let (Some(mut lo), Some(mut hi)) = (min, max) else {
+            return Ok(None);
+        };
+        if let Some(t) = &f.since {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM audit_logs WHERE created_at >= ? ORDER BY created_at LIMIT 1",
+            )
+            .bind(format_ts(t))
+            .fetch_optional(&mut *conn)
+            .await?;
+            match first {
+                Some(id) => lo = lo.max(id - TIME_SLACK),
+                None => lo = hi.saturating_sub(TIME_SLACK).max(lo),
+            }
+        }
+        if let Some(t) = &f.until {
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM audit_logs WHERE created_at < ? ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(format_ts(t))
+            .fetch_optional(&mut *conn)
+            .await?;
+            match last {
+                Some(id) => hi = hi.min(id + TIME_SLACK),
+                None => hi = lo.saturating_add(TIME_SLACK).min(hi),
+            }
+        }
+        Ok(Some((lo, hi)))
+    }
+
+    async fn page_in(
+        &self,
+        conn: &mut SqliteConnection,
+        r: &AuditPageRequest,
+    ) -> Result<AuditPage, sqlx::Error> {
+        let Some((lo, hi)) = self.time_bounds(conn, &r.query).await? else {
+            return Ok(AuditPage::default());
+        };
+        let newest = r.direction == AuditDirection::NewestFirst;
+        // The ids still to read, inclusive.
+        let (mut from, mut to) = (lo, hi);
+        if let Some(c) = r.cursor {
+            if newest {
+                to = to.min(c - 1);
+            } else {
+                from = from.max(c + 1);
+            }
+        }
+        if from > to {
+            return Ok(AuditPage::default());
+        }
+        // Only an address, or one of severity / event type alone, is answered from an
+        // index that holds just the matching rows. A text or key search, or severity
+        // and event type together, reads rows that may not match, possibly all of
+        // them: read at most SEARCH_WINDOW ids per page.
+        let q = &r.query;
+        let windowed = q.ip.is_none()
+            && (q.text.is_some()
+                || q.api_key_id.is_some()
+                || (q.severity.is_some() && q.event_type.is_some()));
+        let mut rest = None;
+        if windowed && to - from >= SEARCH_WINDOW {
+            if newest {
+                from = to - SEARCH_WINDOW + 1;
+                rest = Some(from);
+            } else {
+                to = from + SEARCH_WINDOW - 1;
+                rest = Some(to);
+            }
+        }
+        let limit = i64::from(r.limit.max(1));
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLS} FROM audit_logs WHERE id >= "));
+        q.push_bind(from).push(" AND id <= ").push_bind(to);
+        push_query(&mut q, &r.query);
+        q.push(if newest {
+            " ORDER BY id DESC"
+        } else {
+            " ORDER BY id"
+        });
+        q.push(" LIMIT ").push_bind(limit + 1);
+        let raw = q.build().fetch_all(&mut *conn).await?;
+        let mut rows = raw.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            rows.last().map(|l| l.id)
+        } else {
+            // The whole (windowed) range was read: continue past it, if anything is left.
+            rest
+        };
+        Ok(AuditPage { rows, next_cursor })
     }
 
     /// The live chain from the last archive boundary, checked in one read snapshot,
@@ -750,6 +921,28 @@ impl AuditRepository for SqliteAudit {
 
     async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError> {
         self.select("listing audit events", filter, true, 100).await
+    }
+
+    async fn page(&self, request: &AuditPageRequest) -> Result<AuditPage, RepoError> {
+        const OP: &str = "reading a page of the audit log";
+        // One read transaction: the bounds and the page come from one snapshot.
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.err(OP, e))?;
+        let page = self
+            .page_in(&mut tx, request)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        tx.commit().await.map_err(|e| self.err(OP, e))?;
+        Ok(page)
+    }
+
+    async fn count_since(&self, since: chrono::DateTime<Utc>) -> Result<u64, RepoError> {
+        const OP: &str = "counting audit events";
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE created_at >= ?")
+            .bind(format_ts(&since))
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.err(OP, e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn export(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, RepoError> {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flm_core::security::{
-    AnomalyFilter, AnomalyRow, IntrusionFilter, IntrusionRow, NewAnomaly, NewIntrusion,
-    NewResourceAlert, ResourceAlertKind, ResourceAlertRow, SecurityEventRepository,
+    AnomalyFilter, AnomalyRow, EventPageQuery, IntrusionFilter, IntrusionRow, NewAnomaly,
+    NewIntrusion, NewResourceAlert, ResourceAlertKind, ResourceAlertRow, SecurityEventRepository,
 };
 use flm_core::RepoError;
 use sqlx::sqlite::SqliteRow;
@@ -51,6 +51,41 @@ fn require(what: &str, value: &str) -> Result<(), RepoError> {
         return Err(RepoError::Validation(format!("{what} must not be empty")));
     }
     Ok(())
+}
+
+/// Appends the conditions of a keyset page over `table`: rows after the cursor in the
+/// order `created_at DESC, rowid DESC` (the order of the `created_at` index), read
+/// straight off that index or the `(ip, created_at)` / `(kind, created_at)` ones.
+fn push_page(q: &mut QueryBuilder<'_, Sqlite>, table: &str, kind_col: &str, f: &EventPageQuery) {
+    if let Some(ip) = &f.ip {
+        q.push(" AND ip = ").push_bind(ip.clone());
+    }
+    if let Some(k) = &f.kind {
+        q.push(format!(" AND {kind_col} = ")).push_bind(k.clone());
+    }
+    if let Some(min) = f.min_score {
+        q.push(" AND score >= ").push_bind(min);
+    }
+    if let Some(t) = &f.since {
+        q.push(" AND created_at >= ").push_bind(format_ts(t));
+    }
+    if let Some(t) = &f.until {
+        q.push(" AND created_at < ").push_bind(format_ts(t));
+    }
+    if let Some(c) = &f.after {
+        let at = format_ts(&c.created_at);
+        q.push(" AND (created_at < ")
+            .push_bind(at.clone())
+            .push(" OR (created_at = ")
+            .push_bind(at)
+            .push(format!(
+                " AND rowid < (SELECT rowid FROM {table} WHERE id = "
+            ))
+            .push_bind(c.id.clone())
+            .push(")))");
+    }
+    q.push(" ORDER BY created_at DESC, rowid DESC LIMIT ")
+        .push_bind(i64::from(f.limit));
 }
 
 #[async_trait]
@@ -117,11 +152,7 @@ impl SecurityEventRepository for SqliteSecurityEvents {
     }
 
     async fn list_intrusions(&self, f: &IntrusionFilter) -> Result<Vec<IntrusionRow>, RepoError> {
-        const OP: &str = "listing intrusion attempts";
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, ip, pattern, score, request_path, user_agent, method, created_at \
-             FROM intrusion_attempts WHERE 1 = 1",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new(INTRUSION_SELECT);
         if let Some(ip) = &f.ip {
             q.push(" AND ip = ").push_bind(ip.clone());
         }
@@ -132,37 +163,43 @@ impl SecurityEventRepository for SqliteSecurityEvents {
             .push_bind(i64::from(f.limit))
             .push(" OFFSET ")
             .push_bind(i64::from(f.offset));
-        let db = &self.db;
-        let mut out = Vec::new();
-        for row in self.fetch(OP, q).await? {
-            let get = |i: usize| row.try_get::<String, _>(i).map_err(|e| db.err(OP, e));
-            let opt = |i: usize| {
-                row.try_get::<Option<String>, _>(i)
-                    .map_err(|e| db.err(OP, e))
-            };
-            let id = get(0)?;
-            let Some(created_at) = self.created_at("intrusion_attempts", &id, &get(7)?) else {
-                continue;
-            };
-            out.push(IntrusionRow {
-                ip: get(1)?,
-                pattern: get(2)?,
-                score: row.try_get(3).map_err(|e| db.err(OP, e))?,
-                request_path: opt(4)?,
-                user_agent: opt(5)?,
-                method: opt(6)?,
-                created_at,
-                id,
-            });
+        self.intrusions(q).await
+    }
+
+    async fn intrusion_page(&self, f: &EventPageQuery) -> Result<Vec<IntrusionRow>, RepoError> {
+        let mut q = QueryBuilder::<Sqlite>::new(INTRUSION_SELECT);
+        push_page(&mut q, "intrusion_attempts", "pattern", f);
+        self.intrusions(q).await
+    }
+
+    async fn anomaly_page(&self, f: &EventPageQuery) -> Result<Vec<AnomalyRow>, RepoError> {
+        let mut q = QueryBuilder::<Sqlite>::new(ANOMALY_SELECT);
+        push_page(&mut q, "anomaly_detections", "anomaly_type", f);
+        self.anomalies(q).await
+    }
+
+    async fn count_since(&self, since: DateTime<Utc>) -> Result<(u64, u64), RepoError> {
+        const OP: &str = "counting security events";
+        let since = format_ts(&since);
+        let mut out = [0u64; 2];
+        for (i, table) in ["intrusion_attempts", "anomaly_detections"]
+            .iter()
+            .enumerate()
+        {
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {table} WHERE created_at >= ?"
+            ))
+            .bind(&since)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.err(OP, e))?;
+            out[i] = u64::try_from(n).unwrap_or(0);
         }
-        Ok(out)
+        Ok((out[0], out[1]))
     }
 
     async fn list_anomalies(&self, f: &AnomalyFilter) -> Result<Vec<AnomalyRow>, RepoError> {
-        const OP: &str = "listing anomalies";
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, ip, anomaly_type, score, details, created_at FROM anomaly_detections WHERE 1 = 1",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new(ANOMALY_SELECT);
         if let Some(ip) = &f.ip {
             q.push(" AND ip = ").push_bind(ip.clone());
         }
@@ -173,24 +210,7 @@ impl SecurityEventRepository for SqliteSecurityEvents {
             .push_bind(i64::from(f.limit))
             .push(" OFFSET ")
             .push_bind(i64::from(f.offset));
-        let db = &self.db;
-        let mut out = Vec::new();
-        for row in self.fetch(OP, q).await? {
-            let get = |i: usize| row.try_get::<String, _>(i).map_err(|e| db.err(OP, e));
-            let id = get(0)?;
-            let Some(created_at) = self.created_at("anomaly_detections", &id, &get(5)?) else {
-                continue;
-            };
-            out.push(AnomalyRow {
-                ip: get(1)?,
-                anomaly_type: get(2)?,
-                score: row.try_get(3).map_err(|e| db.err(OP, e))?,
-                details: row.try_get(4).map_err(|e| db.err(OP, e))?,
-                created_at,
-                id,
-            });
-        }
-        Ok(out)
+        self.anomalies(q).await
     }
 
     async fn list_resource_alerts(
@@ -257,5 +277,67 @@ impl SecurityEventRepository for SqliteSecurityEvents {
         }
         tx.commit().await.map_err(|e| db.err(OP, e))?;
         Ok(total)
+    }
+}
+
+const INTRUSION_SELECT: &str =
+    "SELECT id, ip, pattern, score, request_path, user_agent, method, created_at \
+     FROM intrusion_attempts WHERE 1 = 1";
+
+const ANOMALY_SELECT: &str =
+    "SELECT id, ip, anomaly_type, score, details, created_at FROM anomaly_detections WHERE 1 = 1";
+
+impl SqliteSecurityEvents {
+    async fn intrusions(
+        &self,
+        q: QueryBuilder<'_, Sqlite>,
+    ) -> Result<Vec<IntrusionRow>, RepoError> {
+        const OP: &str = "listing intrusion attempts";
+        let db = &self.db;
+        let mut out = Vec::new();
+        for row in self.fetch(OP, q).await? {
+            let get = |i: usize| row.try_get::<String, _>(i).map_err(|e| db.err(OP, e));
+            let opt = |i: usize| {
+                row.try_get::<Option<String>, _>(i)
+                    .map_err(|e| db.err(OP, e))
+            };
+            let id = get(0)?;
+            let Some(created_at) = self.created_at("intrusion_attempts", &id, &get(7)?) else {
+                continue;
+            };
+            out.push(IntrusionRow {
+                ip: get(1)?,
+                pattern: get(2)?,
+                score: row.try_get(3).map_err(|e| db.err(OP, e))?,
+                request_path: opt(4)?,
+                user_agent: opt(5)?,
+                method: opt(6)?,
+                created_at,
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn anomalies(&self, q: QueryBuilder<'_, Sqlite>) -> Result<Vec<AnomalyRow>, RepoError> {
+        const OP: &str = "listing anomalies";
+        let db = &self.db;
+        let mut out = Vec::new();
+        for row in self.fetch(OP, q).await? {
+            let get = |i: usize| row.try_get::<String, _>(i).map_err(|e| db.err(OP, e));
+            let id = get(0)?;
+            let Some(created_at) = self.created_at("anomaly_detections", &id, &get(5)?) else {
+                continue;
+            };
+            out.push(AnomalyRow {
+                ip: get(1)?,
+                anomaly_type: get(2)?,
+                score: row.try_get(3).map_err(|e| db.err(OP, e))?,
+                details: row.try_get(4).map_err(|e| db.err(OP, e))?,
+                created_at,
+                id,
+            });
+        }
+        Ok(out)
     }
 }

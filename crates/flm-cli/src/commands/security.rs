@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flm_core::security::{
-    AnomalyFilter, ArchiveSelection, AuditFilter, AuditRow, AuditSeverity, BlockRow,
-    IntrusionFilter,
+    audit_csv_header, AnomalyFilter, ArchiveSelection, AuditFilter, AuditRow, AuditSeverity,
+    BlockRow, IntrusionFilter,
 };
-use flm_guard::policy::SecurityPolicy;
+use flm_core::CoreError;
 use flm_store::{format_ts, parse_ts, Store};
 use flm_tls::trust::{self, TrustOptions, TrustOutcome};
 use serde_json::{json, Value};
@@ -197,38 +197,40 @@ async fn notify_daemon(app: &App, printer: &Printer, what: Change) -> Notified {
 // policy
 // ---------------------------------------------------------------------------------------
 
-/// Validates a policy document with flm-guard: `POLICY_INVALID` listing every field
-/// error (message and `error.details`), else the normalised document.
-pub(crate) fn validate_policy(text: &str) -> Result<SecurityPolicy, CliError> {
-    SecurityPolicy::from_json_str(text).map_err(|errs| {
-        let details = serde_json::to_value(errs.errors()).unwrap_or(Value::Null);
-        CliError::user(
-            "POLICY_INVALID",
-            format!(
-                "{errs} ({} problem(s); nothing was changed)",
-                errs.errors().len()
-            ),
-        )
-        .with_details(details)
-    })
+/// `POLICY_INVALID` listing every field error (message and `error.details`); other
+/// errors unchanged.
+fn policy_error(e: CoreError) -> CliError {
+    match e {
+        CoreError::InvalidPolicy(problems) => {
+            let details = serde_json::to_value(&problems).unwrap_or(Value::Null);
+            let listed = CoreError::InvalidPolicy(problems.clone()).to_string();
+            CliError::user(
+                "POLICY_INVALID",
+                format!(
+                    "{listed} ({} problem(s); nothing was changed)",
+                    problems.len()
+                ),
+            )
+            .with_details(details)
+        }
+        other => other.into(),
+    }
 }
 
 async fn policy(app: &App, cmd: PolicyCmd, printer: &Printer) -> Result<(), CliError> {
     match cmd {
         PolicyCmd::Show => {
-            let stored = app.store.policy().load().await?.ok_or_else(|| {
+            let stored = app.security.policy().await?.ok_or_else(|| {
                 CliError::user(
                     "NOT_FOUND",
                     "no security policy is stored (the proxy refuses every request but /health); set one with `flm security policy set`",
                 )
             })?;
-            let (policy, note) = match serde_json::from_str::<Value>(&stored.policy_json) {
-                Ok(v) => (v, None),
-                Err(e) => (
-                    Value::String(stored.policy_json.clone()),
-                    Some(format!("the stored policy is not valid JSON ({e}); fix it with `flm security policy set`")),
-                ),
-            };
+            let note = stored
+                .problem
+                .as_ref()
+                .map(|p| format!("{p}; fix it with `flm security policy set`"));
+            let policy = stored.policy;
             let updated_at = format_ts(&stored.updated_at);
             let mut data = json!({
                 "id": "default",
@@ -261,14 +263,9 @@ async fn policy(app: &App, cmd: PolicyCmd, printer: &Printer) -> Result<(), CliE
                     ))
                 }
             };
-            let policy = validate_policy(&text)?;
-            let normalised = policy.to_json_string();
-            app.store
-                .ensure_writable(flm_store::DbFile::Security)
-                .map_err(CliError::from)?;
-            let updated_at = app.store.policy().save(&normalised).await?;
-            let updated_at = format_ts(&updated_at);
-            let stored: Value = serde_json::from_str(&normalised).unwrap_or(Value::Null);
+            let saved = app.security.set_policy(&text).await.map_err(policy_error)?;
+            let updated_at = format_ts(&saved.updated_at);
+            let stored = saved.policy;
             let notified = notify_daemon(app, printer, Change::Policy).await;
             let applied = notified == Notified::Applied;
             let data = json!({
@@ -324,33 +321,14 @@ fn block_json(r: &BlockRow) -> Value {
 /// The canonical text of an IP address (IPv4-mapped IPv6 folded to IPv4) or of a
 /// range (`2001:db8:1::/48`, host bits cleared): the form the proxy stores, so that
 /// `unblock` finds the IPv6 aggregates the proxy creates.
-fn canonical_ip(raw: &str) -> Result<String, CliError> {
-    let raw = raw.trim();
-    if raw.contains('/') {
-        return match raw.parse::<flm_guard::IpNet>() {
-            Ok(net) => Ok(net.to_string()),
-            Err(e) => Err(CliError::user(
-                "INVALID_ARGUMENT",
-                format!("`{raw}` is not an IP address or CIDR range: {e}"),
-            )),
-        };
-    }
-    flm_guard::net::parse_ip(raw)
-        .map(|ip| flm_guard::net::canonical(ip).to_string())
-        .ok_or_else(|| {
-            CliError::user(
-                "INVALID_ARGUMENT",
-                format!("`{raw}` is not an IP address (e.g. 203.0.113.7 or 2001:db8::1)"),
-            )
-        })
+fn canonical_ip(app: &App, raw: &str) -> Result<String, CliError> {
+    app.security.canonical_address(raw).map_err(CliError::from)
 }
 
 async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<(), CliError> {
-    let repo = app.store.blocklist();
     match cmd {
         BlocklistCmd::List => {
-            let mut rows = repo.load_all().await?;
-            rows.sort_by(|a, b| a.ip.cmp(&b.ip));
+            let rows = app.security.blocklist().await?;
             let now = Utc::now();
             let data: Vec<Value> = rows.iter().map(block_json).collect();
             printer.success(&data, || {
@@ -385,24 +363,11 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
             minutes,
             permanent,
         } => {
-            let ip = canonical_ip(&ip)?;
-            let now = Utc::now();
-            let existing = repo.load_all().await?.into_iter().find(|r| r.ip == ip);
-            let until = if permanent {
-                None
-            } else {
-                let m = minutes.unwrap_or(DEFAULT_BLOCK_MINUTES);
-                Some(now + chrono::Duration::minutes(i64::from(m)))
-            };
-            let row = BlockRow {
-                ip: ip.clone(),
-                failure_count: existing.as_ref().map_or(0, |r| r.failure_count),
-                first_failure_at: existing.as_ref().map_or(now, |r| r.first_failure_at),
-                blocked_until: until,
-                permanent,
-                last_attempt: now,
-            };
-            repo.upsert_many(std::slice::from_ref(&row)).await?;
+            let duration = (!permanent).then(|| {
+                chrono::Duration::minutes(i64::from(minutes.unwrap_or(DEFAULT_BLOCK_MINUTES)))
+            });
+            let row = app.security.block(&ip, duration).await?;
+            let (ip, until) = (row.ip.clone(), row.blocked_until);
             notify_daemon(app, printer, Change::Blocklist).await;
             let data = block_json(&row);
             printer.success(&data, || match until {
@@ -411,25 +376,21 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
             })
         }
         BlocklistCmd::Unblock { ip: raw } => {
-            let ip = canonical_ip(&raw).unwrap_or_else(|_| raw.trim().to_owned());
-            let mut removed = repo.remove(&ip).await?;
-            if !removed && ip != raw.trim() {
-                removed = repo.remove(raw.trim()).await?;
-            }
-            if !removed {
+            let Some(ip) = app.security.unblock(&raw).await? else {
+                let ip = canonical_ip(app, &raw).unwrap_or_else(|_| raw.trim().to_owned());
                 return Err(CliError::user(
                     "NOT_FOUND",
                     format!("{ip} is not in the blocklist; see `flm security ip-blocklist list`"),
                 ));
-            }
+            };
             notify_daemon(app, printer, Change::Blocklist).await;
             printer.success(&json!({"ip": ip, "removed": true}), || {
                 format!("{ip} removed from the blocklist")
             })
         }
         BlocklistCmd::Clear => {
-            let removed = repo.clear_temporary().await?;
-            let remaining = repo.load_all().await?.len();
+            let cleared = app.security.clear_temporary().await?;
+            let (removed, remaining) = (cleared.removed, cleared.remaining);
             notify_daemon(app, printer, Change::Blocklist).await;
             printer.success(
                 &json!({"removed": removed, "remaining_permanent": remaining}),
@@ -448,7 +409,7 @@ async fn blocklist(app: &App, cmd: BlocklistCmd, printer: &Printer) -> Result<()
 // audit-logs
 // ---------------------------------------------------------------------------------------
 
-fn audit_filter(f: AuditFilterArgs) -> Result<AuditFilter, CliError> {
+fn audit_filter(app: &App, f: AuditFilterArgs) -> Result<AuditFilter, CliError> {
     let since = match f.since {
         None => None,
         Some(raw) => Some(parse_ts(&raw).ok_or_else(|| {
@@ -459,7 +420,7 @@ fn audit_filter(f: AuditFilterArgs) -> Result<AuditFilter, CliError> {
         })?),
     };
     let ip = match f.ip {
-        Some(raw) => Some(canonical_ip(&raw)?),
+        Some(raw) => Some(canonical_ip(app, &raw)?),
         None => None,
     };
     Ok(AuditFilter {
@@ -478,58 +439,10 @@ fn audit_filter(f: AuditFilterArgs) -> Result<AuditFilter, CliError> {
     })
 }
 
-const AUDIT_COLUMNS: [&str; 13] = [
-    "id",
-    "request_id",
-    "api_key_id",
-    "endpoint",
-    "status",
-    "latency_ms",
-    "created_at",
-    "event_type",
-    "severity",
-    "ip",
-    "details",
-    "prev_hash",
-    "hash",
-];
-
-fn audit_cells(r: &AuditRow) -> [String; 13] {
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    [
-        r.id.to_string(),
-        r.request_id.clone(),
-        o(&r.api_key_id),
-        r.endpoint.clone(),
-        r.status.to_string(),
-        r.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
-        r.created_at.clone(),
-        o(&r.event_type),
-        r.severity.clone(),
-        o(&r.ip),
-        o(&r.details),
-        r.prev_hash.clone(),
-        r.hash.clone(),
-    ]
-}
-
-/// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR/LF or edge
-/// spaces; quotes doubled.
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 fn audit_csv(rows: &[AuditRow]) -> String {
-    let mut out = AUDIT_COLUMNS.join(",");
-    out.push_str("\r\n");
+    let mut out = audit_csv_header();
     for r in rows {
-        let cells: Vec<String> = audit_cells(r).iter().map(|c| csv_field(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+        out.push_str(&r.csv_record());
     }
     out
 }
@@ -576,17 +489,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 }
 
 async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliError> {
-    let repo = app.store.audit();
     match cmd {
         AuditCmd::List {
             filter,
             limit,
             offset,
         } => {
-            let mut f = audit_filter(filter)?;
+            let mut f = audit_filter(app, filter)?;
             f.limit = Some(limit);
             f.offset = offset;
-            let rows = repo.list(&f).await?;
+            let rows = app.security.audit_list(&f).await?;
             printer.success(&rows, || {
                 if rows.is_empty() {
                     return "no audit events".into();
@@ -614,7 +526,7 @@ async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliErr
             })
         }
         AuditCmd::Verify => {
-            let report = repo.verify().await?;
+            let report = app.security.verify_audit().await?;
             if !report.ok {
                 let id = report
                     .first_bad_id
@@ -654,8 +566,8 @@ async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliErr
                     ExportFormat::Json
                 }
             });
-            let f = audit_filter(filter)?;
-            let rows = repo.export(&f).await?;
+            let f = audit_filter(app, filter)?;
+            let rows = app.security.audit_export(&f).await?;
             let bytes = match format {
                 ExportFormat::Json => {
                     let mut s = serde_json::to_string_pretty(&rows).map_err(|e| {
@@ -691,7 +603,7 @@ async fn audit(app: &App, cmd: AuditCmd, printer: &Printer) -> Result<(), CliErr
                 older_than: Some(cutoff),
                 max_db_bytes: None,
             };
-            let report = repo.archive(&selection, &dir).await?;
+            let report = app.security.archive_audit(&selection, &dir).await?;
             printer.success(&report, || {
                 format!(
                     "{} audit row(s) older than {older_than_days} day(s) moved to {} ({} new file(s))",
@@ -775,8 +687,8 @@ async fn backup(app: &App, cmd: BackupCmd, printer: &Printer) -> Result<(), CliE
 // intrusion, anomaly
 // ---------------------------------------------------------------------------------------
 
-fn opt_ip(ip: Option<String>) -> Result<Option<String>, CliError> {
-    ip.map(|raw| canonical_ip(&raw)).transpose()
+fn opt_ip(app: &App, ip: Option<String>) -> Result<Option<String>, CliError> {
+    ip.map(|raw| canonical_ip(app, &raw)).transpose()
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -785,12 +697,12 @@ fn ts(t: &DateTime<Utc>) -> String {
 
 async fn intrusion(app: &App, a: IntrusionArgs, printer: &Printer) -> Result<(), CliError> {
     let filter = IntrusionFilter {
-        ip: opt_ip(a.ip)?,
+        ip: opt_ip(app, a.ip)?,
         min_score: a.min_score,
         limit: a.limit,
         offset: a.offset,
     };
-    let rows = app.store.security_events().list_intrusions(&filter).await?;
+    let rows = app.security.intrusions(&filter).await?;
     printer.success(&rows, || {
         if rows.is_empty() {
             return "no intrusion attempts recorded".into();
@@ -814,12 +726,12 @@ async fn intrusion(app: &App, a: IntrusionArgs, printer: &Printer) -> Result<(),
 
 async fn anomaly(app: &App, a: AnomalyArgs, printer: &Printer) -> Result<(), CliError> {
     let filter = AnomalyFilter {
-        ip: opt_ip(a.ip)?,
+        ip: opt_ip(app, a.ip)?,
         anomaly_type: a.anomaly_type,
         limit: a.limit,
         offset: a.offset,
     };
-    let rows = app.store.security_events().list_anomalies(&filter).await?;
+    let rows = app.security.anomalies(&filter).await?;
     printer.success(&rows, || {
         if rows.is_empty() {
             return "no anomalies recorded".into();
@@ -846,11 +758,7 @@ async fn anomaly(app: &App, a: AnomalyArgs, printer: &Printer) -> Result<(), Cli
 
 async fn rate_limits(app: &App, a: RateLimitsArgs, printer: &Printer) -> Result<(), CliError> {
     let wanted = a.api_key_id.as_deref().map(str::trim);
-    let mut rows = app.store.rate_limit_states().load_all().await?;
-    if let Some(id) = wanted {
-        rows.retain(|r| r.key == id);
-    }
-    rows.sort_by(|x, y| x.key.cmp(&y.key));
+    let rows = app.security.rate_limit_windows(wanted).await?;
     let now = Utc::now();
     let data: Vec<Value> = rows
         .iter()
@@ -883,46 +791,4 @@ async fn rate_limits(app: &App, a: RateLimitsArgs, printer: &Printer) -> Result<
             .collect();
         table(&["KEY", "REQUESTS", "RESET AT"], &body)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field(r#"{"a":"b"}"#), r#""{""a"":""b""}""#);
-        assert_eq!(csv_field("x\ny"), "\"x\ny\"");
-        assert_eq!(csv_field(" pad"), "\" pad\"");
-        assert_eq!(csv_field(""), "");
-    }
-
-    #[test]
-    fn ips_and_ranges_are_canonical() {
-        assert_eq!(
-            canonical_ip(" 203.0.113.7 ").ok().as_deref(),
-            Some("203.0.113.7")
-        );
-        assert_eq!(
-            canonical_ip("::ffff:10.0.0.1").ok().as_deref(),
-            Some("10.0.0.1")
-        );
-        assert_eq!(
-            canonical_ip("10.0.0.1/32").ok().as_deref(),
-            Some("10.0.0.1")
-        );
-        // Ranges are stored by the proxy (IPv6 aggregates) and can be added by hand.
-        assert_eq!(
-            canonical_ip("10.1.2.3/8").ok().as_deref(),
-            Some("10.0.0.0/8")
-        );
-        assert_eq!(
-            canonical_ip("2001:DB8:1:0::/48").ok().as_deref(),
-            Some("2001:db8:1::/48")
-        );
-        assert!(canonical_ip("999.1.1.1").is_err());
-        assert!(canonical_ip("10.0.0.1/99").is_err());
-    }
 }

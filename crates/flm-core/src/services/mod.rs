@@ -4,6 +4,7 @@ pub mod config_service;
 pub mod detection;
 pub mod engine_service;
 pub mod key_service;
+pub mod security_service;
 
 pub use config_service::{ConfigEntry, ConfigService, ValueSource};
 pub use detection::{classify, DetectionThresholds};
@@ -12,3 +13,7 @@ pub use engine_service::{
     ModelListingError,
 };
 pub use key_service::KeyService;
+pub use security_service::{
+    BlockKind, ClearedBlocks, PolicyDocument, PolicyRules, SecurityService, SecurityServiceParts,
+    SecuritySummary, MAX_PAGE,
+};

@@ -3,5 +3,6 @@
 //! those of `ui/src/api/types.ts`; every error is a [`UiError`] envelope.
 
 pub mod error;
+pub mod security;
 
 pub use error::{with_request_id, FieldError, UiError};
