@@ -7,6 +7,8 @@
 //   FLM_E2E_PROXY_URL  the proxy's public URL; enables the live-ban check (a brute-force
 //                      client with a wrong key until the daemon bans 127.0.0.1)
 //   FLM_E2E_AUDIT_PAGES  how many audit pages to walk (default 200 = 10,000 rows at 50/page)
+//   FLM_E2E_SEED_AUDIT   with FLM_E2E_PROXY_URL: send this many requests (the key the run
+//                        creates, 8 at a time) through the proxy first, so the audit log has rows
 //   CHROMIUM           browser binary (default /usr/bin/chromium)
 //
 // Per screen and language: axe-core (0 serious/critical), a screenshot in e2e/artifacts/,
@@ -33,6 +35,8 @@ if (!loginUrl) {
 const base = (process.env.FLM_UI_BASE_URL ?? new URL(loginUrl).origin).replace(/\/$/, '');
 const proxyUrl = process.env.FLM_E2E_PROXY_URL?.replace(/\/$/, '');
 const auditPages = Number(process.env.FLM_E2E_AUDIT_PAGES ?? 200);
+const seedAudit = Math.min(Number(process.env.FLM_E2E_SEED_AUDIT ?? 0), 20000);
+let createdSecret = null;
 
 const SCREENS = [
   ['dashboard', '/'],
@@ -59,7 +63,9 @@ async function step(name, fn) {
     const detail = await fn();
     record(name, true, detail ?? {});
   } catch (e) {
-    record(name, false, { error: e instanceof Error ? e.message : String(e) });
+    const shot = `fail-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`;
+    await page?.screenshot({ path: join(artifacts, shot), fullPage: true }).catch(() => {});
+    record(name, false, { error: e instanceof Error ? e.message : String(e), screenshot: shot });
   }
 }
 
@@ -207,6 +213,7 @@ await step('create an access key: shown once, never stored', async () => {
   const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
   if (stored.includes(secret)) throw new Error('secret in web storage');
   if (page.url().includes(secret)) throw new Error('secret in the URL');
+  createdSecret = secret;
   return { label };
 });
 
@@ -239,17 +246,45 @@ await step('block and unblock an IP', async () => {
   await page.getByRole('cell', { name: ip, exact: true }).waitFor({ state: 'detached', timeout: 10000 });
 });
 
+if (proxyUrl && seedAudit > 0 && createdSecret) {
+  await step(`seed the audit log with ${seedAudit} proxy requests`, async () => {
+    const started = Date.now();
+    let next = 0;
+    const statuses = {};
+    const worker = async () => {
+      while (next < seedAudit) {
+        next += 1;
+        const r = await fetch(`${proxyUrl}/v1/models`, { headers: { Authorization: `Bearer ${createdSecret}` } }).catch(() => null);
+        const k = r ? String(r.status) : 'error';
+        statuses[k] = (statuses[k] ?? 0) + 1;
+        await r?.arrayBuffer().catch(() => {});
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    return { ms: Date.now() - started, statuses };
+  });
+}
+
 if (proxyUrl) {
   await step('a ban by a brute-force client appears live (no reload)', async () => {
+    // The automatic Block List is off by default on a local server: switch it on in the app.
+    await page.goto(base + '/api-setup#policy');
+    await settle();
+    await page.getByLabel('Automatic Block List').selectOption('on');
+    await page.locator('#policy').getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Policy saved.').waitFor({ timeout: 10000 });
     await page.goto(base + '/security/ip-blocklist');
     await settle();
     const started = Date.now();
     let banned = false;
+    const statuses = [];
     for (let i = 0; i < 60 && !banned; i++) {
       const r = await fetch(`${proxyUrl}/v1/models`, { headers: { Authorization: 'Bearer wrong-key-e2e' } }).catch(() => null);
-      if (r && r.status === 403) banned = true;
+      statuses.push(r?.status ?? 0);
+      if (r && r.status !== 401) banned = true;
       await r?.arrayBuffer().catch(() => {});
     }
+    if (!banned) throw new Error(`not banned after ${statuses.length} bad requests: ${statuses.join(',')}`);
     const bannedAt = Date.now();
     await page.getByRole('cell', { name: /^(127\.0\.0\.1|::1)/ }).first().waitFor({ timeout: 5000 });
     const shownMs = Date.now() - bannedAt;
