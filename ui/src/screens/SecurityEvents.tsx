@@ -81,9 +81,9 @@ function AuditTable({ items }: { items: AuditView[] }) {
       <tbody>
         {items.map((r) => (
           <tr key={r.id}>
-            <td>{fmtTime(r.at)}</td>
-            <td>{EVENT_TYPES.includes(r.event_type) ? t(`security.eventType.${r.event_type}`) : r.event_type}</td>
-            <td>{SEVERITIES.includes(r.severity) ? t(`security.severity.${r.severity}`) : r.severity}</td>
+            <td className="nowrap">{fmtTime(r.at)}</td>
+            <td className="nowrap">{EVENT_TYPES.includes(r.event_type) ? t(`security.eventType.${r.event_type}`) : r.event_type}</td>
+            <td className="nowrap">{SEVERITIES.includes(r.severity) ? t(`security.severity.${r.severity}`) : r.severity}</td>
             <td className="mono">{r.ip ?? '—'}</td>
             <td className="mono small">{[r.method, r.endpoint].filter(Boolean).join(' ') || '—'}</td>
             <td>{r.status ?? '—'}</td>
@@ -115,7 +115,7 @@ function IntrusionTable({ items }: { items: IntrusionView[] }) {
       <tbody>
         {items.map((r) => (
           <tr key={r.id}>
-            <td>{fmtTime(r.at)}</td>
+            <td className="nowrap">{fmtTime(r.at)}</td>
             <td className="mono">{r.ip}</td>
             <td>{r.pattern}</td>
             <td>{r.score}</td>
@@ -144,7 +144,7 @@ function AnomalyTable({ items }: { items: AnomalyView[] }) {
       <tbody>
         {items.map((r) => (
           <tr key={r.id}>
-            <td>{fmtTime(r.at)}</td>
+            <td className="nowrap">{fmtTime(r.at)}</td>
             <td className="mono">{r.ip}</td>
             <td>{r.kind}</td>
             <td>{r.score}</td>
