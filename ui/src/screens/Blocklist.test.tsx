@@ -28,7 +28,8 @@ describe('Block List', () => {
       if (req.method === 'DELETE') {
         entries = [];
         res.writeHead(204, { 'x-request-id': 'r' });
-        return res.end();
+        res.end();
+        return;
       }
       return json(res, 200, { entries });
     });
