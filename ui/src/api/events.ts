@@ -1,0 +1,40 @@
+// One EventSource on /api/v1/events for the whole app; views subscribe to the kinds that
+// affect them and refetch. EventSource reconnects by itself after a daemon hiccup.
+import type { EventKind } from './types';
+
+type Listener = (data: unknown) => void;
+
+const listeners = new Map<EventKind, Set<Listener>>();
+let source: EventSource | null = null;
+const KINDS: EventKind[] = ['engine', 'proxy', 'ban', 'unblock', 'keys', 'policy', 'config'];
+
+function ensureSource(): void {
+  if (source !== null || typeof EventSource === 'undefined') return;
+  source = new EventSource('/api/v1/events');
+  for (const kind of KINDS) {
+    source.addEventListener(kind, (ev: MessageEvent<string>) => {
+      let data: unknown = null;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        data = null;
+      }
+      listeners.get(kind)?.forEach((l) => l(data));
+    });
+  }
+}
+
+export function subscribe(kinds: readonly EventKind[], l: Listener): () => void {
+  ensureSource();
+  for (const k of kinds) {
+    let set = listeners.get(k);
+    if (!set) {
+      set = new Set();
+      listeners.set(k, set);
+    }
+    set.add(l);
+  }
+  return () => {
+    for (const k of kinds) listeners.get(k)?.delete(l);
+  };
+}

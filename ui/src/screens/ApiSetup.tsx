@@ -1,0 +1,338 @@
+import { useEffect, useId, useState } from 'react';
+import { useLocation } from 'react-router-dom';
+import { useTranslation } from 'react-i18next';
+import { api, ApiError } from '../api/client';
+import { useAction, useResource } from '../api/hooks';
+import type { KeyView, Setting } from '../api/types';
+import { ConfirmDialog, Empty, ErrorBox, Loading, SecretDialog } from '../components/common';
+import { fmtTime } from '../state/format';
+import { PolicyEditor } from './PolicyEditor';
+
+function Models() {
+  const { t } = useTranslation();
+  const res = useResource(() => api.models(), [], ['engine']);
+  const action = useAction();
+  const detect = async () => {
+    if ((await action.run(() => api.detectEngines())) !== undefined) res.reload();
+  };
+  return (
+    <section className="card" id="models" aria-labelledby="models-h">
+      <div className="card-head">
+        <h2 id="models-h">{t('apiSetup.models.title')}</h2>
+        <button type="button" className="btn btn-secondary" onClick={() => void detect()} disabled={action.busy}>
+          {action.busy ? t('dashboard.engines.detecting') : t('dashboard.engines.detect')}
+        </button>
+      </div>
+      {action.error && <ErrorBox error={action.error} />}
+      {res.loading && !res.data && <Loading />}
+      {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
+      {res.data &&
+        (res.data.models.length === 0 ? (
+          <Empty>{t('apiSetup.models.empty')}</Empty>
+        ) : (
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">{t('apiSetup.models.id')}</th>
+                  <th scope="col">{t('apiSetup.models.engine')}</th>
+                  <th scope="col">{t('dashboard.engines.capabilities')}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {res.data.models.map((m) => (
+                  <tr key={m.id}>
+                    <td className="mono">{m.id}</td>
+                    <td>{m.engine_id}</td>
+                    <td>{m.capabilities.join(', ') || '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ))}
+    </section>
+  );
+}
+
+type KeyConfirm = { kind: 'revoke' | 'rotate'; key: KeyView } | null;
+
+export function Keys() {
+  const { t } = useTranslation();
+  const uid = useId();
+  const res = useResource(() => api.keys(), [], ['keys']);
+  const action = useAction();
+  const [label, setLabel] = useState('');
+  const [secret, setSecret] = useState<{ secret: string; label: string } | null>(null);
+  const [confirm, setConfirm] = useState<KeyConfirm>(null);
+
+  const create = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const r = await action.run(() => api.createKey(label.trim()));
+    if (r) {
+      setLabel('');
+      setSecret({ secret: r.secret, label: r.key.label });
+      res.reload();
+    }
+  };
+  const doConfirm = async () => {
+    if (!confirm) return;
+    const k = confirm.key;
+    if (confirm.kind === 'revoke') {
+      if ((await action.run(() => api.revokeKey(k.id))) !== undefined) {
+        setConfirm(null);
+        res.reload();
+      }
+    } else {
+      const r = await action.run(() => api.rotateKey(k.id));
+      if (r) {
+        setConfirm(null);
+        setSecret({ secret: r.secret, label: r.key.label });
+        res.reload();
+      }
+    }
+  };
+
+  return (
+    <section className="card" id="keys" aria-labelledby="keys-h">
+      <h2 id="keys-h">{t('keys.title')}</h2>
+      <p className="muted">{t('keys.help')}</p>
+      <form className="row" onSubmit={(e) => void create(e)}>
+        <div className="grow">
+          <label htmlFor={`${uid}-label`}>{t('keys.label')}</label>
+          <input id={`${uid}-label`} className="input" value={label} onChange={(e) => setLabel(e.target.value)} placeholder={t('keys.labelPlaceholder')} />
+        </div>
+        <button type="submit" className="btn btn-primary align-end" disabled={action.busy || label.trim() === ''}>
+          {t('keys.create')}
+        </button>
+      </form>
+      {action.error && !confirm && <ErrorBox error={action.error} />}
+      {res.loading && !res.data && <Loading />}
+      {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
+      {res.data &&
+        (res.data.keys.length === 0 ? (
+          <Empty>{t('keys.empty')}</Empty>
+        ) : (
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">{t('keys.label')}</th>
+                  <th scope="col">{t('keys.id')}</th>
+                  <th scope="col">{t('keys.created')}</th>
+                  <th scope="col">{t('keys.lastUsed')}</th>
+                  <th scope="col">{t('keys.state')}</th>
+                  <th scope="col">{t('common.actions')}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {res.data.keys.map((k) => (
+                  <tr key={k.id}>
+                    <td>{k.label}</td>
+                    <td className="mono small">{k.id}</td>
+                    <td>{fmtTime(k.created_at)}</td>
+                    <td>{k.last_used_at ? fmtTime(k.last_used_at) : t('keys.neverUsed')}</td>
+                    <td>{k.revoked_at ? t('keys.revokedAt', { date: fmtTime(k.revoked_at) }) : t('keys.active')}</td>
+                    <td>
+                      {!k.revoked_at && (
+                        <div className="row">
+                          <button type="button" className="btn btn-secondary btn-small" onClick={() => setConfirm({ kind: 'rotate', key: k })} aria-label={`${t('keys.rotate')}: ${k.label}`}>
+                            {t('keys.rotate')}
+                          </button>
+                          <button type="button" className="btn btn-danger btn-small" onClick={() => setConfirm({ kind: 'revoke', key: k })} aria-label={`${t('keys.revoke')}: ${k.label}`}>
+                            {t('keys.revoke')}
+                          </button>
+                        </div>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ))}
+      {confirm && (
+        <ConfirmDialog
+          title={confirm.kind === 'revoke' ? t('confirmDialog.revokeApiKey.title') : t('confirmDialog.rotateApiKey.title')}
+          message={
+            confirm.kind === 'revoke'
+              ? t('confirmDialog.revokeApiKey.message', { label: confirm.key.label })
+              : t('confirmDialog.rotateApiKey.message', { label: confirm.key.label })
+          }
+          confirmLabel={confirm.kind === 'revoke' ? t('confirmDialog.revokeApiKey.confirm') : t('confirmDialog.rotateApiKey.confirm')}
+          danger
+          busy={action.busy}
+          error={action.error}
+          onConfirm={() => void doConfirm()}
+          onCancel={() => {
+            action.clear();
+            setConfirm(null);
+          }}
+        />
+      )}
+      {secret && <SecretDialog title={t('keys.createdTitle')} secret={secret.secret} label={secret.label} onClose={() => setSecret(null)} />}
+    </section>
+  );
+}
+
+function Policy() {
+  const { t } = useTranslation();
+  const res = useResource(() => api.policy(), [], ['policy']);
+  return (
+    <section className="card" id="policy" aria-labelledby="policy-h">
+      <h2 id="policy-h">{t('policy.title')}</h2>
+      <p className="muted small">
+        {t('policy.updatedAt')}: {fmtTime(res.data?.updated_at)}
+      </p>
+      {res.loading && !res.data && <Loading />}
+      {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
+      {res.data?.problem && <p className="alert alert-warning">{t('policy.problem', { problem: res.data.problem })}</p>}
+      {res.data && (
+        <PolicyEditor
+          key={res.data.updated_at ?? 'none'}
+          doc={res.data.policy ?? {}}
+          onSave={async (doc) => {
+            await api.setPolicy(doc);
+            res.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function ConfigRow({ s, onSaved }: { s: Setting; onSaved: () => void }) {
+  const { t } = useTranslation();
+  const uid = useId();
+  const [editing, setEditing] = useState(false);
+  const [value, setValue] = useState(s.value);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const save = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.setConfig(s.key, value);
+      setEditing(false);
+      onSaved();
+    } catch (err) {
+      setError(err instanceof ApiError ? err : new ApiError(0, 'network_error', String(err), null));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const choices = s.kind === 'bool' ? ['true', 'false'] : s.choices;
+  return (
+    <tr>
+      <td className="mono">{s.key}</td>
+      <td>
+        {editing ? (
+          <form className="row" onSubmit={(e) => void save(e)}>
+            <label htmlFor={`${uid}-v`} className="sr-only">
+              {s.key}
+            </label>
+            {choices ? (
+              <select id={`${uid}-v`} className="input" value={value} onChange={(e) => setValue(e.target.value)}>
+                {choices.map((c) => (
+                  <option key={c} value={c}>
+                    {c}
+                  </option>
+                ))}
+              </select>
+            ) : (
+              <input id={`${uid}-v`} className="input mono" value={value} onChange={(e) => setValue(e.target.value)} />
+            )}
+            <button type="submit" className="btn btn-primary btn-small" disabled={busy}>
+              {t('common.save')}
+            </button>
+            <button type="button" className="btn btn-secondary btn-small" onClick={() => { setEditing(false); setValue(s.value); setError(null); }}>
+              {t('common.cancel')}
+            </button>
+          </form>
+        ) : (
+          <span className="mono">{s.value === '' ? '—' : s.value}</span>
+        )}
+        {error && (
+          <>
+            {error.fields.map((f) => (
+              <p key={f.path} className="error-text small">
+                {f.message}
+              </p>
+            ))}
+            <ErrorBox error={error} />
+          </>
+        )}
+      </td>
+      <td className="mono small">{s.default === '' ? '—' : s.default}</td>
+      <td className="small">{s.help}</td>
+      <td>
+        {!editing && (
+          <button type="button" className="btn btn-secondary btn-small" onClick={() => setEditing(true)} aria-label={`${t('common.edit')}: ${s.key}`}>
+            {t('common.edit')}
+          </button>
+        )}
+      </td>
+    </tr>
+  );
+}
+
+function Config() {
+  const { t } = useTranslation();
+  const res = useResource(() => api.config(), [], ['config']);
+  return (
+    <section className="card" id="config" aria-labelledby="config-h">
+      <h2 id="config-h">{t('config.title')}</h2>
+      {res.loading && !res.data && <Loading />}
+      {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
+      {res.data &&
+        (res.data.settings.length === 0 ? (
+          <Empty>{t('config.empty')}</Empty>
+        ) : (
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">{t('config.key')}</th>
+                  <th scope="col">{t('config.value')}</th>
+                  <th scope="col">{t('config.default')}</th>
+                  <th scope="col">{t('config.help')}</th>
+                  <th scope="col">{t('common.actions')}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {res.data.settings.map((s) => (
+                  <ConfigRow key={`${s.key}=${s.value}`} s={s} onSaved={res.reload} />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ))}
+    </section>
+  );
+}
+
+export default function ApiSetup() {
+  const { t } = useTranslation();
+  const { hash } = useLocation();
+  useEffect(() => {
+    if (hash) document.getElementById(hash.slice(1))?.scrollIntoView();
+  }, [hash]);
+  return (
+    <section>
+      <h1>{t('apiSetup.title')}</h1>
+      <nav className="tabs" aria-label={t('apiSetup.sections')}>
+        <a href="#models">{t('apiSetup.models.title')}</a>
+        <a href="#keys">{t('keys.title')}</a>
+        <a href="#policy">{t('policy.title')}</a>
+        <a href="#config">{t('config.title')}</a>
+      </nav>
+      <div className="stack">
+        <Models />
+        <Keys />
+        <Policy />
+        <Config />
+      </div>
+    </section>
+  );
+}

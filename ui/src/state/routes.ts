@@ -1,0 +1,11 @@
+// The app's routes (spec §2 plus /api-setup and /usage).
+export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings'];
+
+/** A warning's fix_route if this build has that screen; `/setup` (the wizard) it has not. */
+export function fixRoute(route: string): string | null {
+  const path = route.split('#')[0] ?? route;
+  return ROUTES.includes(path) ? route : null;
+}
+
+/** Modes the app can start the server in (ACME needs e-mail and domain: CLI only). */
+export const START_MODES = ['local-http', 'dev-selfsigned', 'packaged-ca'] as const;
