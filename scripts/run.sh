@@ -9,6 +9,7 @@ if ! command -v cargo >/dev/null; then
   echo "[run] cargo is missing: install the Rust toolchain (https://rustup.rs), then re-run" >&2
   exit 1
 fi
+scripts/build-ui.sh >&2
 cargo build --release --locked -p flm-cli >&2
 FLM=target/release/flm
 "$FLM" --format text engines detect --fresh

@@ -41,6 +41,9 @@ if ! "$PYENV/bin/python" -c 'import openai' 2>/dev/null; then
 fi
 export FLM_PYTHON=$PYENV/bin/python
 
+log "the app: lint, type check, component tests, build (embedded by the flm binary)"
+scripts/build-ui.sh --check
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -297,10 +297,17 @@ async fn lifetime(manager: &ProxyManager, ui: Option<&flm_proxy::ui::UiHandle>) 
 }
 
 /// Routers of other app API modules (paths relative to `/api/v1`, state applied),
-/// mounted behind the app's session guard. The integrator adds the security and
-/// usage routers here.
-fn app_api_routers(_app: &App) -> Vec<axum::Router> {
-    Vec::new()
+/// mounted behind the app's session guard: the security screens and usage/health
+/// history.
+fn app_api_routers(app: &App) -> Vec<axum::Router> {
+    vec![
+        flm_proxy::ui_api::security::router(crate::app::security_api_deps(&app.store)),
+        flm_proxy::ui_api::usage::router(flm_proxy::ui_api::usage::UsageApiDeps::new(
+            app.store.usage(),
+            app.store.health_log(),
+            app.store.api_keys(),
+        )),
+    ]
 }
 
 /// Starts the app server on loopback (`ui.port`, else a random port). The daemon

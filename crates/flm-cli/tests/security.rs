@@ -155,7 +155,11 @@ async fn policy_set_validates_every_field_and_never_half_writes() {
         ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("applies it within a second"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("applies it within a second"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]

@@ -169,6 +169,26 @@ fn pool_options() -> SqlitePoolOptions {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // A SQLite "ping" only round-trips to the worker thread; skip it.
         .test_before_acquire(false)
+        // SQLite rolls a transaction back by itself on SQLITE_FULL, so sqlx's queued
+        // ROLLBACK fails and the connection would go back to the pool still counting
+        // an open transaction: every later `BEGIN` on it is refused ("non-zero
+        // transaction depth") and writes stay broken after the disk has space again.
+        // Such a connection is closed instead; the pool opens a fresh one.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                if !conn.is_in_transaction() {
+                    return Ok(true);
+                }
+                // Lets the queued ROLLBACK run first (same command queue).
+                conn.ping().await?;
+                let healthy = !conn.is_in_transaction();
+                if !healthy {
+                    tracing::warn!("closing a database connection left in a failed transaction");
+                }
+                Ok(healthy)
+            })
+        })
 }
 
 /// Opens the read-write pool, retrying while another process holds the file locked.

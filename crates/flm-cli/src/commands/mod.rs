@@ -8,8 +8,8 @@ mod engines;
 mod models;
 mod proxy;
 mod security;
-mod usage;
 mod ui;
+mod usage;
 
 use std::io::{IsTerminal, Write};
 
