@@ -412,7 +412,14 @@ async fn every_response_has_the_security_headers_and_the_app_is_served() {
         assert_eq!(spa.text().await.unwrap(), body);
         let a = u
             .http
-            .get(format!("{}/assets/app-1a2b3c.js", u.base))
+            .get(format!("{}{}", u.base, {
+                // The first hashed script the built index.html references.
+                let at = body
+                    .find("/assets/")
+                    .expect("index.html references an asset");
+                let end = body[at..].find('"').expect("quoted asset path");
+                body[at..at + end].to_owned()
+            }))
             .send()
             .await
             .unwrap();
