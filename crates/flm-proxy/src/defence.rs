@@ -282,6 +282,9 @@ pub struct Guard {
     rate_persisted_ms: AtomicU64,
     /// Policy or blocklist changed in the database (admin API).
     reload_now: Notify,
+    /// Serialises policy reloads: a poll that read the table just before a change
+    /// must not store its stale copy over the newer one a forced reload applied.
+    policy_reload: tokio::sync::Mutex<()>,
     /// Refusals of banned IPs not yet recorded.
     refusals: Mutex<HashMap<IpAddr, u64>>,
     pub(crate) audit: AuditSink,
@@ -369,6 +372,7 @@ impl Guard {
             persist_now: Notify::new(),
             rate_persisted_ms: AtomicU64::new(0),
             reload_now: Notify::new(),
+            policy_reload: tokio::sync::Mutex::new(()),
             refusals: Mutex::new(HashMap::new()),
             audit: AuditSink::new(),
             conns: Arc::new(AtomicU32::new(0)),
@@ -437,6 +441,7 @@ impl Guard {
         let Some(deps) = &self.deps else {
             return Ok(());
         };
+        let _serial = self.policy_reload.lock().await;
         let stored = deps.policy.load().await.map_err(|e| e.to_string())?;
         let current = self.policies.load();
         let stamp = stored.as_ref().map(|s| s.updated_at);

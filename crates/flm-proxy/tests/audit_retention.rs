@@ -11,21 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{harness, Harness};
+use common::{vllm, Harness};
 use flm_core::security::{AuditEvent, AuditFilter, AuditRow, AuditSeverity};
-use flm_core::EngineKind;
 use flm_proxy::RetentionTiming;
-use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
 use serde_json::Value;
 use sqlx::{ConnectOptions, Connection};
-
-async fn vllm() -> (Emulator, Harness) {
-    let engine = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
-        .await
-        .unwrap();
-    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
-    (engine, h)
-}
 
 const FAST: RetentionTiming = RetentionTiming {
     first: Duration::from_millis(100),

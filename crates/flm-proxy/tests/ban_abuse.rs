@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, harness, security_deps, Harness};
+use common::{free_port, security_deps, vllm, Harness};
 use flm_core::ports::SystemClock;
 use flm_core::proxy::ProxyConfig;
 use flm_core::security::AuditFilter;
@@ -31,19 +31,6 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-async fn vllm() -> (Emulator, Harness) {
-    let engine = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
-        .await
-        .unwrap();
-    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
-    (engine, h)
-}
-
-async fn set_policy(h: &Harness, policy: Value) {
-    h.store.policy().save(&policy.to_string()).await.unwrap();
-    h.manager.reload_security().await.unwrap();
-}
 
 /// Blocklist, intrusion and anomaly detection explicitly on (the proxy is on loopback).
 fn protections() -> Value {
@@ -232,7 +219,7 @@ async fn a_page_in_chromium_cannot_get_its_visitors_banned_but_a_script_still_is
         return;
     }
     let (_engine, h) = vllm().await;
-    set_policy(&h, protections()).await;
+    h.set_policy(&protections()).await;
     let paths = hostile_paths();
     assert_eq!(paths.len(), 50);
     let (page_port, server) = serve_page(page(&h.base, &paths)).await;
@@ -299,7 +286,7 @@ async fn a_page_in_chromium_cannot_get_its_visitors_banned_but_a_script_still_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_keys_never_count_and_cross_site_marks_only_spend_a_soft_budget() {
     let (_engine, h) = vllm().await;
-    set_policy(&h, protections()).await;
+    h.set_policy(&protections()).await;
     for i in 0..30 {
         assert_eq!(
             get(&h, &format!("/v1/models?i={i}"), None, &[]).await,
@@ -370,7 +357,7 @@ async fn an_ipv6_48_spreading_failures_is_banned_as_a_whole() {
     let (_engine, h) = vllm().await;
     let mut policy = protections();
     policy["trusted_proxy_ips"] = json!(["127.0.0.1"]);
-    set_policy(&h, policy).await;
+    h.set_policy(&policy).await;
     for i in 1..=100u32 {
         let addr = format!("2001:db8:1:{i:x}::{i:x}");
         get(
@@ -414,11 +401,8 @@ async fn an_ipv6_48_spreading_failures_is_banned_as_a_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_real_ip_is_believed_only_without_x_forwarded_for() {
     let (_engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    h.set_policy(&json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}))
+        .await;
     let k = Some(h.key.as_str());
     assert_eq!(
         get(&h, "/v1/models", k, &[("x-real-ip", "10.1.2.3")])

@@ -14,23 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{harness, Harness};
+use common::{vllm, vllm_with, Harness};
 use flm_core::proxy::{ProxyConfig, ProxyMode};
 use flm_core::services::ConfigService;
-use flm_core::EngineKind;
-use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
+use flm_testkit::EmulatorOptions;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// Honest requests per test.
 const HONEST: usize = 1000;
-
-async fn vllm(opts: EmulatorOptions) -> (Emulator, Harness) {
-    let engine = Emulator::start(EmulatedKind::Vllm, opts).await.unwrap();
-    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
-    (engine, h)
-}
 
 /// Resource protection on, with the connection figure as the only threshold that can
 /// trip: the honest load runs in this very process, and CPU or memory figures of a
@@ -175,7 +168,7 @@ fn proxy_addr(base: &str) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_one_address_do_not_lock_others_out() {
-    let (_engine, h) = vllm(EmulatorOptions::default()).await;
+    let (_engine, h) = vllm().await;
     protect(&h).await;
     let (stop, stop_rx) = watch::channel(false);
     let (attack, tasks) = hold_idle(
@@ -205,7 +198,7 @@ async fn idle_connections_from_one_address_do_not_lock_others_out() {
 /// the oldest make room, long before their header timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_many_addresses_are_bounded() {
-    let (_engine, h) = vllm(EmulatorOptions::default()).await;
+    let (_engine, h) = vllm().await;
     protect(&h).await;
     let (stop, stop_rx) = watch::channel(false);
     let sources: Vec<Ipv4Addr> = (2..12).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
@@ -240,7 +233,7 @@ fn free_pair() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tls_connections_from_one_address_do_not_lock_others_out() {
-    let (_engine, h) = vllm(EmulatorOptions::default()).await;
+    let (_engine, h) = vllm().await;
     protect(&h).await;
     let handle = h
         .manager
@@ -289,7 +282,7 @@ async fn idle_tls_connections_from_one_address_do_not_lock_others_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_releases_the_engine_stream() {
     // ~200,000 chunks (tens of MB): far more than every buffer on the way can hold.
-    let (engine, h) = vllm(EmulatorOptions::default().stream_padding(200_000)).await;
+    let (engine, h) = vllm_with(EmulatorOptions::default().stream_padding(200_000)).await;
     let config = ConfigService::new(h.store.settings(), "config.db");
     config.set("proxy.send_timeout_secs", "1").await.unwrap();
     let port = common::free_port();

@@ -12,25 +12,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{harness, Harness};
+use common::{vllm, Harness};
 use flm_core::security::BlockRow;
-use flm_core::EngineKind;
-use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn vllm() -> (Emulator, Harness) {
-    let engine = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
-        .await
-        .unwrap();
-    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
-    (engine, h)
-}
-
-async fn set_policy(h: &Harness, policy: Value) {
-    h.store.policy().save(&policy.to_string()).await.unwrap();
-    h.manager.reload_security().await.unwrap();
-}
 
 async fn models_as(h: &Harness, ip: &str) -> (u16, String) {
     let r = h
@@ -75,11 +60,8 @@ async fn until(h: &Harness, ip: &str, want: (u16, &str), what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_row_that_disappears_or_turns_invalid_while_running_fails_closed() {
     let (_engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    h.set_policy(&json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}))
+        .await;
     assert_eq!(models_as(&h, "10.1.2.3").await.0, 200);
 
     // The row is deleted by hand: not "no policy, allow everything" but closed.
@@ -116,11 +98,8 @@ async fn a_policy_row_that_disappears_or_turns_invalid_while_running_fails_close
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_cannot_be_read_keeps_the_last_good_one_in_force() {
     let (_engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    h.set_policy(&json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}))
+        .await;
     assert_eq!(models_as(&h, "10.1.2.3").await.0, 200);
     assert_eq!(models_as(&h, "192.0.2.1").await.0, 403);
     // Every read of the policy now fails with a database error.
@@ -151,11 +130,8 @@ async fn a_policy_that_cannot_be_read_keeps_the_last_good_one_in_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banned_client_is_refused_before_its_body_is_read() {
     let (engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"trusted_proxy_ips": ["127.0.0.1"], "ip_blocklist": {"enabled": true}}),
-    )
-    .await;
+    h.set_policy(&json!({"trusted_proxy_ips": ["127.0.0.1"], "ip_blocklist": {"enabled": true}}))
+        .await;
     let now = chrono::Utc::now();
     h.store
         .blocklist()
@@ -225,4 +201,52 @@ async fn a_banned_client_is_refused_before_its_body_is_read() {
     drop(s);
     assert_eq!(engine.control().chat_requests(), chats_before);
     h.stop().await;
+}
+
+/// A reload that read the table just before a change must not store its stale copy
+/// over the newer policy a forced reload applied after the change: once
+/// `reload_security` returns, the stored policy is the one in force, whatever other
+/// reloads (the poll, another CLI process) run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_concurrent_reload_never_brings_back_an_older_policy() {
+    let (_engine, h) = vllm().await;
+    let h = std::sync::Arc::new(h);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut racers = Vec::new();
+    for _ in 0..3 {
+        let (h, stop) = (h.clone(), stop.clone());
+        racers.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                h.manager.reload_security().await.unwrap();
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut rounds = 0;
+    for i in 0..150u32 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let limit = 1000 + i;
+        h.set_policy(&json!({"rate_limit": {"rpm": limit, "burst": limit}}))
+            .await;
+        let r = h
+            .http
+            .get(format!("{}/v1/models", h.base))
+            .bearer_auth(&h.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["x-ratelimit-limit"],
+            limit.to_string().as_str(),
+            "round {i}: an older policy came back"
+        );
+        rounds += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in racers {
+        r.await.unwrap();
+    }
+    assert!(rounds >= 20, "only {rounds} rounds ran");
 }

@@ -13,24 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{harness, Harness};
+use common::{vllm, Harness};
 use flm_core::security::{AuditFilter, BlockRow, IntrusionFilter};
-use flm_core::EngineKind;
-use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
 use serde_json::{json, Value};
-
-async fn vllm() -> (Emulator, Harness) {
-    let engine = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
-        .await
-        .unwrap();
-    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
-    (engine, h)
-}
-
-async fn set_policy(h: &Harness, policy: Value) {
-    h.store.policy().save(&policy.to_string()).await.unwrap();
-    h.manager.reload_security().await.unwrap();
-}
 
 fn chat_body() -> Value {
     json!({"model": "flm://vllm/test-model", "messages": [{"role": "user", "content": "hi"}]})
@@ -85,17 +70,14 @@ async fn policy_changes_apply_live_and_unusable_policies_fail_closed() {
 
     // An allow list without trusted proxies: the peer (127.0.0.1) is the client, and
     // a forged X-Forwarded-For changes nothing.
-    set_policy(&h, json!({"ip_whitelist": ["10.0.0.0/8"]})).await;
+    h.set_policy(&json!({"ip_whitelist": ["10.0.0.0/8"]})).await;
     assert_eq!(
         code(models_as(&h, "10.1.2.3").await).await,
         (403, "forbidden".into())
     );
     // Trusting the loopback peer: the right-most untrusted address is the client.
-    set_policy(
-        &h,
-        json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    h.set_policy(&json!({"ip_whitelist": ["10.0.0.0/8"], "trusted_proxy_ips": ["127.0.0.1"]}))
+        .await;
     assert_eq!(models_as(&h, "10.1.2.3").await.status(), 200);
     assert_eq!(
         code(models_as(&h, "10.1.2.3, 192.0.2.9").await).await,
@@ -150,17 +132,14 @@ async fn sqlx_exec(h: &Harness, sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_a_banned_ip_never_reaches_the_engine() {
     let (engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({
-            "trusted_proxy_ips": ["127.0.0.1"],
-            "ip_blocklist": {"enabled": true},
-            "intrusion_detection": {"enabled": true},
-            "anomaly_detection": {"enabled": true, "request_rate_threshold": 100000},
-            "ip_rate_limit": {"enabled": true, "rpm": 1000000},
-            "resource_protection": {"enabled": true, "cpu_threshold": 100, "memory_threshold": 100},
-        }),
-    )
+    h.set_policy(&json!({
+        "trusted_proxy_ips": ["127.0.0.1"],
+        "ip_blocklist": {"enabled": true},
+        "intrusion_detection": {"enabled": true},
+        "anomaly_detection": {"enabled": true, "request_rate_threshold": 100000},
+        "ip_rate_limit": {"enabled": true, "rpm": 1000000},
+        "resource_protection": {"enabled": true, "cpu_threshold": 100, "memory_threshold": 100},
+    }))
     .await;
     let now = chrono::Utc::now();
     h.store
@@ -290,11 +269,8 @@ async fn a_flood_from_a_banned_ip_never_reaches_the_engine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_and_honeypots_score_up_to_a_persisted_ban() {
     let (engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"trusted_proxy_ips": ["127.0.0.1"], "intrusion_detection": {"enabled": true}, "ip_blocklist": {"enabled": true}}),
-    )
-    .await;
+    h.set_policy(&json!({"trusted_proxy_ips": ["127.0.0.1"], "intrusion_detection": {"enabled": true}, "ip_blocklist": {"enabled": true}}))
+        .await;
     let get_as = |path: &str, ip: &str| {
         h.http
             .get(format!("{}{path}", h.base))
@@ -413,11 +389,8 @@ async fn attacks_and_honeypots_score_up_to_a_persisted_ban() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_ip_and_per_key() {
     let (_engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"trusted_proxy_ips": ["127.0.0.1"], "ip_rate_limit": {"enabled": true, "rpm": 4, "burst": 4}}),
-    )
-    .await;
+    h.set_policy(&json!({"trusted_proxy_ips": ["127.0.0.1"], "ip_rate_limit": {"enabled": true, "rpm": 4, "burst": 4}}))
+        .await;
     for _ in 0..4 {
         assert_eq!(models_as(&h, "198.51.100.30").await.status(), 200);
     }
@@ -432,7 +405,8 @@ async fn rate_limits_per_ip_and_per_key() {
     assert_eq!(code(r).await.1, "rate_limit_exceeded");
     assert_eq!(models_as(&h, "198.51.100.31").await.status(), 200, "per IP");
 
-    set_policy(&h, json!({"rate_limit": {"rpm": 2, "burst": 2}})).await;
+    h.set_policy(&json!({"rate_limit": {"rpm": 2, "burst": 2}}))
+        .await;
     let r = models_as(&h, "198.51.100.30").await;
     assert_eq!(r.status(), 200, "the IP limit is off again");
     assert_eq!(r.headers()["x-ratelimit-limit"], "2");
@@ -454,11 +428,8 @@ async fn rate_limits_per_ip_and_per_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_protection_refuses_new_requests_with_503() {
     let (_engine, h) = vllm().await;
-    set_policy(
-        &h,
-        json!({"resource_protection": {"enabled": true, "memory_threshold": 1}}),
-    )
-    .await;
+    h.set_policy(&json!({"resource_protection": {"enabled": true, "memory_threshold": 1}}))
+        .await;
     let r = models_as(&h, "-").await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
@@ -472,11 +443,9 @@ async fn resource_protection_refuses_new_requests_with_503() {
         .unwrap();
     assert_eq!(health.status(), 200, "/health is never throttled");
 
-    set_policy(
-        &h,
-        json!({"resource_protection": {"enabled": true, "memory_threshold": 100, "cpu_threshold": 100}}),
-    )
-    .await;
+    h.set_policy(&json!({"resource_protection": {"enabled": true, "memory_threshold": 100, "cpu_threshold": 100}}))
+
+        .await;
     assert_eq!(models_as(&h, "-").await.status(), 200);
     // 100 requests in progress (headers sent, body still awaited) reach the cap of
     // 100: the next request is refused, and admitted again once they are gone. Idle

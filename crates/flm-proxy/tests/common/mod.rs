@@ -13,6 +13,7 @@ use flm_engines::{BinaryFinder, HttpClient, HttpProber, Registry};
 use flm_proxy::{ProxyDeps, ProxyManager, StopTarget};
 use flm_store::{Store, StorePaths};
 use flm_testkit::llama::{LlamaServer, TinyModel};
+use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
 use futures::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -145,7 +146,24 @@ async fn harness_full(
     }
 }
 
+/// A harness in front of one emulated vLLM engine (id `vllm`).
+pub async fn vllm_with(opts: EmulatorOptions) -> (Emulator, Harness) {
+    let engine = Emulator::start(EmulatedKind::Vllm, opts).await.unwrap();
+    let h = harness(&[(EngineKind::Vllm, engine.base_url(), "vllm")]).await;
+    (engine, h)
+}
+
+/// [`vllm_with`] with the emulator's defaults.
+pub async fn vllm() -> (Emulator, Harness) {
+    vllm_with(EmulatorOptions::default()).await
+}
+
 impl Harness {
+    /// Stores `policy` and makes the running proxy apply it now.
+    pub async fn set_policy(&self, policy: &Value) {
+        self.store.policy().save(&policy.to_string()).await.unwrap();
+        self.manager.reload_security().await.unwrap();
+    }
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
