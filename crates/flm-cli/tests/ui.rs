@@ -56,6 +56,8 @@ async fn flm_ui_prints_a_login_url_that_opens_a_session_without_a_proxy() {
         .await
         .unwrap();
     assert_eq!(s["csrf_token"].as_str().unwrap().len(), 64, "{s}");
+    // No language chosen yet: the app follows the browser's.
+    assert_eq!(s["language"], Value::Null, "{s}");
     // The code was used: following it again fails.
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
     // No proxy runs; the dashboard says so.

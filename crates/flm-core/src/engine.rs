@@ -10,6 +10,7 @@ use crate::error::CoreError;
 use crate::ids::{EngineId, ModelId};
 
 /// The engine families FLM knows how to talk to.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {

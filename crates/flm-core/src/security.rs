@@ -996,6 +996,7 @@ mod tests {
 // ---------------------------------------------------------------------------------------
 
 /// A missing protection the app's dashboard points out, with the app route that fixes it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityWarning {

@@ -163,6 +163,7 @@ impl RequestOutcome {
 }
 
 /// Time ranges the usage view offers.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UsageRange {
     /// The last hour, in 1-minute buckets.
@@ -220,6 +221,7 @@ impl FromStr for UsageRange {
 }
 
 /// What the usage groups are keyed by.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageGroupBy {

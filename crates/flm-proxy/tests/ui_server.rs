@@ -813,3 +813,116 @@ async fn a_ban_by_the_proxy_itself_is_a_live_event() {
     assert!(t.elapsed() < Duration::from_secs(1));
     u.manager.stop(&Default::default()).await.unwrap();
 }
+
+/// `POST` with the session's cookie and CSRF token.
+async fn post_json(u: &Ui, cookie: &str, csrf: &str, path: &str, body: Value) -> reqwest::Response {
+    u.http
+        .post(format!("{}/api/v1{path}", u.base))
+        .header("cookie", cookie)
+        .header("x-flm-csrf", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn errors_of_the_core_services_have_lower_case_codes_and_the_status_of_their_kind() {
+    let u = ui(SessionTiming::default(), vec![]).await;
+    let (cookie, csrf) = login(&u).await;
+    let running_port: u16 = u.proxy_base.rsplit(':').next().unwrap().parse().unwrap();
+
+    // A proxy already runs on that port: a conflict with the current state.
+    let r = post_json(
+        &u,
+        &cookie,
+        &csrf,
+        "/proxy/start",
+        json!({"port": running_port}),
+    )
+    .await;
+    let (status, code, v) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "proxy_already_running"),
+        "{v}"
+    );
+
+    // Another program holds the port: a conflict too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let r = post_json(
+        &u,
+        &cookie,
+        &csrf,
+        "/proxy/start",
+        json!({"port": taken_port}),
+    )
+    .await;
+    let (status, code, v) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (409, "proxy_port_in_use"), "{v}");
+
+    // An address of no interface of this machine: a validation error, with fields.
+    let r = post_json(
+        &u,
+        &cookie,
+        &csrf,
+        "/proxy/start",
+        json!({"port": free_port(), "listen": "203.0.113.1"}),
+    )
+    .await;
+    let (status, code, v) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "invalid_proxy_config"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("203.0.113.1"),
+        "{v}"
+    );
+
+    u.manager.stop(&Default::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_session_language_is_null_until_the_user_chooses_one() {
+    let u = ui(SessionTiming::default(), vec![]).await;
+    let (cookie, csrf) = login(&u).await;
+    let session = || async {
+        u.http
+            .get(format!("{}/api/v1/session", u.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // `preferred_language` has a built-in default (`en`), but nobody chose it: the app
+    // must pick the browser's language instead.
+    let s = session().await;
+    assert_eq!(s["language"], Value::Null, "{s}");
+    assert_eq!(s["theme"], "system", "{s}");
+    let r = u
+        .http
+        .put(format!("{}/api/v1/config/preferred_language", u.base))
+        .header("cookie", &cookie)
+        .header("x-flm-csrf", &csrf)
+        .json(&json!({"value": "ja"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(session().await["language"], "ja");
+    // Choosing the default value is a choice too.
+    ConfigService::new(u.store.settings(), "config.db")
+        .set("preferred_language", "en")
+        .await
+        .unwrap();
+    assert_eq!(session().await["language"], "en");
+}

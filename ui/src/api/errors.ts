@@ -4,7 +4,7 @@ export const KNOWN_ERROR_CODES = [
   'validation_failed', 'invalid_request', 'not_found', 'proxy_not_running', 'proxy_start_failed',
   'engine_not_found', 'key_not_found', 'invalid_ip', 'internal_error', 'network_error', 'rate_limited',
   'conflict', 'invalid_config',
-  // flm-core's codes (upper-case on the wire, e.g. PROXY_PORT_IN_USE)
+  // flm-core's codes, lower-cased by the daemon (e.g. proxy_port_in_use)
   'already_exists', 'api_key_not_found', 'config_not_set', 'db_error', 'io_error', 'engine_api_error',
   'engine_network_error', 'engine_timeout', 'engine_unsupported', 'invalid_argument', 'read_only_mode',
   'proxy_already_running', 'proxy_daemon_error', 'proxy_invalid_config', 'proxy_port_in_use',

@@ -6,7 +6,9 @@ type Listener = (data: unknown) => void;
 
 const listeners = new Map<EventKind, Set<Listener>>();
 let source: EventSource | null = null;
-const KINDS: EventKind[] = ['engine', 'proxy', 'ban', 'unblock', 'keys', 'policy', 'config'];
+// A record, not a list, so that tsc fails when the daemon gains a kind the app does not listen to.
+const KIND_SET: Record<EventKind, true> = { engine: true, proxy: true, ban: true, unblock: true, keys: true, policy: true, config: true };
+const KINDS = Object.keys(KIND_SET) as EventKind[];
 
 function ensureSource(): void {
   if (source !== null || typeof EventSource === 'undefined') return;

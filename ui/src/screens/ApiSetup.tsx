@@ -3,7 +3,7 @@ import { useLocation } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
 import { api, ApiError } from '../api/client';
 import { useAction, useResource } from '../api/hooks';
-import type { KeyView, Setting } from '../api/types';
+import { asPolicyDoc, type KeyView, type Setting } from '../api/types';
 import { ConfirmDialog, Empty, ErrorBox, Loading, SecretDialog } from '../components/common';
 import { fmtTime } from '../state/format';
 import { PolicyEditor } from './PolicyEditor';
@@ -190,7 +190,7 @@ function Policy() {
       {res.data && (
         <PolicyEditor
           key={res.data.updated_at ?? 'none'}
-          doc={res.data.policy ?? {}}
+          doc={asPolicyDoc(res.data.policy) ?? {}}
           onSave={async (doc) => {
             await api.setPolicy(doc);
             res.reload();

@@ -38,7 +38,7 @@ export default function ChatTester() {
   const list = models.data?.models ?? [];
   const model = picked || list[0]?.id || '';
   const selected = list.find((m) => m.id === model);
-  const vision = selected?.capabilities.some((c) => c === 'vision' || c === 'vision_inputs') ?? false;
+  const vision = selected?.capabilities.includes('vision_inputs') ?? false;
 
   useEffect(() => () => abort.current?.abort(), []);
 
@@ -115,7 +115,7 @@ export default function ChatTester() {
                 value={model}
                 onChange={(e) => {
                   const next = list.find((m) => m.id === e.target.value);
-                  const nextVision = next?.capabilities.some((c) => c === 'vision' || c === 'vision_inputs') ?? false;
+                  const nextVision = next?.capabilities.includes('vision_inputs') ?? false;
                   // Spec §3.3: switching to a text-only model with attachments asks first.
                   if (!nextVision && images.length > 0) setPendingModel(e.target.value);
                   else setModel(e.target.value);

@@ -2,7 +2,7 @@ import { useId, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api } from '../api/client';
 import { useAction, useResource } from '../api/hooks';
-import type { AnomalyView, AuditView, EventFilters, IntrusionView, Page } from '../api/types';
+import type { AnomalyView, AuditView, EventFilters, IntrusionView, JsonValue, Page } from '../api/types';
 import { Empty, ErrorBox, Loading } from '../components/common';
 import { fmtNum, fmtTime } from '../state/format';
 import { useCursorPager } from '../state/paging';
@@ -57,9 +57,10 @@ function Summary() {
   );
 }
 
-function Details({ value }: { value: Record<string, unknown> | null }) {
-  if (!value || Object.keys(value).length === 0) return <>—</>;
-  return <code className="small wrap">{JSON.stringify(value)}</code>;
+/** Stored details: a JSON document, or the stored text when it is not JSON. */
+function Details({ value }: { value: JsonValue }) {
+  if (value === null || value === '' || (typeof value === 'object' && Object.keys(value).length === 0)) return <>—</>;
+  return <code className="small wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>;
 }
 
 function AuditTable({ items }: { items: AuditView[] }) {

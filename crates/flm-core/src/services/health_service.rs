@@ -17,6 +17,7 @@ pub const MAX_HISTORY_HOURS: u32 = (HEALTH_RETENTION_DAYS as u32) * 24;
 pub const MAX_HISTORY_LIMIT: u32 = 10_000;
 
 /// Summary of one engine (and model) over the window.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthSummary {
     /// Engine id.

@@ -41,6 +41,7 @@ pub struct PolicyDocument {
 }
 
 /// Current state of one blocklist row.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockKind {
@@ -75,6 +76,7 @@ pub struct ClearedBlocks {
 }
 
 /// Counts for the security dashboard cards.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecuritySummary {
     /// IPs blocked now (temporary blocks in force and permanent ones).

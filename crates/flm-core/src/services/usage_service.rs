@@ -12,6 +12,7 @@ use crate::ports::{ApiKeyRepository, Clock};
 use crate::usage::{UsageGroupBy, UsageRange, UsageRepository};
 
 /// One group of the report.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageGroup {
     /// Key id, canonical model id or engine id; empty for requests refused before
@@ -40,6 +41,7 @@ pub struct UsageGroup {
 }
 
 /// One point of the series.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsagePoint {
     /// Start of the bucket.
@@ -55,6 +57,7 @@ pub struct UsagePoint {
 }
 
 /// The report.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageReport {
     /// Range covered.

@@ -16,10 +16,16 @@ use flm_core::engine::{EngineState, EngineStatus, ModelInfo};
 use flm_core::proxy::{ProxyConfig, ProxyHandle, ProxyMode};
 use flm_core::security::{security_warnings, ExposureFacts};
 use flm_core::services::engine_service::DetectOptions;
+use flm_core::services::ValueSource;
 use flm_core::CoreError;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::types::{
+    AppEvent, CertificateView, ConfigEvent, DashboardView, EndpointScope, EndpointUrl,
+    EngineHealth, EngineList, EngineModel, EngineView, Language, ModelCapability, ModelList,
+    ModelView, ProxyStartRequest, ProxyView, SecurityWarningView, SessionView, SetSettingRequest,
+    SettingKind, SettingList, SettingView, Theme,
+};
 use super::{Session, UiState};
 use crate::ui_api::{FieldError, UiError};
 use crate::StopTarget;
@@ -41,43 +47,28 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .route("/chat/completions", post(super::chat::completions))
 }
 
-/// A core error as an app error (user errors 409/422-ish, failures 500).
-fn core(e: CoreError) -> UiError {
-    match e.exit_code() {
-        2 => UiError::internal(e),
-        _ => UiError::new(StatusCode::CONFLICT, "core_error", e.to_string()).with_code(e.code()),
-    }
-}
-
-trait WithCode {
-    fn with_code(self, code: &'static str) -> Self;
-}
-
-impl WithCode for UiError {
-    /// Keeps the core's stable code (lower-cased codes are the app's own).
-    fn with_code(mut self, code: &'static str) -> Self {
-        self.code = code;
-        self
-    }
-}
-
-async fn session(st: St, Extension(s): Extension<Session>) -> Result<Json<Value>, UiError> {
+async fn session(st: St, Extension(s): Extension<Session>) -> Result<Json<SessionView>, UiError> {
+    // Only a language the user chose: the built-in default would hide the browser's.
     let language = st
         .deps
         .config
         .get("preferred_language")
         .await
-        .ok()
-        .filter(|e| e.source == flm_core::services::config_service::ValueSource::Set)
-        .map(|e| e.value);
-    let theme = st.deps.config.get("ui.theme").await.map_err(core)?.value;
-    Ok(Json(json!({
-        "csrf_token": s.csrf_token,
-        "expires_at": s.expires_at(&st.sessions.timing(), Instant::now()).to_rfc3339(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "language": language,
-        "theme": theme,
-    })))
+        .map_err(UiError::from)?;
+    let language = match language.source {
+        ValueSource::Set => Language::parse(&language.value),
+        ValueSource::Default | ValueSource::Computed => None,
+    };
+    let theme = st.deps.config.get("ui.theme").await?.value;
+    Ok(Json(SessionView {
+        csrf_token: s.csrf_token.clone(),
+        expires_at: s
+            .expires_at(&st.sessions.timing(), Instant::now())
+            .to_rfc3339(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        language,
+        theme: Theme::parse(&theme),
+    }))
 }
 
 async fn logout(st: St, Extension(s): Extension<Session>) -> Response {
@@ -92,109 +83,121 @@ async fn logout(st: St, Extension(s): Extension<Session>) -> Response {
     resp
 }
 
-fn proxy_view(handles: &[ProxyHandle]) -> Value {
+fn proxy_view(handles: &[ProxyHandle]) -> ProxyView {
     let Some(h) = handles.first() else {
-        return json!({"running": false, "mode": null, "listen": null, "port": null,
-            "https_port": null, "acme_domain": null, "egress": null, "certificate": null,
-            "started_at": null});
+        return ProxyView::default();
     };
     let certificate = h.tls.as_ref().map(|t| {
         let days_left = chrono::DateTime::parse_from_rfc3339(&t.not_after)
             .map(|na| (na.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days())
             .unwrap_or(0);
-        json!({
-            "subject": t.sans.first().cloned().unwrap_or_default(),
-            "not_after": t.not_after,
-            "days_left": days_left,
-            "self_signed": h.mode == ProxyMode::DevSelfsigned,
-        })
+        CertificateView {
+            subject: t.sans.first().cloned().unwrap_or_default(),
+            not_after: t.not_after.clone(),
+            days_left,
+            self_signed: h.mode == ProxyMode::DevSelfsigned,
+        }
     });
-    json!({
-        "running": h.running,
-        "mode": h.mode.slug(),
-        "listen": h.listen_addr,
-        "port": h.port,
-        "https_port": h.https_port,
-        "acme_domain": h.acme_domain,
-        "egress": h.egress.display_url(),
-        "certificate": certificate,
-        "started_at": h.started_at,
-    })
+    ProxyView {
+        running: h.running,
+        mode: Some(h.mode.slug().to_owned()),
+        listen: Some(h.listen_addr.clone()),
+        port: Some(h.port),
+        https_port: h.https_port,
+        acme_domain: h.acme_domain.clone(),
+        egress: Some(h.egress.display_url()),
+        certificate,
+        started_at: Some(h.started_at.clone()),
+    }
 }
 
 /// The handle's user-facing URLs (computed by the manager; never a wildcard).
-fn endpoints(handles: &[ProxyHandle]) -> Vec<Value> {
+fn endpoints(handles: &[ProxyHandle]) -> Vec<EndpointUrl> {
     let mut v = Vec::new();
     for h in handles {
-        v.push(json!({"scope": "this_pc", "url": h.endpoints.localhost}));
+        let url = |scope, url: &String| EndpointUrl {
+            scope,
+            url: url.clone(),
+        };
+        v.push(url(EndpointScope::ThisPc, &h.endpoints.localhost));
         if let Some(u) = &h.endpoints.local_network {
-            v.push(json!({"scope": "lan", "url": u}));
+            v.push(url(EndpointScope::Lan, u));
         }
         if let Some(u) = &h.endpoints.external {
-            v.push(json!({"scope": "internet", "url": u}));
+            v.push(url(EndpointScope::Internet, u));
         }
     }
     v
 }
 
-fn model_caps(m: &ModelInfo) -> Vec<&'static str> {
+fn model_caps(m: &ModelInfo) -> Vec<ModelCapability> {
     let mut c = Vec::new();
-    for (on, name) in [
-        (m.supports_chat, "chat"),
-        (m.supports_streaming, "chat_stream"),
-        (m.supports_embeddings, "embeddings"),
-        (m.vision, "vision_inputs"),
-        (m.audio_inputs, "audio_inputs"),
-        (m.tools, "tools"),
-        (m.reasoning, "reasoning"),
+    for (on, cap) in [
+        (m.supports_chat, ModelCapability::Chat),
+        (m.supports_streaming, ModelCapability::ChatStream),
+        (m.supports_embeddings, ModelCapability::Embeddings),
+        (m.vision, ModelCapability::VisionInputs),
+        (m.audio_inputs, ModelCapability::AudioInputs),
+        (m.tools, ModelCapability::Tools),
+        (m.reasoning, ModelCapability::Reasoning),
     ] {
         if on {
-            c.push(name);
+            c.push(cap);
         }
     }
     c
 }
 
-fn engine_view(e: &EngineState, models: &[ModelInfo]) -> Value {
+fn engine_view(e: &EngineState, models: &[ModelInfo]) -> EngineView {
     let (status, latency, error) = match &e.status {
-        EngineStatus::InstalledOnly => ("installed_only", None, None),
-        EngineStatus::RunningHealthy { latency_ms } => ("healthy", Some(*latency_ms), None),
-        EngineStatus::RunningDegraded { latency_ms, reason } => {
-            ("degraded", Some(*latency_ms), Some(reason.clone()))
+        EngineStatus::InstalledOnly => (EngineHealth::InstalledOnly, None, None),
+        EngineStatus::RunningHealthy { latency_ms } => {
+            (EngineHealth::Healthy, Some(*latency_ms), None)
         }
-        EngineStatus::ErrorNetwork { reason, .. } => ("down", None, Some(reason.clone())),
-        EngineStatus::ErrorApi { reason, .. } => ("down", None, Some(reason.clone())),
+        EngineStatus::RunningDegraded { latency_ms, reason } => (
+            EngineHealth::Degraded,
+            Some(*latency_ms),
+            Some(reason.clone()),
+        ),
+        EngineStatus::ErrorNetwork { reason, .. } | EngineStatus::ErrorApi { reason, .. } => {
+            (EngineHealth::Down, None, Some(reason.clone()))
+        }
     };
-    let caps = serde_json::to_value(&e.capabilities)
+    // The flags that are on, by their serialised names (`chat`, `vision_inputs`, …).
+    let capabilities = serde_json::to_value(&e.capabilities)
         .ok()
         .and_then(|v| v.as_object().cloned())
         .map(|o| {
             o.into_iter()
-                .filter(|(_, v)| v == &Value::Bool(true))
+                .filter(|(_, v)| v == &serde_json::Value::Bool(true))
                 .map(|(k, _)| k)
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let models: Vec<Value> = models
+    let models = models
         .iter()
         .filter(|m| m.engine_id == e.id)
-        .map(|m| json!({"id": m.id.to_string(), "name": m.display_name, "capabilities": model_caps(m)}))
+        .map(|m| EngineModel {
+            id: m.id.to_string(),
+            name: m.display_name.clone(),
+            capabilities: model_caps(m),
+        })
         .collect();
-    json!({
-        "id": e.id.to_string(),
-        "kind": e.kind,
-        "name": e.name,
-        "base_url": e.base_url.clone().unwrap_or_default(),
-        "status": status,
-        "latency_ms": latency,
-        "checked_at": e.checked_at.to_rfc3339(),
-        "models": models,
-        "capabilities": caps,
-        "error": error,
-    })
+    EngineView {
+        id: e.id.to_string(),
+        kind: e.kind,
+        name: e.name.clone(),
+        base_url: e.base_url.clone().unwrap_or_default(),
+        status,
+        latency_ms: latency,
+        checked_at: Some(e.checked_at.to_rfc3339()),
+        models,
+        capabilities,
+        error,
+    }
 }
 
-async fn engines(st: &UiState, fresh: bool) -> Result<Vec<Value>, UiError> {
+async fn engines(st: &UiState, fresh: bool) -> Result<Vec<EngineView>, UiError> {
     let report = st
         .deps
         .engines
@@ -202,8 +205,7 @@ async fn engines(st: &UiState, fresh: bool) -> Result<Vec<Value>, UiError> {
             filter: None,
             fresh,
         })
-        .await
-        .map_err(core)?;
+        .await?;
     // Models of engines that answer; an engine that fails to list shows none.
     let models = match st.deps.engines.list_models(None).await {
         Ok(l) => l.models,
@@ -219,9 +221,9 @@ async fn engines(st: &UiState, fresh: bool) -> Result<Vec<Value>, UiError> {
         .collect())
 }
 
-async fn dashboard(st: St) -> Result<Json<Value>, UiError> {
+async fn dashboard(st: St) -> Result<Json<DashboardView>, UiError> {
     let handles = st.deps.manager.status();
-    let keys = st.deps.keys.list().await.map_err(core)?;
+    let keys = st.deps.keys.list().await?;
     let active_keys = keys.iter().filter(|k| !k.revoked).count();
     let (allow_list, rate_limit) = match &st.deps.security {
         Some(sec) => match sec.policy.load().await.map_err(UiError::internal)? {
@@ -248,34 +250,31 @@ async fn dashboard(st: St) -> Result<Json<Value>, UiError> {
         exposed: !exposed.is_empty(),
         exposed_plain_http: exposed.iter().any(|h| h.mode == ProxyMode::LocalHttp),
     };
-    let warnings: Vec<Value> = security_warnings(&facts)
+    let warnings = security_warnings(&facts)
         .into_iter()
-        .map(|w| json!({"code": w, "fix_route": w.fix_route()}))
+        .map(|w| SecurityWarningView {
+            code: w,
+            fix_route: w.fix_route().to_owned(),
+        })
         .collect();
-    Ok(Json(json!({
-        "proxy": proxy_view(&handles),
-        "engines": engines(&st, false).await?,
-        "endpoints": endpoints(&handles),
-        "warnings": warnings,
-        "key_count": active_keys,
-    })))
+    Ok(Json(DashboardView {
+        proxy: proxy_view(&handles),
+        engines: engines(&st, false).await?,
+        endpoints: endpoints(&handles),
+        warnings,
+        key_count: active_keys,
+    }))
 }
 
-async fn detect(st: St) -> Result<Json<Value>, UiError> {
-    Ok(Json(json!({"engines": engines(&st, true).await?})))
+async fn detect(st: St) -> Result<Json<EngineList>, UiError> {
+    Ok(Json(EngineList {
+        engines: engines(&st, true).await?,
+    }))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    mode: Option<String>,
-    port: Option<u16>,
-    listen: Option<String>,
-}
-
-async fn proxy_start(st: St, body: axum::body::Bytes) -> Result<Json<Value>, UiError> {
-    let b: StartBody = if body.is_empty() {
-        StartBody::default()
+async fn proxy_start(st: St, body: axum::body::Bytes) -> Result<Json<ProxyView>, UiError> {
+    let b: ProxyStartRequest = if body.is_empty() {
+        ProxyStartRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| UiError::bad_request("invalid_body", format!("invalid request: {e}")))?
@@ -283,7 +282,7 @@ async fn proxy_start(st: St, body: axum::body::Bytes) -> Result<Json<Value>, UiE
     let port = match b.port {
         Some(p) => p,
         None => {
-            let v = st.deps.config.get("proxy.port").await.map_err(core)?.value;
+            let v = st.deps.config.get("proxy.port").await?.value;
             v.parse().map_err(|_| {
                 UiError::new(
                     StatusCode::CONFLICT,
@@ -318,69 +317,69 @@ async fn proxy_start(st: St, body: axum::body::Bytes) -> Result<Json<Value>, UiE
             }],
         )
     })?;
-    st.deps.manager.start(config).await.map_err(core)?;
+    st.deps.manager.start(config).await?;
     tracing::info!(port, "app: proxy started");
     Ok(Json(proxy_view(&st.deps.manager.status())))
 }
 
-async fn proxy_stop(st: St) -> Result<Json<Value>, UiError> {
-    st.deps
-        .manager
-        .stop(&StopTarget::default())
-        .await
-        .map_err(core)?;
+async fn proxy_stop(st: St) -> Result<Json<ProxyView>, UiError> {
+    st.deps.manager.stop(&StopTarget::default()).await?;
     tracing::info!("app: proxy stopped");
     Ok(Json(proxy_view(&st.deps.manager.status())))
 }
 
-async fn models(st: St) -> Result<Json<Value>, UiError> {
-    let listing = st.deps.engines.list_models(None).await.map_err(core)?;
-    let models: Vec<Value> = listing
+async fn models(st: St) -> Result<Json<ModelList>, UiError> {
+    let listing = st.deps.engines.list_models(None).await?;
+    let models = listing
         .models
         .iter()
-        .map(|m| {
-            json!({"id": m.id.to_string(), "engine_id": m.engine_id.to_string(),
-                "name": m.display_name, "capabilities": model_caps(m)})
+        .map(|m| ModelView {
+            id: m.id.to_string(),
+            engine_id: m.engine_id.to_string(),
+            name: m.display_name.clone(),
+            capabilities: model_caps(m),
         })
         .collect();
-    Ok(Json(json!({"models": models})))
+    Ok(Json(ModelList { models }))
 }
 
-fn setting_view(key: &str, value: &str) -> Option<Value> {
+fn setting_view(key: &str, value: &str) -> Option<SettingView> {
     let spec = SETTINGS.iter().find(|s| s.key == key)?;
     let (kind, choices) = match spec.ty {
-        SettingType::Int { .. } => ("int", None),
-        SettingType::Bool => ("bool", None),
-        SettingType::Choice(c) => ("choice", Some(c.to_vec())),
-        SettingType::Json => ("json", None),
-        SettingType::ReadOnly => ("string", None),
+        SettingType::Int { .. } => (SettingKind::Int, None),
+        SettingType::Bool => (SettingKind::Bool, None),
+        SettingType::Choice(c) => (
+            SettingKind::Choice,
+            Some(c.iter().map(|c| (*c).to_owned()).collect()),
+        ),
+        SettingType::Json => (SettingKind::Json, None),
+        SettingType::ReadOnly => (SettingKind::String, None),
     };
-    Some(
-        json!({"key": key, "value": value, "default": spec.default, "help": spec.help,
-        "kind": kind, "choices": choices}),
-    )
+    Some(SettingView {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        default: spec.default.to_owned(),
+        help: spec.help.to_owned(),
+        kind,
+        choices,
+    })
 }
 
-async fn config_list(st: St) -> Result<Json<Value>, UiError> {
-    let entries = st.deps.config.list().await.map_err(core)?;
-    let settings: Vec<Value> = entries
+async fn config_list(st: St) -> Result<Json<SettingList>, UiError> {
+    let entries = st.deps.config.list().await?;
+    let settings = entries
         .iter()
         .filter_map(|e| setting_view(&e.key, &e.value))
         .collect();
-    Ok(Json(json!({"settings": settings})))
-}
-
-#[derive(Deserialize)]
-struct SetBody {
-    value: String,
+    Ok(Json(SettingList { settings }))
 }
 
 async fn config_set(
     st: St,
     Path(key): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, UiError> {
-    let b: SetBody = serde_json::from_slice(&body).map_err(|e| {
+) -> Result<Json<SettingView>, UiError> {
+    let b: SetSettingRequest = serde_json::from_slice(&body).map_err(|e| {
         UiError::bad_request(
             "invalid_body",
             format!("expected {{\"value\": \"…\"}}: {e}"),
@@ -400,9 +399,11 @@ async fn config_set(
                     message: m,
                 }],
             ),
-            other => core(other),
+            other => other.into(),
         })?;
-    st.events.publish("config", json!({"key": entry.key}));
+    st.events.emit(AppEvent::Config(ConfigEvent {
+        key: entry.key.clone(),
+    }));
     setting_view(&entry.key, &entry.value)
         .map(Json)
         .ok_or_else(|| UiError::internal(format!("setting {key} has no spec")))

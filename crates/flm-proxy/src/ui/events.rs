@@ -16,9 +16,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use super::types::{
+    AppEvent, BanEvent, Changed, EngineEvent, EngineHealth, ProxyEvent, UnblockEvent,
+};
 use super::{UiDeps, UiState};
 
 /// How often the watchers look.
@@ -55,6 +58,12 @@ impl EventBus {
     }
 
     /// Sends an event to every open stream.
+    pub fn emit(&self, event: AppEvent) {
+        self.publish(event.kind(), event.data());
+    }
+
+    /// Sends an untyped event; prefer [`EventBus::emit`], whose payloads are in the
+    /// app's generated types.
     pub fn publish(&self, kind: &'static str, data: Value) {
         let _ = self.tx.send(UiEvent { kind, data });
     }
@@ -100,7 +109,9 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
             }
             let now = running_ports(&manager);
             if now != last {
-                b.publish("proxy", json!({"running": !now.is_empty()}));
+                b.emit(AppEvent::Proxy(ProxyEvent {
+                    running: !now.is_empty(),
+                }));
                 last = now;
             }
             // Engines the routing monitors offer: gone = down, new = healthy. With
@@ -108,10 +119,16 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
             let fresh = manager.offered_engines();
             if fresh != offered && !last.is_empty() {
                 for id in fresh.iter().filter(|id| !offered.contains(id)) {
-                    b.publish("engine", json!({"engine_id": id, "status": "healthy"}));
+                    b.emit(AppEvent::Engine(EngineEvent {
+                        engine_id: id.clone(),
+                        status: EngineHealth::Healthy,
+                    }));
                 }
                 for id in offered.iter().filter(|id| !fresh.contains(id)) {
-                    b.publish("engine", json!({"engine_id": id, "status": "down"}));
+                    b.emit(AppEvent::Engine(EngineEvent {
+                        engine_id: id.clone(),
+                        status: EngineHealth::Down,
+                    }));
                 }
             }
             offered = fresh;
@@ -143,10 +160,10 @@ pub(crate) fn spawn_watchers(deps: &UiDeps, bus: &EventBus, shutdown: watch::Rec
                     continue;
                 };
                 if now.api_keys != prev.api_keys {
-                    b.publish("keys", json!({}));
+                    b.emit(AppEvent::Keys(Changed {}));
                 }
                 if now.policy != prev.policy {
-                    b.publish("policy", json!({}));
+                    b.emit(AppEvent::Policy(Changed {}));
                 }
                 let b_now = bans_total(&manager);
                 if b_now != bans {
@@ -201,12 +218,16 @@ async fn blocks(bl: &dyn flm_core::security::BlocklistRepository) -> Blocks {
 fn publish_block_diff(b: &EventBus, old: &Blocks, new: &Blocks) {
     for (ip, v) in new {
         if old.get(ip) != Some(v) {
-            b.publish("ban", json!({"ip": ip, "until": v.0, "permanent": v.1}));
+            b.emit(AppEvent::Ban(BanEvent {
+                ip: ip.clone(),
+                until: v.0.clone(),
+                permanent: v.1,
+            }));
         }
     }
     for ip in old.keys() {
         if !new.contains_key(ip) {
-            b.publish("unblock", json!({"ip": ip}));
+            b.emit(AppEvent::Unblock(UnblockEvent { ip: ip.clone() }));
         }
     }
 }

@@ -19,6 +19,7 @@ mod assets;
 mod chat;
 pub mod events;
 pub mod session;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Instant;

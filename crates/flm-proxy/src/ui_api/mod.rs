@@ -4,6 +4,8 @@
 
 pub mod error;
 pub mod security;
+#[cfg(test)]
+mod ts;
 pub mod usage;
 
 pub use error::{with_request_id, FieldError, UiError};

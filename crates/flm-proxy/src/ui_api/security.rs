@@ -21,8 +21,7 @@ use flm_core::security::{
     AuditSeverity, BlockRow, EventCursor, EventPageQuery, IntrusionRow,
 };
 use flm_core::services::{BlockKind, KeyService, SecurityService, SecuritySummary};
-use flm_core::{CoreError, RepoError};
-use serde::Deserialize;
+use flm_core::CoreError;
 use serde_json::Value;
 
 use super::error::{FieldError, UiError};
@@ -30,8 +29,9 @@ use super::error::{FieldError, UiError};
 mod types;
 
 pub use types::{
-    AllowEntryView, AllowList, AnomalyView, AuditView, BlockList, BlockView, Cleared,
-    IntrusionView, KeyCreated, KeyList, KeyRotated, KeyView, Page, PolicyView, VerifyView,
+    AllowEntryRequest, AllowEntryView, AllowList, AnomalyView, AuditParams, AuditView, BlockList,
+    BlockRequest, BlockView, Cleared, CreateKeyRequest, EventParams, IntrusionView, KeyCreated,
+    KeyList, KeyRotated, KeyView, Page, PolicyView, PutPolicyRequest, VerifyView,
 };
 
 /// A change the app's live views care about; the UI server turns it into an event of
@@ -137,11 +137,7 @@ fn core_error(e: CoreError) -> UiError {
                 })
                 .collect(),
         ),
-        CoreError::Repo(RepoError::ReadOnlyMode(m)) => {
-            UiError::new(StatusCode::SERVICE_UNAVAILABLE, "read_only_mode", m)
-        }
-        CoreError::Repo(RepoError::NotFound(m)) => UiError::not_found("not_found", m),
-        other => UiError::internal(other),
+        other => other.into(),
     }
 }
 
@@ -192,11 +188,6 @@ impl From<&ApiKeyMetadata> for KeyView {
     }
 }
 
-#[derive(Deserialize)]
-struct CreateKey {
-    label: String,
-}
-
 fn key_error(e: CoreError) -> UiError {
     match e {
         CoreError::KeyNotFound(m) => UiError::not_found("key_not_found", m),
@@ -217,7 +208,7 @@ async fn list_keys(State(d): Deps) -> Result<Json<KeyList>, UiError> {
 
 async fn create_key(
     State(d): Deps,
-    req: Result<Json<CreateKey>, JsonRejection>,
+    req: Result<Json<CreateKeyRequest>, JsonRejection>,
 ) -> Result<Response, UiError> {
     let req = body(req)?;
     let k = d.keys.create(&req.label).await.map_err(key_error)?;
@@ -253,11 +244,6 @@ async fn rotate_key(State(d): Deps, Path(id): Path<String>) -> Result<Json<KeyRo
 // policy and allow list
 // ---------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct PutPolicy {
-    policy: Value,
-}
-
 async fn get_policy(State(d): Deps) -> Result<Json<PolicyView>, UiError> {
     let out = match d.security.policy().await.map_err(core_error)? {
         Some(p) => PolicyView {
@@ -276,7 +262,7 @@ async fn get_policy(State(d): Deps) -> Result<Json<PolicyView>, UiError> {
 
 async fn put_policy(
     State(d): Deps,
-    req: Result<Json<PutPolicy>, JsonRejection>,
+    req: Result<Json<PutPolicyRequest>, JsonRejection>,
 ) -> Result<Json<PolicyView>, UiError> {
     let req = body(req)?;
     let saved = d
@@ -304,11 +290,6 @@ fn allow_entries(list: Vec<String>) -> Json<AllowList> {
     })
 }
 
-#[derive(Deserialize)]
-struct AllowEntry {
-    entry: String,
-}
-
 async fn allowlist(State(d): Deps) -> Result<Json<AllowList>, UiError> {
     Ok(allow_entries(
         d.security.allowlist().await.map_err(core_error)?,
@@ -317,7 +298,7 @@ async fn allowlist(State(d): Deps) -> Result<Json<AllowList>, UiError> {
 
 async fn allowlist_add(
     State(d): Deps,
-    req: Result<Json<AllowEntry>, JsonRejection>,
+    req: Result<Json<AllowEntryRequest>, JsonRejection>,
 ) -> Result<Json<AllowList>, UiError> {
     let req = body(req)?;
     let list = d
@@ -373,15 +354,6 @@ fn block_view(r: &BlockRow, now: DateTime<Utc>) -> BlockView {
     }
 }
 
-#[derive(Deserialize)]
-struct BlockReq {
-    ip: String,
-    #[serde(default)]
-    duration_secs: Option<i64>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
 /// Longest temporary block accepted from the app: ten years.
 const MAX_BLOCK_SECS: i64 = 10 * 366 * 24 * 3600;
 
@@ -395,7 +367,7 @@ async fn blocklist(State(d): Deps) -> Result<Json<BlockList>, UiError> {
 
 async fn block(
     State(d): Deps,
-    req: Result<Json<BlockReq>, JsonRejection>,
+    req: Result<Json<BlockRequest>, JsonRejection>,
 ) -> Result<Response, UiError> {
     let req = body(req)?;
     let duration = match req.duration_secs {
@@ -555,20 +527,6 @@ fn limit_param(raw: Option<u32>) -> Result<u32, UiError> {
 // ---------------------------------------------------------------------------------------
 // audit
 // ---------------------------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-struct AuditParams {
-    limit: Option<u32>,
-    cursor: Option<String>,
-    event_type: Option<String>,
-    severity: Option<String>,
-    ip: Option<String>,
-    key_id: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    q: Option<String>,
-    format: Option<String>,
-}
 
 fn audit_query(d: &SecurityApiDeps, p: &AuditParams) -> Result<AuditQuery, UiError> {
     let severity = match nonempty(p.severity.clone()) {
@@ -743,18 +701,6 @@ async fn export(
 // ---------------------------------------------------------------------------------------
 // intrusions, anomalies, summary
 // ---------------------------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-struct EventParams {
-    limit: Option<u32>,
-    cursor: Option<String>,
-    ip: Option<String>,
-    pattern: Option<String>,
-    anomaly_type: Option<String>,
-    min_score: Option<i64>,
-    since: Option<String>,
-    until: Option<String>,
-}
 
 fn event_query(
     d: &SecurityApiDeps,

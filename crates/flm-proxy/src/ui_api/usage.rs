@@ -81,20 +81,24 @@ async fn usage(
         .map_err(UiError::internal)
 }
 
-#[derive(Serialize)]
-struct SampleView {
-    at: String,
-    engine_id: String,
-    model: Option<String>,
-    status: String,
-    latency_ms: Option<u64>,
-    error: Option<String>,
+/// One health check of an engine (or one of its models).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SampleView {
+    pub at: String,
+    pub engine_id: String,
+    pub model: Option<String>,
+    pub status: String,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
 }
 
-#[derive(Serialize)]
-struct HistoryView {
-    samples: Vec<SampleView>,
-    summary: Vec<flm_core::services::HealthSummary>,
+/// `GET /engines/health-history`: samples, newest first, and the window's summary.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct HistoryView {
+    pub samples: Vec<SampleView>,
+    pub summary: Vec<flm_core::services::HealthSummary>,
 }
 
 fn number(q: &HashMap<String, String>, name: &str, default: u32) -> Result<u32, UiError> {

@@ -2,11 +2,12 @@
 //! `ui/src/api/types.ts`, snake_case as serialised).
 
 use flm_core::services::BlockKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// An API key, never its secret.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KeyView {
     pub id: String,
     pub label: String,
@@ -18,12 +19,14 @@ pub struct KeyView {
 
 /// `GET /keys`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
 /// `POST /keys`: the secret, shown once.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KeyCreated {
     pub key: KeyView,
     pub secret: String,
@@ -31,6 +34,7 @@ pub struct KeyCreated {
 
 /// `POST /keys/{id}/rotate`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct KeyRotated {
     pub key: KeyView,
     pub secret: String,
@@ -39,6 +43,7 @@ pub struct KeyRotated {
 
 /// `GET|PUT /security/policy`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PolicyView {
     /// `null` when no policy is stored.
     pub policy: Option<Value>,
@@ -49,6 +54,7 @@ pub struct PolicyView {
 
 /// One allow-list entry.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AllowEntryView {
     pub entry: String,
     /// The policy stores no dates: always `null`.
@@ -57,12 +63,14 @@ pub struct AllowEntryView {
 
 /// `GET|POST|DELETE /security/allowlist`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AllowList {
     pub entries: Vec<AllowEntryView>,
 }
 
 /// One blocklist row.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BlockView {
     pub ip: String,
     pub kind: BlockKind,
@@ -76,18 +84,21 @@ pub struct BlockView {
 
 /// `GET /security/blocklist`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BlockList {
     pub entries: Vec<BlockView>,
 }
 
 /// `POST /security/blocklist/clear-temporary`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Cleared {
     pub cleared: u64,
 }
 
 /// A keyset page: `next_cursor` is `null` at the end.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -95,6 +106,7 @@ pub struct Page<T> {
 
 /// One audit row.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AuditView {
     pub id: i64,
     pub at: String,
@@ -113,6 +125,7 @@ pub struct AuditView {
 
 /// One intrusion attempt.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct IntrusionView {
     /// `int_<16 hex>`.
     pub id: String,
@@ -129,6 +142,7 @@ pub struct IntrusionView {
 
 /// One anomaly.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AnomalyView {
     /// `ano_<16 hex>`.
     pub id: String,
@@ -141,9 +155,78 @@ pub struct AnomalyView {
 
 /// `POST /security/audit/verify`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct VerifyView {
     pub ok: bool,
     pub checked: u64,
     pub first_bad_id: Option<i64>,
     pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// requests
+// ---------------------------------------------------------------------------------------
+
+/// `POST /keys`.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct CreateKeyRequest {
+    pub label: String,
+}
+
+/// `PUT /security/policy`: the whole policy document.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct PutPolicyRequest {
+    pub policy: Value,
+}
+
+/// `POST /security/allowlist`: an address or CIDR range.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AllowEntryRequest {
+    pub entry: String,
+}
+
+/// `POST /security/blocklist`: `duration_secs` `null` = permanent; the reason goes to
+/// the daemon log.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct BlockRequest {
+    pub ip: String,
+    #[serde(default)]
+    pub duration_secs: Option<i64>,
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub reason: Option<String>,
+}
+
+/// Query of `GET /security/audit` and `/security/audit/export` (empty = no filter).
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
+pub struct AuditParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub event_type: Option<String>,
+    pub severity: Option<String>,
+    pub ip: Option<String>,
+    pub key_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+    pub format: Option<String>,
+}
+
+/// Query of `GET /security/intrusions` and `/security/anomalies`.
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
+pub struct EventParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub ip: Option<String>,
+    pub pattern: Option<String>,
+    pub anomaly_type: Option<String>,
+    pub min_score: Option<i64>,
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
