@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod security;
+pub mod setup;
 pub mod usage;
 
 pub use error::{with_request_id, FieldError, UiError};
