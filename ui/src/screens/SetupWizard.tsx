@@ -28,9 +28,11 @@ function StepNav({ step, go }: { step: Step; go: Go }) {
         {STEPS.map((s, i) => (
           <li key={s}>
             <button type="button" className={s === step ? 'wizard-step current' : 'wizard-step'} aria-current={s === step ? 'step' : undefined} onClick={() => go(s)}>
-              <span className="wizard-step-no" aria-hidden="true">
-                {i}
-              </span>{' '}
+              {i > 0 && i < STEPS.length - 1 && (
+                <span className="wizard-step-no" aria-hidden="true">
+                  {i}
+                </span>
+              )}{' '}
               {t(`setupWizard.steps.${s}`)}
             </button>
           </li>
@@ -176,7 +178,7 @@ export function ServerStep({ client, go }: { client: Api; go: Go }) {
         </fieldset>
         <div className="alert alert-info">
           <p>{t('setupWizard.server.acme')}</p>
-          <pre className="code-block small">flm proxy start --mode https-acme --domain example.com --email you@example.com --listen 0.0.0.0</pre>
+          <pre className="code-block small">flm proxy start --mode https-acme --acme-domain example.com --acme-email you@example.com --bind 0.0.0.0</pre>
           <p>{t('setupWizard.server.portForward')}</p>
         </div>
         <fieldset className="field">
