@@ -1,6 +1,7 @@
 // The wizard's rules: pre-check, ports, allow list, private ranges, URLs.
 import { describe, expect, it } from 'vitest';
 import type { ProxyView } from '../api/types';
+import { fixRoute } from './routes';
 import { badges, firewallField, isPrivateEntry, onlyPrivate, parseAllow, parsePorts, precheck, preselectTarget, proxyPorts, stepOf, usableUrls } from './wizard';
 
 const stopped: ProxyView = { running: false, mode: null, listen: null, port: null, https_port: null, acme_domain: null, egress: null, certificate: null, started_at: null };
@@ -56,5 +57,11 @@ describe('wizard rules', () => {
     ]);
     const dash = { proxy: { ...stopped, running: true, mode: 'packaged-ca', https_port: 8781 }, engines: [], endpoints: [], warnings: [], key_count: 1 };
     expect(badges(dash, { ip_whitelist: ['1.2.3.4'] }, false)).toEqual({ server: true, allowList: true, firewall: false });
+  });
+
+  it('the dashboard warning that the wizard fixes links to it', () => {
+    expect(fixRoute('/setup')).toBe('/setup');
+    expect(fixRoute('/api-setup#keys')).toBe('/api-setup#keys');
+    expect(fixRoute('/nowhere')).toBeNull();
   });
 });
