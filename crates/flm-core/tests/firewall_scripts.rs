@@ -17,8 +17,12 @@ fn script(target: FirewallTarget, ports: &[i64], allow: &[&str]) -> FirewallScri
     .unwrap()
 }
 
+/// Writes `text` as `name` in a directory of its own (tests run in parallel and reuse
+/// the scripts' file names).
 fn write_tmp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("flm-fw-test-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("flm-fw-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -179,89 +183,197 @@ fn nftables_script_applies_in_a_network_namespace_and_rolls_back() {
     assert!(o.status.success(), "rollback again:\n{}", text(&o));
 }
 
-#[test]
-fn nftables_script_drops_other_sources_for_real() {
-    // Two namespaces joined by a veth pair: the server side loads the script allowing
-    // only 10.77.0.9; the client (10.77.0.2) is refused on the port, while another
-    // port stays open. Real packets, real rules.
-    let root = Command::new("id")
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root || !have("ip") || !have("nft") || !have("python3") {
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Two namespaces joined by a veth pair: `srv` (10.77.0.1) runs TCP listeners on two
+/// ports (bounded in time), `cli` (10.77.0.2) connects to them.
+struct Pair {
+    srv: Netns,
+    cli: Netns,
+    listener: std::process::Child,
+}
+
+impl Pair {
+    fn new(tag: &str, ports: [u16; 2]) -> Pair {
+        let pid = std::process::id() % 100_000;
+        let srv = Netns(format!("flm{tag}s{pid}"));
+        let cli = Netns(format!("flm{tag}c{pid}"));
+        for ns in [&srv.0, &cli.0] {
+            let o = run(Command::new("ip").args(["netns", "add", ns]));
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        let (veth_s, veth_c) = (format!("{tag}s{pid}"), format!("{tag}c{pid}"));
+        let o = run(Command::new("ip").args([
+            "link", "add", &veth_s, "netns", &srv.0, "type", "veth", "peer", "name", &veth_c,
+            "netns", &cli.0,
+        ]));
+        assert!(o.status.success(), "{}", text(&o));
+        for (ns, dev, addr) in [
+            (&srv.0, &veth_s, "10.77.0.1/24"),
+            (&cli.0, &veth_c, "10.77.0.2/24"),
+        ] {
+            let o = in_ns(
+                ns,
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "ip link set lo up && ip addr add {addr} dev {dev} && ip link set {dev} up"
+                    ),
+                ],
+            );
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        let server = format!(
+            "import socket,threading,time\n\
+             def serve(p):\n  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',p)); s.listen(8)\n  while True:\n    c,_=s.accept(); c.sendall(b'ok'); c.close()\n\
+             for p in ({}, {}): threading.Thread(target=serve,args=(p,),daemon=True).start()\n\
+             time.sleep(60)\n",
+            ports[0], ports[1]
+        );
+        let listener = Command::new("ip")
+            .args(["netns", "exec", &srv.0, "python3", "-c", &server])
+            .spawn()
+            .unwrap();
+        let pair = Pair { srv, cli, listener };
+        let up = (0..50).any(|_| {
+            let ok = pair.connect(ports[0]);
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(up, "test listeners did not come up");
+        pair
+    }
+
+    fn connect(&self, port: u16) -> bool {
+        let probe = format!(
+            "import socket\ns=socket.create_connection(('10.77.0.1',{port}),timeout=1.5)\nprint(s.recv(2).decode())"
+        );
+        in_ns(&self.cli.0, &["python3", "-c", &probe])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+    }
+}
+
+#[test]
+fn nftables_script_drops_other_sources_for_real() {
+    // The server side loads the script allowing only 10.77.0.9; the client (10.77.0.2)
+    // is refused on the port, while another port stays open. Real packets, real rules.
+    if !is_root() || !have("ip") || !have("nft") || !have("python3") {
         eprintln!(
             "\n!!!!!!!! SKIPPED nftables_script_drops_other_sources_for_real: needs root, ip, nft, python3 !!!!!!!!\n"
         );
         return;
     }
-    let pid = std::process::id();
-    let srv = Netns(format!("flmfws{pid}"));
-    let cli = Netns(format!("flmfwc{pid}"));
-    for ns in [&srv.0, &cli.0] {
-        let o = run(Command::new("ip").args(["netns", "add", ns]));
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    let sh = |ns: &str, cmd: &str| in_ns(ns, &["sh", "-c", cmd]);
-    let veth_s = format!("fws{}", pid % 100_000);
-    let veth_c = format!("fwc{}", pid % 100_000);
-    let o = run(Command::new("ip").args([
-        "link", "add", &veth_s, "netns", &srv.0, "type", "veth", "peer", "name", &veth_c, "netns",
-        &cli.0,
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    for (ns, dev, addr) in [
-        (&srv.0, &veth_s, "10.77.0.1/24"),
-        (&cli.0, &veth_c, "10.77.0.2/24"),
-    ] {
-        let o = sh(
-            ns,
-            &format!("ip link set lo up && ip addr add {addr} dev {dev} && ip link set {dev} up"),
-        );
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    // Two listeners in the server namespace, bounded in time.
-    let server = "import socket,threading,time\n\
-        def serve(p):\n  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',p)); s.listen(8)\n  while True:\n    c,_=s.accept(); c.sendall(b'ok'); c.close()\n\
-        for p in (18780,18790): threading.Thread(target=serve,args=(p,),daemon=True).start()\n\
-        time.sleep(20)\n";
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", &srv.0, "python3", "-c", server])
-        .spawn()
-        .unwrap();
-    let connect = |port: u16| -> bool {
-        let probe = format!(
-            "import socket\ns=socket.create_connection(('10.77.0.1',{port}),timeout=1.5)\nprint(s.recv(2).decode())"
-        );
-        in_ns(&cli.0, &["python3", "-c", &probe]).status.success()
-    };
-    // Wait (bounded) for the listeners.
-    let mut up = false;
-    for _ in 0..50 {
-        if connect(18780) {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(up, "test listeners did not come up");
-
+    let pair = Pair::new("nf", [18780, 18790]);
     let s = script(FirewallTarget::Nftables, &[18780], &["10.77.0.9"]);
     let apply = write_tmp(&format!("real-{}", s.filename), &s.script);
-    let o = in_ns(&srv.0, &["sh", apply.to_str().unwrap()]);
+    let o = in_ns(&pair.srv.0, &["sh", apply.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        !connect(18780),
+        !pair.connect(18780),
         "a source not on the allow list got through"
     );
-    assert!(connect(18790), "a port FLM does not manage was affected");
+    assert!(
+        pair.connect(18790),
+        "a port FLM does not manage was affected"
+    );
 
-    // Allowing the client's address lets it in.
+    // Allowing the client's range lets it in.
     let s = script(FirewallTarget::Nftables, &[18780], &["10.77.0.0/24"]);
     let apply = write_tmp(&format!("real2-{}", s.filename), &s.script);
-    let o = in_ns(&srv.0, &["sh", apply.to_str().unwrap()]);
+    let o = in_ns(&pair.srv.0, &["sh", apply.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(connect(18780), "an allowed source was refused");
+    assert!(pair.connect(18780), "an allowed source was refused");
+}
 
-    let _ = listener.kill();
-    let _ = listener.wait();
+/// Runs `script` inside `ns` with a private copy of /etc/ufw bind-mounted over the real
+/// one: `ip netns exec` gives the command its own mount namespace, so neither the
+/// machine's ufw configuration nor its packet filter is touched.
+fn ufw_in_ns(ns: &str, etc_copy: &std::path::Path, script: &str) -> Output {
+    let cmd = format!("mount --bind {} /etc/ufw && {script}", etc_copy.display());
+    in_ns(ns, &["sh", "-c", &cmd])
+}
+
+#[test]
+fn ufw_script_applies_in_a_network_namespace_and_rolls_back() {
+    if !is_root() || !have("ip") || !have("ufw") || !have("python3") {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED ufw_script_applies_in_a_network_namespace_and_rolls_back: \
+             needs root, ip, python3 and ufw (Debian package ufw; it stays disabled on the machine) !!!!!!!!\n"
+        );
+        return;
+    }
+    let pair = Pair::new("uf", [18781, 18791]);
+    let etc = std::env::temp_dir().join(format!("flm-fw-ufw-etc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&etc);
+    let o = run(Command::new("cp").args(["-a", "/etc/ufw"]).arg(&etc));
+    assert!(o.status.success(), "{}", text(&o));
+
+    let s = script(
+        FirewallTarget::Ufw,
+        &[18781],
+        &["10.77.0.9", "2001:db8::/32"],
+    );
+    let apply = write_tmp(&format!("ufw-{}", s.filename), &s.script);
+    let rollback = write_tmp(&format!("ufw-{}", s.rollback_filename), &s.rollback);
+    let (apply, rollback) = (apply.display(), rollback.display());
+
+    // ufw on, incoming allowed by default (so only FLM's deny can refuse), and a rule
+    // of somebody else's that the rollback must keep.
+    let o = ufw_in_ns(
+        &pair.srv.0,
+        &etc,
+        "ufw default allow incoming && ufw --force enable && ufw allow 22/tcp",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(pair.connect(18781), "open before the script");
+
+    for _ in 0..2 {
+        // Twice: the second run replaces FLM's rules instead of duplicating them.
+        let o = ufw_in_ns(&pair.srv.0, &etc, &format!("sh {apply}"));
+        assert!(o.status.success(), "apply:\n{}", text(&o));
+    }
+    let o = ufw_in_ns(&pair.srv.0, &etc, "ufw status numbered");
+    let status = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(status.matches("# flm").count(), 4, "{status}");
+    assert!(status.contains("10.77.0.9"), "{status}");
+    assert!(status.contains("2001:db8::/32"), "{status}");
+    assert!(
+        !pair.connect(18781),
+        "a source not on the allow list got through:\n{status}"
+    );
+    assert!(
+        pair.connect(18791),
+        "a port FLM does not manage was affected"
+    );
+
+    let o = ufw_in_ns(
+        &pair.srv.0,
+        &etc,
+        &format!("sh {rollback} && ufw status numbered"),
+    );
+    assert!(o.status.success(), "rollback:\n{}", text(&o));
+    let status = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!status.contains("# flm"), "{status}");
+    assert!(
+        status.contains("22/tcp"),
+        "the rollback removed another rule:\n{status}"
+    );
+    assert!(pair.connect(18781), "still refused after the rollback");
+    let _ = std::fs::remove_dir_all(&etc);
 }
