@@ -22,6 +22,8 @@ export default async function run({ page, base, step, proxyUrl }) {
 
   await step('wizard: welcome, then the pre-check lists what is missing', async () => {
     await page.goto(`${base}/setup`);
+    // The app sets <html lang> once the session (with the saved language) is loaded.
+    await page.waitForSelector('main h1', { timeout: 15000 });
     const lng = await page.evaluate(() => document.documentElement.lang);
     L = locale(lng);
     await page.getByRole('heading', { level: 1, name: L.title }).waitFor();
