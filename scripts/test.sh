@@ -17,9 +17,11 @@ fi
 
 # Debian packages used by the build and the tests.
 pkgs=()
-# iproute2: network-namespace tests; chromium: the browser tests (Debian's build, no
+# iproute2: network-namespace tests; nftables, ufw: the firewall scripts applied in a
+# namespace (ufw is installed disabled and only ever enabled inside that namespace,
+# over a private copy of /etc/ufw); chromium: the browser tests (Debian's build, no
 # browser download).
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 chromium; do
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 nftables ufw chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

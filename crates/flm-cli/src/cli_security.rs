@@ -42,6 +42,45 @@ pub enum SecurityCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write the firewall script that opens the proxy's ports to the allow list (or its
+    /// rollback). Nothing is applied: read it, then run it as root / administrator.
+    #[command(
+        after_help = "Examples:\n  flm security firewall-script --target ufw --output flm-firewall-ufw.sh\n  flm security firewall-script --target nftables --port 8780 --port 8781 --format text\n  flm security firewall-script --target powershell --rollback --output flm-firewall-rollback.ps1"
+    )]
+    FirewallScript(FirewallScriptArgs),
+}
+
+/// Firewall tools `flm security firewall-script` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirewallTargetArg {
+    /// Ubuntu's ufw (rules with the comment `flm`).
+    Ufw,
+    /// firewalld rich rules (permanent configuration, then reload).
+    Firewalld,
+    /// nftables: FLM's own table `inet flm`.
+    Nftables,
+    /// macOS pf: FLM's own anchor `flm`.
+    Pf,
+    /// Windows Defender Firewall via PowerShell (rule group `FLM`).
+    Powershell,
+}
+
+/// `flm security firewall-script`
+#[derive(Debug, Args)]
+pub struct FirewallScriptArgs {
+    /// The firewall tool of the machine that runs the proxy.
+    #[arg(long, value_enum)]
+    pub target: FirewallTargetArg,
+    /// TCP port to open (repeatable) [default: the running proxies' ports, else
+    /// `proxy.port`].
+    #[arg(long = "port", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+    /// Write the rollback script (removes FLM's rules and nothing else) instead.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Write the script to this file instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `flm security policy …`

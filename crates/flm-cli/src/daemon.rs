@@ -307,6 +307,7 @@ fn app_api_routers(app: &App) -> Vec<axum::Router> {
             app.store.health_log(),
             app.store.api_keys(),
         )),
+        flm_proxy::ui_api::setup::router(),
     ]
 }
 

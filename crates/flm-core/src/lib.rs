@@ -23,6 +23,7 @@ pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod firewall;
 pub mod health;
 pub mod ids;
 pub mod keys;

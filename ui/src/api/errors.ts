@@ -11,6 +11,8 @@ export const KNOWN_ERROR_CODES = [
   // the app API's own codes
   'invalid_proxy_config', 'invalid_setting', 'invalid_body', 'invalid_address', 'invalid_duration', 'invalid_label',
   'invalid_cursor', 'invalid_filter', 'invalid_query', 'key_revoked', 'not_blocked', 'not_in_allowlist', 'core_error',
+  // the setup wizard's
+  'invalid_firewall_request',
 ] as const;
 
 export type KnownErrorCode = (typeof KNOWN_ERROR_CODES)[number];

@@ -210,6 +210,9 @@ export default function Dashboard() {
           <section className="card wide" aria-labelledby="warn-h">
             <h2 id="warn-h">{t('dashboard.security.title')}</h2>
             <p>{t('dashboard.security.keyCount', { count: res.data.key_count })}</p>
+            <p>
+              <Link to="/setup">{t('setupWizard.launch')}</Link>
+            </p>
             {res.data.warnings.length === 0 ? (
               <p className="ok-text">{t('dashboard.security.allGood')}</p>
             ) : (

@@ -1,7 +1,7 @@
 // The app's routes (spec §2 plus /api-setup and /usage).
-export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings'];
+export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings', '/setup'];
 
-/** A warning's fix_route if this build has that screen; `/setup` (the wizard) it has not. */
+/** A warning's fix_route if this build has that screen (the wizard `/setup` included). */
 export function fixRoute(route: string): string | null {
   const path = route.split('#')[0] ?? route;
   return ROUTES.includes(path) ? route : null;

@@ -5,6 +5,7 @@ mod chat;
 mod check;
 mod config;
 mod engines;
+mod firewall;
 mod models;
 mod proxy;
 mod security;

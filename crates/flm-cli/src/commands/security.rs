@@ -56,6 +56,7 @@ pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Resul
         ca @ (SecurityCmd::InstallCa { .. } | SecurityCmd::UninstallCa { .. }) => {
             trust_ca(app, ca, printer).await
         }
+        SecurityCmd::FirewallScript(a) => super::firewall::run(app, a, printer).await,
     }
 }
 
@@ -449,7 +450,7 @@ fn audit_csv(rows: &[AuditRow]) -> String {
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then
 /// rename), mode 0600.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
         CliError::user("IO_ERROR", format!("cannot {what} {}: {e}", p.display()))
     };

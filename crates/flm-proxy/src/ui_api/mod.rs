@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod security;
+pub mod setup;
 #[cfg(test)]
 mod ts;
 pub mod usage;
