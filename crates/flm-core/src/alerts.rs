@@ -396,6 +396,26 @@ pub struct SecurityEvent {
     pub ip: Option<String>,
 }
 
+/// What an audit row counts as, if anything: `auth_failure`, `ip_blocked` and
+/// `rate_limit` rows by their type, server errors (status ≥ 500 without a type) as
+/// `api_error`. Intrusions and anomalies are read from their own tables (the audit log
+/// records only those that led to a block), so their audit rows are not counted
+/// twice; `alert` rows (this module's own output) never count.
+pub fn audit_event_kind(event_type: Option<&str>, status: i64) -> Option<AlertEventType> {
+    match event_type {
+        Some("auth_failure") => Some(AlertEventType::AuthFailure),
+        Some("ip_blocked") => Some(AlertEventType::IpBlocked),
+        Some("rate_limit") => Some(AlertEventType::RateLimit),
+        None if status >= 500 => Some(AlertEventType::ApiError),
+        _ => None,
+    }
+}
+
+/// Severity of an intrusion attempt (as in the audit log's scale: acted upon).
+pub const INTRUSION_SEVERITY: AuditSeverity = AuditSeverity::High;
+/// Severity of an anomaly (worth a look).
+pub const ANOMALY_SEVERITY: AuditSeverity = AuditSeverity::Medium;
+
 /// A rule that fired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -624,6 +644,18 @@ mod tests {
         assert_eq!(parse("{").unwrap_err()[0].field, "$");
         assert_eq!(parse(r#"{"rule":[]}"#).unwrap_err()[0].field, "rule");
         assert_eq!(parse("3").unwrap_err()[0].field, "$");
+    }
+
+    #[test]
+    fn audit_rows_map_to_event_kinds() {
+        assert_eq!(
+            audit_event_kind(Some("auth_failure"), 401),
+            Some(AlertEventType::AuthFailure)
+        );
+        assert_eq!(audit_event_kind(None, 502), Some(AlertEventType::ApiError));
+        assert_eq!(audit_event_kind(None, 404), None);
+        assert_eq!(audit_event_kind(Some("alert"), 0), None);
+        assert_eq!(audit_event_kind(Some("intrusion"), 403), None);
     }
 
     #[test]
