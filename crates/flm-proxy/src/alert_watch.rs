@@ -240,8 +240,12 @@ impl Watcher {
         let fresh = self
             .intrusions
             .admit(rows.iter().map(|r| (r.id.as_str(), r.created_at)), now);
+        // One request can match several patterns (one row each, sharing the
+        // address and time): it is one intrusion attempt.
+        let mut attempts = std::collections::HashSet::new();
         rows.into_iter()
             .filter(|r| fresh.contains(&r.id))
+            .filter(|r| attempts.insert((r.ip.clone(), r.created_at)))
             .map(|r| SecurityEvent {
                 event_type: alerts::AlertEventType::Intrusion,
                 severity: INTRUSION_SEVERITY,
