@@ -14,6 +14,7 @@ const Allowlist = lazy(() => import('./screens/Allowlist'));
 const Usage = lazy(() => import('./screens/Usage'));
 const ModelComparison = lazy(() => import('./screens/ModelComparison'));
 const Settings = lazy(() => import('./screens/Settings'));
+const AlertSettings = lazy(() => import('./screens/AlertSettings'));
 
 function LoginRequired() {
   const { t } = useTranslation();
@@ -70,6 +71,7 @@ export default function App() {
             <Route path="usage" element={<Usage />} />
             <Route path="models/comparison" element={<ModelComparison />} />
             <Route path="settings" element={<Settings />} />
+            <Route path="settings/alerts" element={<AlertSettings />} />
             <Route path="*" element={<NotFound />} />
           </Route>
         </Routes>

@@ -3,10 +3,12 @@
 import type { EventKind } from './types';
 
 type Listener = (data: unknown) => void;
+/** `alert`: a rule of the Alert Settings fired (payload: AlertEvent in ./alerts). */
+export type StreamKind = EventKind | 'alert';
 
-const listeners = new Map<EventKind, Set<Listener>>();
+const listeners = new Map<StreamKind, Set<Listener>>();
 let source: EventSource | null = null;
-const KINDS: EventKind[] = ['engine', 'proxy', 'ban', 'unblock', 'keys', 'policy', 'config'];
+const KINDS: StreamKind[] = ['engine', 'proxy', 'ban', 'unblock', 'keys', 'policy', 'config', 'alert'];
 
 function ensureSource(): void {
   if (source !== null || typeof EventSource === 'undefined') return;
@@ -24,7 +26,7 @@ function ensureSource(): void {
   }
 }
 
-export function subscribe(kinds: readonly EventKind[], l: Listener): () => void {
+export function subscribe(kinds: readonly StreamKind[], l: Listener): () => void {
   ensureSource();
   for (const k of kinds) {
     let set = listeners.get(k);

@@ -1,5 +1,5 @@
 // The app's routes (spec §2 plus /api-setup and /usage).
-export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings'];
+export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings', '/settings/alerts'];
 
 /** A warning's fix_route if this build has that screen; `/setup` (the wizard) it has not. */
 export function fixRoute(route: string): string | null {
