@@ -203,10 +203,15 @@ async fn intrusions_fire_alerts_on_the_live_stream_and_in_the_audit_log() {
     let t = Instant::now();
     sqli(&attacker, &proxy, 1).await;
     let Some(a) = events.alert(Duration::from_secs(5)).await else {
-        let i = env.flm(&["--format", "json", "security", "intrusion"]).await;
+        let i = env
+            .flm(&["--format", "json", "security", "intrusion"])
+            .await;
         let log = std::fs::read_to_string(env.data_dir().join("logs").join("proxy.log"))
             .unwrap_or_default();
-        panic!("no alert event on /api/v1/events; intrusions: {} {}\nlog: {log}", i.stdout, i.stderr);
+        panic!(
+            "no alert event on /api/v1/events; intrusions: {} {}\nlog: {log}",
+            i.stdout, i.stderr
+        );
     };
     eprintln!("alert after {:?}: {a}", t.elapsed());
     assert_eq!(a["rule_id"], "sqli", "{a}");
