@@ -68,9 +68,10 @@ pub fn spawn(
 }
 
 /// A table read from a time with look-back: the ids already counted.
-#[derive(Default)]
 struct TimeCursor {
     since: Option<DateTime<Utc>>,
+    /// When the watcher started: the look-back never reaches before it.
+    floor: DateTime<Utc>,
     seen: HashMap<String, DateTime<Utc>>,
 }
 
@@ -87,7 +88,7 @@ impl TimeCursor {
                 fresh.insert(id.to_owned());
             }
         }
-        let bound = now - LOOKBACK;
+        let bound = (now - LOOKBACK).max(self.floor);
         self.seen.retain(|_, at| *at >= bound - LOOKBACK);
         self.since = Some(bound);
         fresh
@@ -123,6 +124,7 @@ impl Watcher {
         // Start at "now": what happened before the daemon started is not alerted on.
         let start = |()| TimeCursor {
             since: Some(now),
+            floor: now,
             seen: HashMap::new(),
         };
         let mut w = Self {
@@ -323,5 +325,33 @@ impl Watcher {
                 tracing::warn!(error = %e, rule_id = %a.rule_id, "alerts: cannot write the alert to the audit log");
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn the_look_back_counts_each_row_once_and_never_reaches_before_the_start() {
+        let mut c = TimeCursor {
+            since: Some(t(0)),
+            floor: t(0),
+            seen: HashMap::new(),
+        };
+        let fresh = c.admit([("a", t(1)), ("b", t(1))].into_iter(), t(1));
+        assert_eq!(fresh.len(), 2);
+        assert_eq!(c.since, Some(t(0)), "not before the start");
+        // Read again with a late row stamped earlier: only it is new.
+        let fresh = c.admit([("a", t(1)), ("c", t(0)), ("b", t(1))].into_iter(), t(2));
+        assert_eq!(fresh.into_iter().collect::<Vec<_>>(), ["c"]);
+        let _ = c.admit(std::iter::empty(), t(100));
+        assert_eq!(c.since, Some(t(90)));
+        assert!(c.seen.is_empty(), "old ids are forgotten");
     }
 }
