@@ -15,6 +15,7 @@ const Usage = lazy(() => import('./screens/Usage'));
 const ModelComparison = lazy(() => import('./screens/ModelComparison'));
 const Settings = lazy(() => import('./screens/Settings'));
 const SetupWizard = lazy(() => import('./screens/SetupWizard'));
+const AlertSettings = lazy(() => import('./screens/AlertSettings'));
 
 function LoginRequired() {
   const { t } = useTranslation();
@@ -72,6 +73,7 @@ export default function App() {
             <Route path="models/comparison" element={<ModelComparison />} />
             <Route path="settings" element={<Settings />} />
             <Route path="setup" element={<SetupWizard />} />
+            <Route path="settings/alerts" element={<AlertSettings />} />
             <Route path="*" element={<NotFound />} />
           </Route>
         </Routes>

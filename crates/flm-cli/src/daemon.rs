@@ -75,9 +75,10 @@ pub fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(&e),
     };
-    if let Err(e) = init_logging(&data_dir) {
-        return fail(&e);
-    }
+    let log_level = match init_logging(&data_dir) {
+        Ok(h) => h,
+        Err(e) => return fail(&e),
+    };
     let runtime = match crate::app::proxy_runtime_builder().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -87,7 +88,7 @@ pub fn main() -> ExitCode {
             ))
         }
     };
-    let result = runtime.block_on(run(data_dir));
+    let result = runtime.block_on(run(data_dir, log_level));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,8 +104,11 @@ fn fail(e: &CliError) -> ExitCode {
 }
 
 /// JSON lines at INFO (or `RUST_LOG`) to `<data-dir>/logs/proxy.log`, directory
-/// 0700, file 0600.
-fn init_logging(data_dir: &Path) -> Result<(), CliError> {
+/// 0700, file 0600. Returns the handle that applies `log.level` at run time, or
+/// `None` when `RUST_LOG` is set (it wins over the setting).
+fn init_logging(data_dir: &Path) -> Result<Option<LogLevelHandle>, CliError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let io = |what: &str, p: &Path, e: std::io::Error| {
         CliError::internal("IO_ERROR", format!("cannot {what} {}: {e}", p.display()))
     };
@@ -119,16 +123,95 @@ fn init_logging(data_dir: &Path) -> Result<(), CliError> {
         opts.mode(0o600);
     }
     let file = opts.open(&path).map_err(|e| io("open", &path, e))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(Arc::new(file))
-        .with_ansi(false)
-        .with_current_span(false)
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|_| tracing_subscriber::EnvFilter::try_from_default_env().ok());
+    let env_wins = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| log_filter("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(Arc::new(file))
+                .with_ansi(false)
+                .with_current_span(false),
+        )
         .try_init();
-    Ok(())
+    Ok((!env_wins).then_some(handle))
+}
+
+/// Applies `log.level` to the running daemon's log.
+type LogLevelHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// FLM's own crates log at `level`; libraries stay at `info` at most, so `debug`
+/// shows what FLM does without every socket read of the HTTP and database stacks.
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let detailed = matches!(level, "debug" | "trace");
+    let spec = if detailed {
+        let own: Vec<String> = [
+            "flm",
+            "flm_proxy",
+            "flm_cli",
+            "flm_core",
+            "flm_engines",
+            "flm_guard",
+            "flm_store",
+            "flm_tls",
+            "flm_acme",
+        ]
+        .iter()
+        .map(|c| format!("{c}={level}"))
+        .collect();
+        format!("info,{}", own.join(","))
+    } else {
+        level.to_owned()
+    };
+    tracing_subscriber::EnvFilter::new(spec)
+}
+
+/// Applies the stored `log.level` now and then about once a second (config.db has
+/// no change marker; one keyed read per second is cheap), so `flm config set`, the
+/// app or any other process changes the running daemon's log without a restart.
+fn watch_log_level(
+    handle: LogLevelHandle,
+    config: flm_core::services::ConfigService,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut applied = String::from("info");
+        loop {
+            match config.get("log.level").await {
+                Ok(e) if e.value != applied => {
+                    let level = if flm_core::config::LOG_LEVELS.contains(&e.value.as_str()) {
+                        e.value
+                    } else {
+                        "info".to_owned()
+                    };
+                    if level != applied {
+                        match handle.reload(log_filter(&level)) {
+                            Ok(()) => {
+                                tracing::info!(level = %level, "log level applied");
+                                applied = level;
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "cannot change the log level");
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot read log.level"),
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
 }
 
 /// 32 random bytes as 64 hex characters.
@@ -164,7 +247,7 @@ async fn watch_stops(State(w): State<Arc<StopWatch>>, req: Request, next: Next) 
     resp
 }
 
-async fn run(data_dir: PathBuf) -> Result<(), CliError> {
+async fn run(data_dir: PathBuf, log_level: Option<LogLevelHandle>) -> Result<(), CliError> {
     let mut signals = Terminate::new();
     let state_path = state_file_path(&data_dir);
     if let client::Lookup::Running(other) = client::find(&data_dir).await? {
@@ -178,12 +261,17 @@ async fn run(data_dir: PathBuf) -> Result<(), CliError> {
         ));
     }
     let app = App::open(data_dir.clone()).await?;
-    let result = serve(&app, &state_path, &mut signals).await;
+    let result = serve(&app, &state_path, &mut signals, log_level).await;
     app.store.close().await;
     result
 }
 
-async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<(), CliError> {
+async fn serve(
+    app: &App,
+    state_path: &Path,
+    signals: &mut Terminate,
+    log_level: Option<LogLevelHandle>,
+) -> Result<(), CliError> {
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
     manager.start_telemetry(app.store.usage(), app.store.health_log());
@@ -205,6 +293,9 @@ async fn serve(app: &App, state_path: &Path, signals: &mut Terminate) -> Result<
         .map_err(|e| CliError::internal("PROXY_DAEMON_ERROR", e.to_string()))?
         .port();
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    if let Some(h) = log_level {
+        watch_log_level(h, app.config.clone(), shutdown_rx.clone());
+    }
     let ui = start_ui(app, &manager, &cli_key, shutdown_rx.clone()).await;
     let watch_state = Arc::new(StopWatch {
         manager: manager.clone(),
@@ -340,6 +431,11 @@ async fn start_ui(
             return None;
         }
     };
+    let alert_deps = flm_proxy::alert_watch::AlertDeps {
+        config: app.config.clone(),
+        audit: deps.audit.clone(),
+        events: deps.security.as_ref().map(|s| s.events.clone()),
+    };
     let ui_deps = flm_proxy::ui::UiDeps {
         manager: manager.clone(),
         config: app.config.clone(),
@@ -350,8 +446,12 @@ async fn start_ui(
         relay_key: Some(cli_key.to_owned()),
         timing: Default::default(),
     };
-    match flm_proxy::ui::start(listener, ui_deps, app_api_routers(app), shutdown) {
-        Ok((handle, _task)) => Some(handle),
+    match flm_proxy::ui::start(listener, ui_deps, app_api_routers(app), shutdown.clone()) {
+        Ok((handle, _task)) => {
+            // Alerts go wherever the app runs: its live stream and the audit log.
+            flm_proxy::alert_watch::spawn(alert_deps, handle.events.clone(), shutdown);
+            Some(handle)
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start the app server; running without it");
             None

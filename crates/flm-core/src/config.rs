@@ -40,6 +40,9 @@ pub struct SettingSpec {
     pub help: &'static str,
 }
 
+/// The values of `log.level`, least detailed first.
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
 /// Every key `flm config` accepts.
 pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
@@ -182,9 +185,15 @@ pub const SETTINGS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "alert_rules",
-        default: "[]",
+        default: crate::alerts::DEFAULT_RULES_JSON,
         ty: SettingType::Json,
-        help: "Alert rules of the desktop UI (JSON)",
+        help: "Alert rules: {\"rules\":[{id, eventType, severity, threshold, windowSecs, cooldownSecs, enabled, notifyUI, notifyLog}]} (see docs/guides/configuration.md)",
+    },
+    SettingSpec {
+        key: "log.level",
+        default: "info",
+        ty: SettingType::Choice(LOG_LEVELS),
+        help: "Detail of the daemon's log (logs/proxy.log); applied within a second, no restart. RUST_LOG, when set, wins",
     },
     SettingSpec {
         key: "paths.config",
@@ -240,6 +249,11 @@ pub fn validate(key: &str, value: &str) -> Result<String, CoreError> {
                 )))
             }
         }
+        SettingType::Json if key == crate::alerts::SETTING_KEY => crate::alerts::normalise(value)
+            .map_err(|problems| CoreError::InvalidSetting {
+                key: key.to_owned(),
+                problems,
+            }),
         SettingType::Json => serde_json::from_str::<serde_json::Value>(value)
             .map(|v| v.to_string())
             .map_err(|e| CoreError::InvalidInput(format!("invalid JSON for `{key}`: {e}"))),
@@ -383,6 +397,35 @@ mod tests {
         );
         assert!(validate("paths.config", "/x").is_err());
         assert!(validate("alert_rules", "{").is_err());
+    }
+
+    #[test]
+    fn alert_rules_are_validated_field_by_field() {
+        let e = validate(
+            "alert_rules",
+            r#"{"rules":[{"id":"x","eventType":"intrusion","severity":"loud"}]}"#,
+        )
+        .unwrap_err();
+        match &e {
+            CoreError::InvalidSetting { key, problems } => {
+                assert_eq!(key, "alert_rules");
+                assert_eq!(problems[0].field, "rules[0].severity");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("`rules[0].severity`"), "{e}");
+        // The legacy default (a bare empty array) is accepted and stored as an object.
+        assert_eq!(validate("alert_rules", "[]").unwrap(), r#"{"rules":[]}"#);
+    }
+
+    #[test]
+    fn log_level_is_a_choice() {
+        assert_eq!(validate("log.level", "debug").unwrap(), "debug");
+        let e = validate("log.level", "verbose").unwrap_err();
+        assert!(
+            e.to_string().contains("error, warn, info, debug, trace"),
+            "{e}"
+        );
     }
 
     #[test]

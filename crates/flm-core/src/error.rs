@@ -100,6 +100,15 @@ pub enum CoreError {
     /// path of its field.
     #[error("{}", policy_message(.0))]
     InvalidPolicy(Vec<FieldProblem>),
+    /// A structured setting (such as `alert_rules`) that does not validate: every
+    /// problem, with the path of its field inside the value.
+    #[error("{}", setting_message(key, problems))]
+    InvalidSetting {
+        /// The setting.
+        key: String,
+        /// What is wrong, field by field.
+        problems: Vec<FieldProblem>,
+    },
 }
 
 /// One invalid field of a document: `rate_limit.rpm`, `ip_whitelist[2]`, `$` for the
@@ -118,6 +127,14 @@ fn policy_message(problems: &[FieldProblem]) -> String {
         .map(|p| format!("`{}`: {}", p.field, p.message))
         .collect();
     format!("invalid security policy: {}", listed.join("; "))
+}
+
+fn setting_message(key: &str, problems: &[FieldProblem]) -> String {
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|p| format!("`{}`: {}", p.field, p.message))
+        .collect();
+    format!("invalid value for `{key}`: {}", listed.join("; "))
 }
 
 impl CoreError {
@@ -139,6 +156,7 @@ impl CoreError {
             CoreError::KeyNotFound(_) => "API_KEY_NOT_FOUND",
             CoreError::Proxy(p) => p.code(),
             CoreError::InvalidPolicy(_) => "POLICY_INVALID",
+            CoreError::InvalidSetting { .. } => "INVALID_ARGUMENT",
         }
     }
 

@@ -28,6 +28,7 @@ pub const MAX_PORTS: usize = 16;
 pub const MAX_ALLOW: usize = 256;
 
 /// The firewall tool a script is written for.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallTarget {
@@ -96,6 +97,7 @@ impl FromStr for FirewallTarget {
 }
 
 /// The interpreter of a generated script.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScriptShell {
@@ -106,6 +108,7 @@ pub enum ScriptShell {
 }
 
 /// What to generate, as the user gave it (validated by [`generate`]).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallRequest {
     /// `ufw`, `firewalld`, `nftables`, `pf` or `powershell`.
@@ -118,6 +121,7 @@ pub struct FirewallRequest {
 }
 
 /// Something the user should know about a generated script.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallWarning {
     /// Stable code (`allow_from_anywhere`, `private_ranges_only`, `accept_only`).
@@ -127,6 +131,7 @@ pub struct FirewallWarning {
 }
 
 /// A generated firewall script and its rollback.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallScript {
     /// The tool it is written for.

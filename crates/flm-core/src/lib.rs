@@ -19,6 +19,7 @@
 //! the CLI, the proxy daemon and the desktop backend share them. `docs/ARCHITECTURE.md`
 //! records the layering; `tests/layering.rs` in `flm-cli` enforces it.
 
+pub mod alerts;
 pub mod chat;
 pub mod config;
 pub mod engine;

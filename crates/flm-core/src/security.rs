@@ -444,6 +444,7 @@ pub trait CertificateRepository: Send + Sync {
 // ---------------------------------------------------------------------------------------
 
 /// Severity of an audit event (spec 40-security §12.2).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditSeverity {

@@ -33,6 +33,7 @@
 
 mod acme_mode;
 pub mod admin;
+pub mod alert_watch;
 mod app;
 mod audit;
 pub mod defence;

@@ -3,11 +3,13 @@
 import type { EventKind } from './types';
 
 type Listener = (data: unknown) => void;
+/** Every kind the daemon sends (`alert`: a rule of the Alert Settings fired). */
+export type StreamKind = EventKind;
 
-const listeners = new Map<EventKind, Set<Listener>>();
+const listeners = new Map<StreamKind, Set<Listener>>();
 let source: EventSource | null = null;
 // A record, not a list, so that tsc fails when the daemon gains a kind the app does not listen to.
-const KIND_SET: Record<EventKind, true> = { engine: true, proxy: true, ban: true, unblock: true, keys: true, policy: true, config: true };
+const KIND_SET: Record<EventKind, true> = { engine: true, proxy: true, ban: true, unblock: true, keys: true, policy: true, config: true, alert: true };
 const KINDS = Object.keys(KIND_SET) as EventKind[];
 
 function ensureSource(): void {
@@ -26,7 +28,7 @@ function ensureSource(): void {
   }
 }
 
-export function subscribe(kinds: readonly EventKind[], l: Listener): () => void {
+export function subscribe(kinds: readonly StreamKind[], l: Listener): () => void {
   ensureSource();
   for (const k of kinds) {
     let set = listeners.get(k);

@@ -1,45 +1,14 @@
 // The setup wizard's endpoints (GET /api/v1/setup/platform, POST /api/v1/setup/firewall).
-// Shapes mirror crates/flm-proxy/src/ui_api/setup.rs and flm_core::firewall.
+// Shapes are generated from crates/flm-proxy/src/ui_api/setup.rs and flm_core::firewall.
 import { api as appApi, type Api } from './client';
 
-export const FIREWALL_TARGETS = ['ufw', 'firewalld', 'nftables', 'pf', 'powershell'] as const;
-export type FirewallTarget = (typeof FIREWALL_TARGETS)[number];
+import type { FirewallRequest, FirewallScript, FirewallTarget, PlatformView } from './generated';
 
-export interface FirewallToolView {
-  target: FirewallTarget;
-  available: boolean;
-  path: string | null;
-}
+export type { FirewallRequest, FirewallScript, FirewallTarget, FirewallToolView, FirewallWarning, PlatformView } from './generated';
 
-export interface PlatformView {
-  os: string;
-  arch: string;
-  firewalls: FirewallToolView[];
-  default_target: FirewallTarget | null;
-}
-
-export interface FirewallRequest {
-  target: FirewallTarget;
-  ports: number[];
-  allow: string[];
-}
-
-export interface FirewallWarning {
-  code: string;
-  message: string;
-}
-
-export interface FirewallScript {
-  target: FirewallTarget;
-  shell: 'sh' | 'powershell';
-  filename: string;
-  script: string;
-  rollback_filename: string;
-  rollback: string;
-  ports: number[];
-  allow: string[];
-  warnings: FirewallWarning[];
-}
+// A record, not a list, so that tsc fails when the daemon gains a target the wizard does not offer.
+const TARGET_SET: Record<FirewallTarget, true> = { ufw: true, firewalld: true, nftables: true, pf: true, powershell: true };
+export const FIREWALL_TARGETS = Object.keys(TARGET_SET) as readonly FirewallTarget[];
 
 export function setupApi(client: Api = appApi) {
   return {

@@ -4,6 +4,7 @@ import { useTranslation } from 'react-i18next';
 import { useSession } from '../state/session';
 import type { Language, Theme } from '../api/types';
 import { ErrorBox, Loading } from './common';
+import { AlertToasts } from './AlertToasts';
 
 export const NAV: { to: string; key: string }[] = [
   { to: '/', key: 'sidebar.home' },
@@ -92,6 +93,7 @@ export function Shell() {
           <Outlet />
         </Suspense>
       </main>
+      <AlertToasts />
     </div>
   );
 }

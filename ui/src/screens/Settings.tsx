@@ -1,5 +1,6 @@
 import { useId, useState } from 'react';
 import { useTranslation } from 'react-i18next';
+import { Link } from 'react-router-dom';
 import { api } from '../api/client';
 import { useAction, useResource } from '../api/hooks';
 import type { Setting } from '../api/types';
@@ -67,6 +68,11 @@ export default function Settings() {
           {config.loading && !config.data && <Loading />}
           {config.error && <ErrorBox error={config.error} onRetry={config.reload} />}
           {config.data && (log ? <LogLevel key={log.value} setting={log} onSaved={config.reload} /> : <p className="muted">{t('settings.noLogLevel')}</p>)}
+        </section>
+        <section className="card" aria-labelledby="set-alerts">
+          <h2 id="set-alerts">{t('alertSettings.title')}</h2>
+          <p>{t('alertSettings.settingsSummary')}</p>
+          <Link to="/settings/alerts">{t('alertSettings.open')}</Link>
         </section>
         {session && (
           <p className="muted small">

@@ -391,6 +391,17 @@ async fn config_set(
         .set(&key, &b.value)
         .await
         .map_err(|e| match e {
+            CoreError::InvalidSetting { ref problems, .. } => UiError::invalid(
+                "invalid_setting",
+                e.to_string(),
+                problems
+                    .iter()
+                    .map(|p| FieldError {
+                        path: p.field.clone(),
+                        message: p.message.clone(),
+                    })
+                    .collect(),
+            ),
             CoreError::InvalidInput(m) | CoreError::ConfigNotSet(m) => UiError::invalid(
                 "invalid_setting",
                 m.clone(),

@@ -6,8 +6,9 @@
 //! field changed here changes the app's types, and a stale generated file fails
 //! `cargo test`.
 
+use flm_core::alerts::AlertEventType;
 use flm_core::engine::EngineKind;
-use flm_core::security::SecurityWarning;
+use flm_core::security::{AuditSeverity, SecurityWarning};
 use serde::{Deserialize, Serialize};
 
 /// Display language of the app.
@@ -309,6 +310,32 @@ pub struct ConfigEvent {
     pub key: String,
 }
 
+/// `alert`: an alert rule fired (setting `alert_rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AlertEvent {
+    pub rule_id: String,
+    /// What the rule watches (`intrusion`, `anomaly`, `rate_limit`, `api_error`,
+    /// `auth_failure`, `ip_blocked`).
+    pub event_type: AlertEventType,
+    /// The rule's severity (the least severe event that counts).
+    pub severity: AuditSeverity,
+    /// The most severe matching event in the window.
+    pub max_severity: AuditSeverity,
+    /// Matching events in the window when it fired.
+    pub count: u32,
+    pub threshold: u32,
+    pub window_secs: u32,
+    /// Matching events during the cool-down before this alert (not alerted then).
+    pub suppressed: u64,
+    /// For a human (English; the app shows its own text).
+    pub message: String,
+    /// When it fired (RFC 3339).
+    pub at: String,
+    /// The address of the last matching event, when known.
+    pub ip: Option<String>,
+}
+
 /// The payload of events that only say "refetch" (`keys`, `policy`): `{}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -326,6 +353,7 @@ pub enum AppEvent {
     Keys(Changed),
     Policy(Changed),
     Config(ConfigEvent),
+    Alert(AlertEvent),
 }
 
 impl AppEvent {
@@ -339,6 +367,7 @@ impl AppEvent {
             Self::Keys(_) => "keys",
             Self::Policy(_) => "policy",
             Self::Config(_) => "config",
+            Self::Alert(_) => "alert",
         }
     }
 
@@ -351,6 +380,7 @@ impl AppEvent {
             Self::Unblock(d) => serde_json::to_value(d),
             Self::Keys(d) | Self::Policy(d) => serde_json::to_value(d),
             Self::Config(d) => serde_json::to_value(d),
+            Self::Alert(d) => serde_json::to_value(d),
         };
         // Plain structs of strings and booleans always serialise.
         data.unwrap_or_default()
@@ -379,6 +409,19 @@ mod tests {
             AppEvent::Policy(Changed {}),
             AppEvent::Config(ConfigEvent {
                 key: "ui.theme".into(),
+            }),
+            AppEvent::Alert(AlertEvent {
+                rule_id: "intrusion".into(),
+                event_type: AlertEventType::Intrusion,
+                severity: AuditSeverity::High,
+                max_severity: AuditSeverity::Critical,
+                count: 1,
+                threshold: 1,
+                window_secs: 60,
+                suppressed: 0,
+                message: "m".into(),
+                at: "2026-12-05T00:00:00Z".into(),
+                ip: None,
             }),
         ];
         for ev in all {

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::error::{FieldError, UiError};
 
 /// One firewall tool and whether this machine has it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallToolView {
     /// `ufw`, `firewalld`, `nftables`, `pf` or `powershell`.
@@ -33,6 +34,7 @@ pub struct FirewallToolView {
 }
 
 /// `GET /setup/platform`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformView {
     /// `linux`, `macos`, `windows`… (Rust's `std::env::consts::OS`).

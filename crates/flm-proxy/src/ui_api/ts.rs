@@ -72,6 +72,12 @@ fn export(dir: &Path) -> Result<(), ExportError> {
         UsageReport,
         UsageGroupBy,
         usage::HistoryView,
+        // setup wizard
+        super::setup::PlatformView,
+        flm_core::firewall::FirewallRequest,
+        flm_core::firewall::FirewallScript,
+        // alert rules (the `alert_rules` setting's document)
+        flm_core::alerts::AlertRules,
     );
     Ok(())
 }
