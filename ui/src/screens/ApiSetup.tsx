@@ -175,9 +175,12 @@ export function Keys() {
   );
 }
 
-function Policy() {
+export function Policy() {
   const { t } = useTranslation();
   const res = useResource(() => api.policy(), [], ['policy']);
+  // Kept here, not in the editor: the reload after a save gives a new `updated_at`,
+  // which remounts the editor (fresh form state from the stored policy).
+  const [saved, setSaved] = useState(false);
   return (
     <section className="card" id="policy" aria-labelledby="policy-h">
       <h2 id="policy-h">{t('policy.title')}</h2>
@@ -192,10 +195,17 @@ function Policy() {
           key={res.data.updated_at ?? 'none'}
           doc={res.data.policy ?? {}}
           onSave={async (doc) => {
+            setSaved(false);
             await api.setPolicy(doc);
+            setSaved(true);
             res.reload();
           }}
         />
+      )}
+      {saved && (
+        <p className="ok-text" role="status">
+          {t('policy.saved')}
+        </p>
       )}
     </section>
   );
