@@ -18,8 +18,8 @@ fi
 # Debian packages used by the build and the tests.
 pkgs=()
 # iproute2: network-namespace tests; chromium: the browser tests (Debian's build, no
-# browser download).
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 chromium; do
+# browser download); fonts-ipafont-gothic: Japanese glyphs in the app's screenshots.
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 chromium fonts-ipafont-gothic; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
