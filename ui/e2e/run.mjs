@@ -116,6 +116,12 @@ const deadline = setTimeout(() => {
   setTimeout(() => process.exit(1), 5000).unref();
 }, deadlineSecs * 1000);
 deadline.unref();
+// The harness stops a run with SIGTERM (its own timeout): report, close the browser, exit.
+process.once('SIGTERM', () => {
+  record('the run was not stopped (SIGTERM)', false);
+  finish();
+  void browser.close().finally(() => process.exit(143));
+});
 
 const cspViolations = [];
 page.on('console', (m) => {
@@ -171,6 +177,7 @@ async function englishLeftovers() {
 
 async function setLanguage(lng) {
   const saved = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/preferred_language') && r.request().method() === 'PUT');
+  saved.catch(() => {}); // awaited below; never an unhandled rejection when the select fails first
   await page.selectOption('#hdr-lang', lng);
   const resp = await saved;
   if (resp.status() !== 200) throw new Error(`PUT preferred_language: HTTP ${resp.status()}`);
@@ -243,6 +250,7 @@ for (const lng of ['ja', 'en']) {
 
 await step('dark theme: axe on every screen', async () => {
   const saved = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/ui.theme') && r.request().method() === 'PUT');
+  saved.catch(() => {});
   await page.selectOption('#hdr-theme', 'dark');
   await saved;
   const bad = [];
@@ -255,6 +263,7 @@ await step('dark theme: axe on every screen', async () => {
     if (serious.length) bad.push({ name, serious });
   }
   const back = page.waitForResponse((r) => r.url().endsWith('/api/v1/config/ui.theme') && r.request().method() === 'PUT');
+  back.catch(() => {});
   await page.selectOption('#hdr-theme', 'system');
   await back;
   if (bad.length) throw new Error(`axe: ${JSON.stringify(bad)}`);

@@ -12,6 +12,7 @@
 //! Needs the built app (`scripts/build-ui.sh`: `ui/node_modules` and `ui/dist`), Node
 //! and Chromium; `scripts/test.sh` provides all three. A missing one fails the test
 //! with the command that fixes it.
+#![cfg(unix)] // process groups and signals
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
