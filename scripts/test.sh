@@ -20,8 +20,8 @@ pkgs=()
 # iproute2: network-namespace tests; nftables, ufw: the firewall scripts applied in a
 # namespace (ufw is installed disabled and only ever enabled inside that namespace,
 # over a private copy of /etc/ufw); chromium: the browser tests (Debian's build, no
-# browser download).
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 nftables ufw chromium; do
+# browser download); fonts-ipafont-gothic: Japanese glyphs in the app's screenshots.
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 nftables ufw chromium fonts-ipafont-gothic; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

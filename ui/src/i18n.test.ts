@@ -7,6 +7,7 @@ import ja from './locales/ja.json';
 import { KNOWN_ERROR_CODES } from './api/errors';
 import { PROTECTIONS } from './state/policy';
 import { START_MODES } from './state/routes';
+import { CAPABILITIES, HELPED_SETTINGS } from './state/values';
 
 function leaves(o: unknown, prefix = ''): string[] {
   if (typeof o !== 'object' || o === null) return [prefix];
@@ -57,6 +58,9 @@ describe('locales', () => {
       ...['1h', '24h', '7d'].map((s) => `usage.ranges.${s}`),
       ...['error', 'warn', 'info', 'debug', 'trace'].map((s) => `settings.logLevels.${s}`),
       ...['key', 'model', 'engine'].flatMap((s) => [`usage.groups.${s}`, `usage.byGroup.${s}`]),
+      ...CAPABILITIES.map((c) => `values.capability.${c}`),
+      ...HELPED_SETTINGS.map((k) => `values.settingHelp.${k}`),
+      'values.egress.direct',
     ];
     expect(dynamic.filter((k) => !enKeys.has(k))).toEqual([]);
   });

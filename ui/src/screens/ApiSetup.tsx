@@ -7,6 +7,7 @@ import { asPolicyDoc, type KeyView, type Setting } from '../api/types';
 import { ConfirmDialog, Empty, ErrorBox, Loading, SecretDialog } from '../components/common';
 import { fmtTime } from '../state/format';
 import { PolicyEditor } from './PolicyEditor';
+import { capabilityList, codeParts, settingHelp } from '../state/values';
 
 function Models() {
   const { t } = useTranslation();
@@ -44,7 +45,7 @@ function Models() {
                   <tr key={m.id}>
                     <td className="mono">{m.id}</td>
                     <td>{m.engine_id}</td>
-                    <td>{m.capabilities.join(', ') || '—'}</td>
+                    <td>{m.capabilities.length ? capabilityList(t, m.capabilities) : '—'}</td>
                   </tr>
                 ))}
               </tbody>
@@ -128,7 +129,7 @@ export function Keys() {
               <tbody>
                 {res.data.keys.map((k) => (
                   <tr key={k.id}>
-                    <td>{k.label}</td>
+                    <td translate="no">{k.label}</td>
                     <td className="mono small">{k.id}</td>
                     <td>{fmtTime(k.created_at)}</td>
                     <td>{k.last_used_at ? fmtTime(k.last_used_at) : t('keys.neverUsed')}</td>
@@ -175,9 +176,12 @@ export function Keys() {
   );
 }
 
-function Policy() {
+export function Policy() {
   const { t } = useTranslation();
   const res = useResource(() => api.policy(), [], ['policy']);
+  // Kept here, not in the editor: the reload after a save gives a new `updated_at`,
+  // which remounts the editor (fresh form state from the stored policy).
+  const [saved, setSaved] = useState(false);
   return (
     <section className="card" id="policy" aria-labelledby="policy-h">
       <h2 id="policy-h">{t('policy.title')}</h2>
@@ -192,10 +196,17 @@ function Policy() {
           key={res.data.updated_at ?? 'none'}
           doc={asPolicyDoc(res.data.policy) ?? {}}
           onSave={async (doc) => {
+            setSaved(false);
             await api.setPolicy(doc);
+            setSaved(true);
             res.reload();
           }}
         />
+      )}
+      {saved && (
+        <p className="ok-text" role="status">
+          {t('policy.saved')}
+        </p>
       )}
     </section>
   );
@@ -265,7 +276,9 @@ function ConfigRow({ s, onSaved }: { s: Setting; onSaved: () => void }) {
         )}
       </td>
       <td className="mono small">{s.default === '' ? '—' : s.default}</td>
-      <td className="small">{s.help}</td>
+      <td className="small">
+        {codeParts(settingHelp(t, s.key, s.help)).map((p, i) => (p.code ? <code key={i}>{p.text}</code> : p.text))}
+      </td>
       <td>
         {!editing && (
           <button type="button" className="btn btn-secondary btn-small" onClick={() => setEditing(true)} aria-label={`${t('common.edit')}: ${s.key}`}>

@@ -7,6 +7,7 @@ import type { Dashboard as DashboardData, ProxyView } from '../api/types';
 import { ConfirmDialog, CopyButton, Empty, ErrorBox, Loading, StatusBadge } from '../components/common';
 import { fmtNum, fmtTime } from '../state/format';
 import { fixRoute, START_MODES } from '../state/routes';
+import { capabilityList } from '../state/values';
 
 function ProxyPanel({ proxy, onChanged }: { proxy: ProxyView; onChanged: () => void }) {
   const { t } = useTranslation();
@@ -26,13 +27,21 @@ function ProxyPanel({ proxy, onChanged }: { proxy: ProxyView; onChanged: () => v
       onChanged();
     }
   };
-  const rows: [string, string][] = [
-    [t('dashboard.proxy.mode'), proxy.mode ?? '—'],
+  const runningMode = proxy.mode;
+  const rows: [string, React.ReactNode][] = [
+    [
+      t('dashboard.proxy.mode'),
+      runningMode === null ? '—' : (START_MODES as readonly string[]).includes(runningMode) ? t(`dashboard.proxy.modes.${runningMode}`) : <span className="mono">{runningMode}</span>,
+    ],
     [t('dashboard.proxy.listen'), proxy.listen ?? '—'],
     [t('dashboard.proxy.port'), proxy.port === null ? '—' : String(proxy.port)],
     [t('dashboard.proxy.httpsPort'), proxy.https_port === null ? '—' : String(proxy.https_port)],
     [t('dashboard.proxy.acmeDomain'), proxy.acme_domain ?? '—'],
-    [t('dashboard.proxy.egress'), proxy.egress ?? '—'],
+    // "direct", else the SOCKS/Tor URL (data).
+    [
+      t('dashboard.proxy.egress'),
+      proxy.egress === null ? '—' : proxy.egress === 'direct' ? t('values.egress.direct') : <span className="mono">{proxy.egress}</span>,
+    ],
     [
       t('dashboard.proxy.certificate'),
       proxy.certificate
@@ -161,7 +170,7 @@ function Engines({ data, onChanged }: { data: DashboardData; onChanged: () => vo
               {data.engines.map((e) => (
                 <tr key={e.id}>
                   <td>
-                    <strong>{e.name}</strong>
+                    <strong translate="no">{e.name}</strong>
                     <div className="muted small mono">
                       {e.kind} · {e.base_url}
                     </div>
@@ -180,13 +189,13 @@ function Engines({ data, onChanged }: { data: DashboardData; onChanged: () => vo
                         {e.models.map((m) => (
                           <li key={m.id}>
                             <span className="mono">{m.name}</span>
-                            {m.capabilities.length > 0 && <span className="muted small"> ({m.capabilities.join(', ')})</span>}
+                            {m.capabilities.length > 0 && <span className="muted small"> ({capabilityList(t, m.capabilities)})</span>}
                           </li>
                         ))}
                       </ul>
                     )}
                   </td>
-                  <td>{e.capabilities.length ? e.capabilities.join(', ') : '—'}</td>
+                  <td>{e.capabilities.length ? capabilityList(t, e.capabilities) : '—'}</td>
                 </tr>
               ))}
             </tbody>

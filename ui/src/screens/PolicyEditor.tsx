@@ -29,7 +29,6 @@ export function PolicyEditor({ doc, onSave }: { doc: PolicyDoc; onSave: (doc: Po
   const [jsonError, setJsonError] = useState<string | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
-  const [saved, setSaved] = useState(false);
 
   const fieldErrs = groupFieldErrors(error?.fields ?? []);
   const errs = (f: FormField) => fieldErrs[f];
@@ -38,10 +37,8 @@ export function PolicyEditor({ doc, onSave }: { doc: PolicyDoc; onSave: (doc: Po
   const save = async (next: PolicyDoc) => {
     setBusy(true);
     setError(null);
-    setSaved(false);
     try {
       await onSave(next);
-      setSaved(true);
     } catch (e) {
       setError(e instanceof ApiError ? e : new ApiError(0, 'network_error', String(e), null));
     } finally {
@@ -73,16 +70,8 @@ export function PolicyEditor({ doc, onSave }: { doc: PolicyDoc; onSave: (doc: Po
 
   const setProt = (p: (typeof PROTECTIONS)[number], v: Toggle) => setForm((f) => ({ ...f, protections: { ...f.protections, [p]: v } }));
 
-  const status = (
-    <>
-      {saved && (
-        <p className="ok-text" role="status">
-          {t('policy.saved')}
-        </p>
-      )}
-      {error && <ErrorBox error={error} />}
-    </>
-  );
+  // "Saved" is shown by the caller: a save changes `updated_at`, which remounts this editor.
+  const status = error && <ErrorBox error={error} />;
 
   if (advanced) {
     return (

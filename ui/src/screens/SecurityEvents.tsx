@@ -83,7 +83,7 @@ function AuditTable({ items }: { items: AuditView[] }) {
         {items.map((r) => (
           <tr key={r.id}>
             <td className="nowrap">{fmtTime(r.at)}</td>
-            <td className="nowrap">{EVENT_TYPES.includes(r.event_type) ? t(`security.eventType.${r.event_type}`) : r.event_type}</td>
+            <td className="nowrap">{EVENT_TYPES.includes(r.event_type) ? t(`security.eventType.${r.event_type}`) : <span className="mono">{r.event_type}</span>}</td>
             <td className="nowrap">{SEVERITIES.includes(r.severity) ? t(`security.severity.${r.severity}`) : r.severity}</td>
             <td className="mono">{r.ip ?? '—'}</td>
             <td className="mono small">{[r.method, r.endpoint].filter(Boolean).join(' ') || '—'}</td>
