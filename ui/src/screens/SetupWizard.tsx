@@ -9,6 +9,7 @@ import { api as appApi, ApiError, type Api } from '../api/client';
 import { useAction, useResource } from '../api/hooks';
 import { FIREWALL_TARGETS, setupApi, type FirewallScript, type FirewallTarget } from '../api/setup';
 import { ConfirmDialog, CopyButton, ErrorBox, Loading } from '../components/common';
+import { asPolicyDoc } from '../api/types';
 import { saveText } from '../state/download';
 import { START_MODES } from '../state/routes';
 import {
@@ -73,7 +74,7 @@ export function PrecheckStep({ client, go }: { client: Api; go: Go }) {
   const { t } = useTranslation();
   const res = useResource(async () => {
     const [d, k, p] = await Promise.all([client.dashboard(), client.keys(), client.policy()]);
-    return precheck(d.proxy, k.keys, p.policy);
+    return precheck(d.proxy, k.keys, asPolicyDoc(p.policy));
   }, [client], ['proxy', 'keys', 'policy']);
   const checks: { id: string; problems: Problem[] }[] = [
     { id: 'server', problems: ['proxy_stopped', 'loopback_only', 'no_https'] },
@@ -253,7 +254,7 @@ export function SecurityStep({ client, go, secret, onSecret }: { client: Api; go
     const r = await action.run(() => client.createKey(label.trim()));
     if (r) onSecret(r.secret);
   };
-  const allow = allowListOf(policy.data?.policy ?? null);
+  const allow = allowListOf(asPolicyDoc(policy.data?.policy));
   return (
     <section className="card" aria-labelledby="wz-sec-h">
       <h2 id="wz-sec-h">{t('setupWizard.security.title')}</h2>
@@ -291,7 +292,7 @@ export function SecurityStep({ client, go, secret, onSecret }: { client: Api; go
       {policy.data && (
         <PolicyEditor
           key={policy.data.updated_at ?? 'none'}
-          doc={policy.data.policy ?? {}}
+          doc={asPolicyDoc(policy.data.policy) ?? {}}
           onSave={async (doc) => {
             await client.setPolicy(doc);
             policy.reload();
@@ -326,7 +327,7 @@ export function FirewallStep({ client, go, applied, onApplied }: { client: Api; 
   const d = base.data;
   const chosen = target ?? preselectTarget(d?.platform ?? null);
   const portsValue = portsText ?? (d ? proxyPorts(d.dash.proxy).join(', ') : '');
-  const allowValue = allowText ?? (d ? allowListOf(d.policy.policy).join('\n') : '');
+  const allowValue = allowText ?? (d ? allowListOf(asPolicyDoc(d.policy.policy)).join('\n') : '');
   const ports = parsePorts(portsValue);
   const allow = parseAllow(allowValue);
   const localPortsBad = ports.invalid.length > 0 || ports.ports.length === 0;
@@ -505,7 +506,7 @@ export function CompleteStep({ client, secret, applied }: { client: Api; secret:
     const [d, p] = await Promise.all([client.dashboard(), client.policy()]);
     return { d, p };
   }, [client], ['proxy', 'policy']);
-  const b = res.data ? badges(res.data.d, res.data.p.policy, applied) : null;
+  const b = res.data ? badges(res.data.d, asPolicyDoc(res.data.p.policy), applied) : null;
   const urls = res.data ? usableUrls(res.data.d.endpoints) : [];
   return (
     <section className="card" aria-labelledby="wz-done-h">

@@ -150,7 +150,7 @@ export function onlyPrivate(entries: string[]): boolean {
 
 /** The target to preselect: the platform's default, else the first one found, else ufw. */
 export function preselectTarget(p: PlatformView | null): FirewallTarget {
-  return p?.default_target ?? p?.firewalls.find((f) => f.available)?.target ?? FIREWALL_TARGETS[0];
+  return p?.default_target ?? p?.firewalls.find((f) => f.available)?.target ?? FIREWALL_TARGETS[0] ?? 'ufw';
 }
 
 /** Which wizard field a server field path belongs to (`ports[1]` → ports). */
