@@ -85,8 +85,13 @@ models() {
     --vocab "$SRC/models/ggml-vocab-bert-bge.gguf" -o "$MODELS/tiny-bert.gguf" >&2
 }
 
+# Two runs at once (a test run and a developer's shell) would share the half-made venv
+# or build tree: the second waits for the first, then finds everything cached.
+exec 9>"$CACHE/.setup.lock"
+flock 9
 build
 models
+flock -u 9
 if [ "${1:-}" = "--print-env" ]; then
   echo "FLM_LLAMA_SERVER=$BIN"
   echo "FLM_TINY_MODELS=$MODELS"

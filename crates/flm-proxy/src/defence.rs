@@ -285,6 +285,9 @@ pub struct Guard {
     /// Serialises policy reloads: a poll that read the table just before a change
     /// must not store its stale copy over the newer one a forced reload applied.
     policy_reload: tokio::sync::Mutex<()>,
+    /// The same for the blocklist: a reconcile that read the table before an unblock
+    /// must not put the lifted entry back over a newer reconcile's result.
+    blocklist_reconcile: tokio::sync::Mutex<()>,
     /// Refusals of banned IPs not yet recorded.
     refusals: Mutex<HashMap<IpAddr, u64>>,
     pub(crate) audit: AuditSink,
@@ -373,6 +376,7 @@ impl Guard {
             rate_persisted_ms: AtomicU64::new(0),
             reload_now: Notify::new(),
             policy_reload: tokio::sync::Mutex::new(()),
+            blocklist_reconcile: tokio::sync::Mutex::new(()),
             refusals: Mutex::new(HashMap::new()),
             audit: AuditSink::new(),
             conns: Arc::new(AtomicU32::new(0)),
@@ -499,6 +503,7 @@ impl Guard {
         let Some(deps) = &self.deps else {
             return;
         };
+        let _serial = self.blocklist_reconcile.lock().await;
         self.flush_blocklist().await;
         let rows = match deps.blocklist.load_all().await {
             Ok(r) => r,

@@ -1,8 +1,9 @@
 import { useEffect, useRef, useState } from 'react';
-import { useTranslation } from 'react-i18next';
+import { Trans, useTranslation } from 'react-i18next';
 import { Link } from 'react-router-dom';
 import { eventTypeKey, isAlertEvent, severityKey, toastSticky, TOAST_MS, type AlertEvent } from '../api/alerts';
 import { subscribe } from '../api/events';
+import { DATA } from './common';
 
 interface Toast {
   id: number;
@@ -66,7 +67,9 @@ export function AlertToasts() {
                 : t('alertToasts.one')}
               {a.ip ? ` ${t('alertToasts.from', { ip: a.ip })}` : ''}
             </p>
-            <p className="muted small">{t('alertToasts.rule', { id: a.rule_id })}</p>
+            <p className="muted small">
+              <Trans i18nKey="alertToasts.rule" values={{ id: a.rule_id }} components={DATA} />
+            </p>
             <div className="row">
               <Link to="/security/events" onClick={() => dismiss(id)}>
                 {t('alertToasts.view')}

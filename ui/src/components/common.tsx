@@ -162,3 +162,9 @@ export function StatusBadge({ status }: { status: string }) {
   const k = known.includes(status) ? status : 'unknown';
   return <span className={`badge badge-${k}`}>{t(`status.${k}`)}</span>;
 }
+
+/**
+ * `components` for `<Trans>`: `<data>…</data>` in a translated sentence marks a value
+ * (a rule id, an address) that is data, not text to translate.
+ */
+export const DATA = { data: <span translate="no" /> };

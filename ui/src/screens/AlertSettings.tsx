@@ -1,5 +1,5 @@
 import { useId, useState } from 'react';
-import { useTranslation } from 'react-i18next';
+import { Trans, useTranslation } from 'react-i18next';
 import { Link } from 'react-router-dom';
 import {
   ALERT_EVENT_TYPES, ALERT_SEVERITIES, draftsFromSetting, eventTypeKey, groupRuleErrors, newDraft, severityKey,
@@ -8,7 +8,7 @@ import {
 import { api, ApiError } from '../api/client';
 import { useResource } from '../api/hooks';
 import type { Setting } from '../api/types';
-import { ConfirmDialog, Empty, ErrorBox, Loading } from '../components/common';
+import { ConfirmDialog, DATA, Empty, ErrorBox, Loading } from '../components/common';
 
 const KEY = 'alert_rules';
 
@@ -52,10 +52,11 @@ function RuleEditor({ draft, index, errors, onChange, onDelete }: {
       <Errs id={eid(f)} list={errors[f]} />
     </div>
   );
-  const title = t('alertSettings.ruleTitle', { index: index + 1, id: draft.id || '—' });
   return (
-    <fieldset className="card" aria-label={title}>
-      <legend>{title}</legend>
+    <fieldset className="card">
+      <legend>
+        <Trans i18nKey="alertSettings.ruleTitle" values={{ index: index + 1, id: draft.id || '—' }} components={DATA} />
+      </legend>
       <div className="filters">
         {text('id')}
         <div>
@@ -90,7 +91,7 @@ function RuleEditor({ draft, index, errors, onChange, onDelete }: {
         {check('notifyUI')}
         {check('notifyLog')}
         <button type="button" className="btn btn-secondary btn-small" onClick={onDelete}>
-          {t('alertSettings.deleteRule', { id: draft.id || index + 1 })}
+          <Trans i18nKey="alertSettings.deleteRule" values={{ id: draft.id || index + 1 }} components={DATA} />
         </button>
       </div>
     </fieldset>

@@ -28,6 +28,7 @@ export const HELPED_SETTINGS = [
   'ui.port',
   'ui.theme',
   'alert_rules',
+  'log.level',
   'paths.config',
 ] as const;
 

@@ -188,3 +188,24 @@ fn the_generated_types_say_what_the_wire_says() {
         get("EngineKind.ts")
     );
 }
+
+/// The app shows the daemon's English help of a setting only when it has no
+/// translation of its own (`HELPED_SETTINGS` in ui/src/state/values.ts): a new setting
+/// without one would leave English on the Japanese settings table.
+#[test]
+fn every_setting_has_translated_help_in_the_app() {
+    let values = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/state/values.ts");
+    let text = std::fs::read_to_string(&values).unwrap();
+    let start = text.find("HELPED_SETTINGS").unwrap();
+    let list = &text[start..start + text[start..].find("] as const").unwrap()];
+    let missing: Vec<&str> = flm_core::config::SETTINGS
+        .iter()
+        .map(|s| s.key)
+        .filter(|k| !list.contains(&format!("'{k}'")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "settings without translated help in the app: {missing:?}; add them to \
+         HELPED_SETTINGS and to values.settingHelp in ui/src/locales/en.json and ja.json"
+    );
+}
