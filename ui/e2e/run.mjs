@@ -406,8 +406,15 @@ await step('chat: tokens arrive before the answer ends', async () => {
         }, 60000);
       }),
   );
+  // The tiny model writes 128 tokens in ~50 ms: on a busy machine the browser can get
+  // them in one read and paint once. A slow link (as a remote user has) spreads the
+  // stream over about a second, so the check sees the rendering, not the scheduler.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: 24000, uploadThroughput: -1 });
   await page.getByRole('button', { name: 'Send' }).click();
   const seen = await lengths;
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await cdp.detach();
   const partial = seen.filter((s) => !s.done && s.len > 0);
   const distinct = new Set(partial.map((s) => s.len));
   if (!seen.at(-1)?.done) throw new Error('the answer did not end within 60 s');

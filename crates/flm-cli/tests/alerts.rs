@@ -11,18 +11,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Env};
+use common::{free_port, http_client, AppSession, Env};
 use futures::StreamExt;
 use serde_json::{json, Value};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// A client whose requests come from `source` (another loopback address), so that
 /// the proxy's per-address scores of one part of the test do not affect another.
@@ -78,32 +69,6 @@ impl Events {
         }
         None
     }
-}
-
-/// Logs in to the daemon's app; returns `(app url, cookie, csrf token)`.
-async fn login(env: &Env, http: &reqwest::Client) -> (String, String, String) {
-    let out = env.flm(&["ui", "--no-open", "--format", "json"]).await.ok();
-    let url = out["url"].as_str().unwrap().to_owned();
-    let r = http.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 303, "{url}");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let app = env.state().unwrap()["ui_url"].as_str().unwrap().to_owned();
-    let s: Value = http
-        .get(format!("{app}/api/v1/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (app, cookie, s["csrf_token"].as_str().unwrap().to_owned())
 }
 
 async fn open_events(http: &reqwest::Client, app: &str, cookie: &str) -> Events {
@@ -188,8 +153,12 @@ async fn intrusions_fire_alerts_on_the_live_stream_and_in_the_audit_log() {
     env.flm(&["proxy", "start", "--port", &port.to_string()])
         .await
         .ok();
-    let http = client();
-    let (app, cookie, csrf) = login(&env, &http).await;
+    let AppSession {
+        http,
+        base: app,
+        cookie,
+        csrf,
+    } = AppSession::open(&env).await;
     let mut events = open_events(&http, &app, &cookie).await;
 
     // One attempt is below the threshold of 2: no alert.
@@ -306,7 +275,7 @@ async fn log_level_changes_apply_to_a_running_daemon() {
         .as_str()
         .unwrap()
         .to_owned();
-    let http = client();
+    let http = http_client();
     // Authenticated requests log `authenticated` at debug level only.
     let hit = || {
         let (http, key, proxy) = (http.clone(), key.clone(), proxy.clone());

@@ -9,83 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{AppSession, Env};
 use serde_json::{json, Value};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Session {
-    async fn open(env: &Env) -> Self {
-        let out = env.flm(&["ui", "--no-open", "--format", "json"]).await.ok();
-        let url = out["url"].as_str().unwrap().to_owned();
-        let base = url.split("/login").next().unwrap().to_owned();
-        let http = client();
-        let r = http.get(&url).send().await.unwrap();
-        assert_eq!(r.status(), 303);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let s: Value = http
-            .get(format!("{base}/api/v1/session"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Self {
-            csrf: s["csrf_token"].as_str().unwrap().to_owned(),
-            http,
-            base,
-            cookie,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}/api/v1{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value, csrf: bool) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/api/v1{path}", self.base))
-            .header("cookie", &self.cookie)
-            .json(body);
-        if csrf {
-            req = req.header("x-flm-csrf", &self.csrf);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        assert!(r.headers().contains_key("x-request-id"));
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-}
 
 fn fake_tool(env: &Env, name: &str) {
     let p = env.dir.path().join("bin").join(name);
@@ -101,7 +26,7 @@ async fn setup_api_detects_the_platform_and_writes_firewall_scripts() {
     // and (with no firewalld on this machine) the preselected target.
     fake_tool(&env, "ufw");
     let _guard = env.guard();
-    let s = Session::open(&env).await;
+    let s = AppSession::open(&env).await;
 
     let (status, p) = s.get("/setup/platform").await;
     assert_eq!(status, 200, "{p}");

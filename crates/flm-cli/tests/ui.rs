@@ -7,18 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{http_client, Env};
 use futures::StreamExt;
 use serde_json::Value;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// Follows the login URL; returns the cookie.
 async fn follow(http: &reqwest::Client, url: &str) -> String {
@@ -44,7 +35,7 @@ async fn flm_ui_prints_a_login_url_that_opens_a_session_without_a_proxy() {
     );
     assert_eq!(out["opened_with"], Value::Null);
 
-    let http = client();
+    let http = http_client();
     let cookie = follow(&http, &url).await;
     let s: Value = http
         .get(format!("{app_url}/api/v1/session"))

@@ -211,3 +211,87 @@ pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A client for FLM's own listeners: no system proxy, redirects not followed (the
+/// login answers 303), bounded.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A logged-in session of the daemon's app, opened the way `flm ui` opens one: the
+/// one-time login URL it prints, followed by a cookie-keeping client.
+pub struct AppSession {
+    pub http: reqwest::Client,
+    /// The app's address (`http://127.0.0.1:<ui port>`).
+    pub base: String,
+    /// `name=value` of the session cookie.
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl AppSession {
+    /// Starts the daemon if needed and logs in.
+    pub async fn open(env: &Env) -> Self {
+        let out = env.flm(&["ui", "--no-open", "--format", "json"]).await.ok();
+        let url = out["url"].as_str().unwrap().to_owned();
+        let base = url.split("/login").next().unwrap().to_owned();
+        let http = http_client();
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let s: Value = http
+            .get(format!("{base}/api/v1/session"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            csrf: s["csrf_token"].as_str().unwrap().to_owned(),
+            http,
+            base,
+            cookie,
+        }
+    }
+
+    /// `GET /api/v1{path}`: status and JSON body (`null` when not JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/v1{path}`, with the CSRF header when `csrf`.
+    pub async fn post(&self, path: &str, body: &Value, csrf: bool) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .header("cookie", &self.cookie)
+            .json(body);
+        if csrf {
+            req = req.header("x-flm-csrf", &self.csrf);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(r.headers().contains_key("x-request-id"));
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
