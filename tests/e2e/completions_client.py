@@ -3,7 +3,9 @@
 Environment: FLM_BASE_URL (…/v1), FLM_API_KEY, FLM_COMPLETION_MODEL (a model without
 fill-in-the-middle tokens), FLM_FIM_MODEL (one with them), FLM_EMBED_MODEL (an
 embeddings-only model), FLM_NO_FIM_ENGINE_MODEL (a model on an engine without
-`suffix`). Prints one JSON line per check and exits non-zero on the first failure.
+`suffix`), FLM_EMULATED_MODELS (comma-separated models of other engines, each checked
+plain and streamed), FLM_OLLAMA_FIM_MODEL (an Ollama model with `insert`). Prints one
+JSON line per check and exits non-zero on the first failure.
 """
 import json
 import os
@@ -89,6 +91,23 @@ check(
     len(texts) > 1 and finish is not None and usage is not None and usage.prompt_tokens > 0 and models == {fim},
     (texts, finish, usage, models),
 )
+
+for other in filter(None, os.environ.get("FLM_EMULATED_MODELS", "").split(",")):
+    r = client.completions.create(model=other, prompt="Say hello", max_tokens=4)
+    check(f"completion {other}", r.choices[0].text and r.usage.completion_tokens > 0 and r.model == other, r)
+    texts, finish, usage, models = stream(model=other, prompt="Say hello", max_tokens=4)
+    check(
+        f"completion stream {other}",
+        len(texts) > 1 and finish is not None and usage is not None and models == {other},
+        (texts, finish, usage, models),
+    )
+
+ollama_fim = os.environ.get("FLM_OLLAMA_FIM_MODEL")
+if ollama_fim:
+    r = client.completions.create(model=ollama_fim, prompt="def add(a, b):", suffix="return c", max_tokens=4)
+    check("fim on Ollama", r.choices[0].text and r.model == ollama_fim, r)
+    texts, finish, usage, models = stream(model=ollama_fim, prompt="def add(a, b):", suffix="return c", max_tokens=4)
+    check("fim stream on Ollama", len(texts) > 1 and usage is not None, (texts, finish, usage, models))
 
 status, code, body = error_of(lambda: client.completions.create(model=model, prompt="x", suffix="y", max_tokens=2))
 check("fim refused without FIM tokens", status == 400 and code == "suffix_not_supported", body)

@@ -88,6 +88,7 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
         EmulatedKind::Ollama,
         EmulatorOptions::with_models([
             EmulatedModel::chat("llama3.2"),
+            EmulatedModel::chat("qwen2.5-coder").with_insert(),
             EmulatedModel::embedding("all-minilm"),
         ]),
     )
@@ -96,11 +97,15 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
     let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
         .await
         .unwrap();
+    let lms = Emulator::start(EmulatedKind::LmStudio, EmulatorOptions::default())
+        .await
+        .unwrap();
     let h = common::harness_with_telemetry(&[
         (EngineKind::LlamaCpp, plain.base_url(), "llama"),
         (EngineKind::LlamaCpp, fim.base_url(), "fim"),
         (EngineKind::Ollama, ollama.base_url(), "ollama"),
         (EngineKind::Vllm, vllm.base_url(), "vllm"),
+        (EngineKind::LmStudio, lms.base_url(), "lms"),
     ])
     .await;
 
@@ -119,6 +124,11 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
             .env("FLM_FIM_MODEL", "flm://fim/tiny-llama")
             .env("FLM_EMBED_MODEL", "flm://ollama/all-minilm:latest")
             .env("FLM_NO_FIM_ENGINE_MODEL", "flm://vllm/test-model")
+            .env(
+                "FLM_EMULATED_MODELS",
+                "flm://ollama/llama3.2:latest,flm://vllm/test-model,flm://lms/test-model",
+            )
+            .env("FLM_OLLAMA_FIM_MODEL", "flm://ollama/qwen2.5-coder:latest")
             .env("NO_PROXY", "*")
             .output(),
     )
@@ -131,10 +141,32 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
         "SDK checks failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        vllm.control().route_requests("/v1/completions"),
-        0,
-        "a FIM request refused by engine kind reached the engine"
+    // Each engine got its own `/v1/completions` with its own model name; the FIM
+    // request refused by engine kind never reached vLLM.
+    assert_eq!(vllm.control().route_requests("/v1/completions"), 2);
+    let sent = vllm.control().last_chat_body().unwrap();
+    assert!(
+        sent["model"] == "test-model" && sent.get("suffix").is_none(),
+        "{sent}"
+    );
+    let fim_sent = ollama.control().last_chat_body().unwrap();
+    assert_eq!(fim_sent["suffix"], "return c", "{fim_sent}");
+    assert_eq!(fim_sent["model"], "qwen2.5-coder:latest", "{fim_sent}");
+    // Ollama's own refusal of a model without `insert` reaches the client as a 400.
+    let r = h
+        .post("/v1/completions")
+        .json(&json!({"model": "flm://ollama/llama3.2:latest", "prompt": "a", "suffix": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not support insert"),
+        "{v}"
     );
 
     // Malformed bodies: precise 400s.
