@@ -17,7 +17,7 @@ use flm_core::usage::{UsageGroupBy, UsageRange};
 use flm_core::EngineKind;
 use flm_proxy::StopTarget;
 use flm_testkit::llama::{LlamaServer, TinyModel};
-use flm_testkit::{EmulatedKind, EmulatedModel, Emulator, EmulatorOptions};
+use flm_testkit::{Behavior, EmulatedKind, EmulatedModel, Emulator, EmulatorOptions};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -320,4 +320,70 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
             "{model}: {g:?}"
         );
     }
+}
+
+/// Streamed completions get chat's protections: a broken engine stream ends with an
+/// error event and `[DONE]`, and the streaming ceiling ends a stream — and the
+/// engine's request — even when the client has stopped reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_streams_are_bounded_like_chat() {
+    let vllm = Emulator::start(
+        EmulatedKind::Vllm,
+        EmulatorOptions::default().chunk_delay(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let h = common::harness_with_settings(
+        &[(EngineKind::Vllm, vllm.base_url(), "vllm")],
+        &[("proxy.stream_timeout_secs", "2")],
+    )
+    .await;
+    // About 45 chunks, 300 ms apart: the engine alone would stream for 13 s.
+    let prompt = "word ".repeat(40);
+    let body = json!({"model": "flm://vllm/test-model", "prompt": prompt, "max_tokens": 100,
+                      "stream": true});
+
+    vllm.control()
+        .set_behavior(Behavior::DropMidStream { after_chunks: 2 });
+    let (status, _, events) =
+        sse(h.post("/v1/completions").json(&body).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "stream_error", "{events:?}");
+    vllm.control().set_behavior(Behavior::Normal);
+
+    // Read to the end: cut at the ceiling with `streaming_timeout`.
+    let started = Instant::now();
+    let (status, _, events) =
+        sse(h.post("/v1/completions").json(&body).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "streaming_timeout", "{events:?}");
+
+    // A client that stops reading: the engine's stream is still ended at the ceiling.
+    let started = Instant::now();
+    let stalled = h.post("/v1/completions").json(&body).send().await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    let deadline = started + Duration::from_millis(4500);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while vllm.control().open_streams() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the engine stream outlived the ceiling"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
+    h.stop().await;
 }
