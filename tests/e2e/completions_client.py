@@ -109,6 +109,15 @@ if ollama_fim:
     texts, finish, usage, models = stream(model=ollama_fim, prompt="def add(a, b):", suffix="return c", max_tokens=4)
     check("fim stream on Ollama", len(texts) > 1 and usage is not None, (texts, finish, usage, models))
 
+# Code that looks like attacks is content: never scored by the defence.
+r = client.completions.create(
+    model=fim,
+    prompt="q = \"SELECT * FROM users WHERE id = '1' OR 1=1; --\"\nos.system('cat ../../etc/passwd')\n",
+    suffix="\n<script>alert(1)</script> $(rm -rf /) ${jndi:ldap://x}\n",
+    max_tokens=3,
+)
+check("attack-looking code is content", r.choices[0].finish_reason in ("length", "stop"), r)
+
 status, code, body = error_of(lambda: client.completions.create(model=model, prompt="x", suffix="y", max_tokens=2))
 check("fim refused without FIM tokens", status == 400 and code == "suffix_not_supported", body)
 

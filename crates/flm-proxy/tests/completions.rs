@@ -109,6 +109,17 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
     ])
     .await;
 
+    // Every protection on, with the defaults of an exposed bind: prompts and suffixes
+    // full of code must not be scored.
+    h.set_policy(&json!({
+        "ip_blocklist": {"enabled": true},
+        "intrusion_detection": {"enabled": true},
+        "anomaly_detection": {"enabled": true},
+        "ip_rate_limit": {"enabled": true},
+        "resource_protection": {"enabled": true, "cpu_threshold": 100, "memory_threshold": 100},
+    }))
+    .await;
+
     // The official SDK: plain, streamed and FIM completions, and every refusal.
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -141,6 +152,21 @@ async fn text_completions_and_fill_in_the_middle_through_the_proxy() {
         "SDK checks failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    h.manager.guard().flush().await;
+    let findings = h
+        .store
+        .security_events()
+        .list_intrusions(&flm_core::security::IntrusionFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        findings.is_empty(),
+        "the SDK's traffic was scored: {findings:?}"
+    );
+
     // Each engine got its own `/v1/completions` with its own model name; the FIM
     // request refused by engine kind never reached vLLM.
     assert_eq!(vllm.control().route_requests("/v1/completions"), 2);
