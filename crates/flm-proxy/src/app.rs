@@ -71,6 +71,13 @@ pub fn build(state: SharedState) -> axum::Router {
             )),
         )
         .route(
+            "/v1/completions",
+            post(handlers::completions).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
             "/v1/embeddings",
             post(handlers::embeddings).route_layer(middleware::from_fn_with_state(
                 state.clone(),

@@ -16,9 +16,10 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::app::{KeyId, SharedState};
+use crate::completions;
 use crate::defence::ClientIp;
 use crate::error::ApiError;
-use crate::openai_req::{self, ChatParams};
+use crate::openai_req::{self, ChatParams, CompletionParams, PromptShape};
 use crate::relay::{relay_sse, translate_sse};
 use crate::request_id::RequestId;
 use crate::routing::EngineEntry;
@@ -281,15 +282,17 @@ async fn chat_relay(
             Err(e) => attempt_err("chat_error", e),
         };
     }
-    relay_full(st, entry, request, "chat_error").await
+    relay_full(st, entry, request, "chat_error", Ok).await
 }
 
-/// A non-streaming relay: the whole exchange bounded by `proxy.request_timeout_secs`.
+/// A non-streaming relay: the whole exchange bounded by `proxy.request_timeout_secs`;
+/// `transform` shapes a successful body for the client.
 async fn relay_full(
     st: &SharedState,
     entry: &EngineEntry,
     request: RawRequest,
     route_code: &'static str,
+    transform: impl FnOnce(Bytes) -> Result<Bytes, ApiError>,
 ) -> Attempt {
     let exchange = async {
         let resp = entry.engine.relay(request).await?;
@@ -316,10 +319,9 @@ async fn relay_full(
                         )));
                     }
                 }
-                Attempt::Done(Ok(json_response(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                    body,
-                )))
+                Attempt::Done(transform(body).map(|body| {
+                    json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+                }))
             } else {
                 Attempt::Done(Err(upstream_error(
                     route_code,
@@ -427,6 +429,264 @@ async fn chat_translate(
     }
 }
 
+/// `POST /v1/completions`: legacy text completion, with `suffix` for
+/// fill-in-the-middle. Relayed to the engine's own `/v1/completions`, except a FIM
+/// request to llama.cpp, which goes to its native `/infill` (see [`completions`]).
+pub async fn completions(
+    State(st): State<SharedState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(key): Extension<KeyId>,
+    ip: Option<Extension<ClientIp>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let mut obj = parse_checked(&st, ip, &rid.0, "/v1/completions", &bytes)?;
+    let params = openai_req::validate_completion(&mut obj)?;
+    tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, fim = params.suffix.is_some(), "completion request");
+    let routes = st.router.routes(st.first_check_wait).await;
+    let resolved = routes.resolve(&params.model)?;
+    let model = resolved.model.clone();
+    // Engines that cannot serve this request are left out of the fail-over list; if
+    // none can, the first one's reason is the answer.
+    let mut refused = None;
+    let candidates: Vec<Arc<EngineEntry>> = resolved
+        .candidates
+        .into_iter()
+        .filter(|e| match completion_support(e, &model, &params) {
+            Ok(()) => true,
+            Err(err) => {
+                refused.get_or_insert(err);
+                false
+            }
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(refused.unwrap_or_else(|| ApiError::internal("no engine to try")));
+    }
+    try_candidates(&st, "completions_error", &candidates, &model, |entry| {
+        let st = st.clone();
+        let obj = &obj;
+        let params = &params;
+        let model = model.clone();
+        let rid = rid.0.clone();
+        async move {
+            match (&params.suffix, entry.kind) {
+                (Some(suffix), EngineKind::LlamaCpp) => {
+                    infill(&st, &entry, obj, params, &model, suffix, rid).await
+                }
+                _ => completion_relay(&st, &entry, obj, params, &model, rid).await,
+            }
+        }
+    })
+    .await
+}
+
+/// Whether `entry` can serve this completion request; a precise 400 when it cannot.
+fn completion_support(
+    entry: &EngineEntry,
+    model: &str,
+    params: &CompletionParams,
+) -> Result<(), ApiError> {
+    let id = flm_core::ModelId::new(entry.id.clone(), model);
+    if entry
+        .models
+        .iter()
+        .any(|m| m.name == model && !m.supports_chat)
+    {
+        return Err(ApiError::bad_request(
+            "completions_not_supported",
+            format!("model `{id}` only serves embeddings: it cannot answer /v1/completions (see GET /v1/models, `flm.chat`)"),
+        ));
+    }
+    if params.suffix.is_some() {
+        match entry.kind {
+            EngineKind::LlamaCpp | EngineKind::Ollama | EngineKind::OpenAi => {}
+            EngineKind::Vllm | EngineKind::LmStudio => {
+                return Err(ApiError::bad_request(
+                    "suffix_not_supported",
+                    format!(
+                        "engine `{}` ({}) does not support `suffix` (fill-in-the-middle) on /v1/completions; use a llama.cpp or Ollama engine, or send the prompt without `suffix`",
+                        entry.id,
+                        entry.kind.display_name()
+                    ),
+                ));
+            }
+        }
+        if params.prompt != PromptShape::Text {
+            return Err(ApiError::bad_request(
+                "invalid_prompt",
+                "with `suffix`, `prompt` must be one string (the text before the insertion point)",
+            ));
+        }
+    }
+    if entry.kind == EngineKind::Ollama && params.prompt != PromptShape::Text {
+        return Err(ApiError::bad_request(
+            "invalid_prompt",
+            format!(
+                "engine `{}` (Ollama) accepts only a string `prompt` on /v1/completions",
+                entry.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn completion_relay(
+    st: &SharedState,
+    entry: &EngineEntry,
+    obj: &Map<String, Value>,
+    params: &CompletionParams,
+    model: &str,
+    rid: String,
+) -> Attempt {
+    let mut body = obj.clone();
+    body.insert("model".into(), Value::String(model.to_owned()));
+    if !matches!(entry.kind, EngineKind::Vllm | EngineKind::OpenAi)
+        && body
+            .get("n")
+            .is_some_and(|n| n != &json!(1) && !n.is_null())
+    {
+        tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
+        body.insert("n".into(), json!(1));
+    }
+    if params.stream && !body.contains_key("stream_options") {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let raw = match serde_json::to_vec(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Attempt::Done(Err(ApiError::internal(format!(
+                "cannot encode the request: {e}"
+            ))))
+        }
+    };
+    let request = RawRequest {
+        method: "POST".into(),
+        path_and_query: "/v1/completions".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(raw),
+    };
+    let shown = params.model.clone();
+    if params.stream {
+        let resp = match entry.engine.relay(request).await {
+            Ok(r) => r,
+            Err(e) => return attempt_err("completions_error", e),
+        };
+        let is_sse =
+            header_value(&resp, "content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+        if (200..300).contains(&resp.status) && is_sse {
+            let events = completions::map_sse(resp.body, completions::rewrite_model(shown));
+            return Attempt::Done(Ok(sse_response(relay_sse(
+                events,
+                st.settings.stream_timeout,
+                rid,
+            ))));
+        }
+        let status = resp.status;
+        return match collect(st, resp.body).await {
+            Ok(b) => Attempt::Done(Err(upstream_error(
+                "completions_error",
+                status,
+                &b,
+                entry.id.as_str(),
+            ))),
+            Err(e) => attempt_err("completions_error", e),
+        };
+    }
+    relay_full(st, entry, request, "completions_error", |b| {
+        Ok(completions::rewrite_model_body(b, &shown))
+    })
+    .await
+}
+
+/// Fill-in-the-middle on llama.cpp: `/infill`, answered as `text_completion`.
+async fn infill(
+    st: &SharedState,
+    entry: &EngineEntry,
+    obj: &Map<String, Value>,
+    params: &CompletionParams,
+    model: &str,
+    suffix: &str,
+    rid: String,
+) -> Attempt {
+    let body = completions::infill_body(obj, model, suffix);
+    let request = RawRequest {
+        method: "POST".into(),
+        path_and_query: "/infill".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(body.to_string()),
+    };
+    let id = format!("cmpl-{rid}");
+    let created = chrono::Utc::now().timestamp();
+    let shown = params.model.clone();
+    let infill_error = |status: u16, body: &[u8]| {
+        if status == 501 {
+            let msg = upstream_message(body).unwrap_or_else(|| "no reason given".into());
+            ApiError::bad_request(
+                "suffix_not_supported",
+                format!(
+                    "model `{}` has no fill-in-the-middle tokens, so `suffix` cannot be used (engine `{}` answered: {msg})",
+                    flm_core::ModelId::new(entry.id.clone(), model),
+                    entry.id
+                ),
+            )
+        } else {
+            upstream_error("completions_error", status, body, entry.id.as_str())
+        }
+    };
+    if params.stream {
+        let resp = match entry.engine.relay(request).await {
+            Ok(r) => r,
+            Err(e) => return attempt_err("completions_error", e),
+        };
+        let is_sse =
+            header_value(&resp, "content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+        if (200..300).contains(&resp.status) && is_sse {
+            let events =
+                completions::map_sse(resp.body, completions::infill_chunks(id, shown, created));
+            return Attempt::Done(Ok(sse_response(relay_sse(
+                events,
+                st.settings.stream_timeout,
+                rid,
+            ))));
+        }
+        let status = resp.status;
+        return match collect(st, resp.body).await {
+            Ok(b) => Attempt::Done(Err(infill_error(status, &b))),
+            Err(e) => attempt_err("completions_error", e),
+        };
+    }
+    let exchange = async {
+        let resp = entry.engine.relay(request).await?;
+        let status = resp.status;
+        let body = collect_unbounded(resp.body).await?;
+        Ok::<_, EngineError>((status, body))
+    };
+    match tokio::time::timeout(st.settings.request_timeout, exchange).await {
+        Err(_) => engine_timeout(st, entry),
+        Ok(Err(e)) => attempt_err("completions_error", e),
+        Ok(Ok((status, body))) if (200..300).contains(&status) => {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(v) if v.get("content").is_some() => {
+                    let out = completions::infill_to_completion(&v, &id, &shown, created);
+                    Attempt::Done(Ok(json_response(
+                        StatusCode::OK,
+                        Bytes::from(out.to_string()),
+                    )))
+                }
+                _ => Attempt::Done(Err(ApiError::engine(
+                    "completions_error",
+                    &EngineError::InvalidResponse(format!(
+                        "engine `{}` answered /infill without `content`",
+                        entry.id
+                    )),
+                ))),
+            }
+        }
+        Ok(Ok((status, body))) => Attempt::Done(Err(infill_error(status, &body))),
+    }
+}
+
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     State(st): State<SharedState>,
@@ -461,7 +721,7 @@ pub async fn embeddings(
                     headers: vec![("content-type".into(), "application/json".into())],
                     body: Bytes::from(raw),
                 };
-                return relay_full(&st, &entry, request, "embeddings_error").await;
+                return relay_full(&st, &entry, request, "embeddings_error", Ok).await;
             }
             let req = openai_req::to_embedding_request(&model, input);
             match tokio::time::timeout(st.settings.request_timeout, entry.engine.embeddings(req)).await {

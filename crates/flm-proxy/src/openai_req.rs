@@ -88,6 +88,16 @@ pub fn validate_chat(body: &mut Map<String, Value>) -> Result<ChatParams, ApiErr
     }
     let model = model_field(body)?;
     validate_messages(body.get("messages"))?;
+    let stream = validate_sampling(body, &["max_tokens", "max_completion_tokens"])?;
+    Ok(ChatParams { model, stream })
+}
+
+/// Checks the sampling parameters shared by chat and text completions (temperature
+/// clamped in place) and returns the `stream` flag.
+fn validate_sampling(
+    body: &mut Map<String, Value>,
+    max_token_keys: &[&str],
+) -> Result<bool, ApiError> {
     if let Some(t) = body.get_mut("temperature") {
         match t {
             Value::Null => {}
@@ -109,8 +119,8 @@ pub fn validate_chat(body: &mut Map<String, Value>) -> Result<ChatParams, ApiErr
             }
         }
     }
-    for key in ["max_tokens", "max_completion_tokens"] {
-        match body.get(key) {
+    for key in max_token_keys {
+        match body.get(*key) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v > 0) => {}
             Some(_) => {
@@ -151,17 +161,137 @@ pub fn validate_chat(body: &mut Map<String, Value>) -> Result<ChatParams, ApiErr
             ))
         }
     }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+    match body.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "`stream` must be true or false",
+        )),
+    }
+}
+
+/// Text completion parameters known to FLM (OpenAI's legacy `/v1/completions` plus
+/// the engines' common sampling extras); anything else is `unsupported_parameter`.
+const COMPLETION_KEYS: &[&str] = &[
+    "model",
+    "prompt",
+    "suffix",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "echo",
+    "best_of",
+    "user",
+    "seed",
+    // Common engine extras (llama.cpp, vLLM, LM Studio, Ollama's OpenAI layer).
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repetition_penalty",
+];
+
+/// The shape of a completion `prompt` (OpenAI: a string, strings, tokens, or token
+/// arrays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptShape {
+    /// One string.
+    Text,
+    /// An array of strings.
+    Texts,
+    /// An array of token ids, or an array of such arrays.
+    Tokens,
+}
+
+/// What the proxy needs from a validated text completion request.
+#[derive(Debug, Clone)]
+pub struct CompletionParams {
+    /// Requested model (canonical id or bare name).
+    pub model: String,
+    /// Streaming requested.
+    pub stream: bool,
+    /// Fill-in-the-middle: the text after the insertion point.
+    pub suffix: Option<String>,
+    /// Shape of `prompt`.
+    pub prompt: PromptShape,
+}
+
+/// Validates a `/v1/completions` request in place.
+pub fn validate_completion(body: &mut Map<String, Value>) -> Result<CompletionParams, ApiError> {
+    if let Some(key) = body.keys().find(|k| !COMPLETION_KEYS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            format!("unsupported parameter `{key}` on /v1/completions"),
+        ));
+    }
+    let model = model_field(body)?;
+    let bad = |why: &str| ApiError::bad_request("invalid_prompt", why.to_owned());
+    let is_token = |v: &Value| v.as_u64().is_some_and(|t| t <= u64::from(u32::MAX));
+    let prompt = match body.get("prompt") {
+        None | Some(Value::Null) => {
+            return Err(bad(
+                "`prompt` is required: a string, an array of strings or an array of token ids",
+            ))
+        }
+        Some(Value::String(_)) => PromptShape::Text,
+        Some(Value::Array(a)) if a.is_empty() => return Err(bad("`prompt` must not be empty")),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => PromptShape::Texts,
+        Some(Value::Array(a)) if a.iter().all(is_token) => PromptShape::Tokens,
+        Some(Value::Array(a))
+            if a.iter().all(|p| {
+                p.as_array()
+                    .is_some_and(|t| !t.is_empty() && t.iter().all(is_token))
+            }) =>
+        {
+            PromptShape::Tokens
+        }
+        Some(_) => return Err(bad(
+            "`prompt` must be a string, an array of strings, an array of token ids or an array of token id arrays",
+        )),
+    };
+    let suffix = match body.get("suffix") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_request",
-                "`stream` must be true or false",
+                "invalid_suffix",
+                "`suffix` must be a string (the text after the insertion point)",
             ))
         }
     };
-    Ok(ChatParams { model, stream })
+    let stream = validate_sampling(body, &["max_tokens"])?;
+    for key in ["logprobs", "best_of", "seed"] {
+        if let Some(v) = body.get(key) {
+            if !(v.is_null() || v.is_i64() || v.is_u64()) {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("`{key}` must be an integer"),
+                ));
+            }
+        }
+    }
+    if let Some(v) = body.get("echo") {
+        if !(v.is_null() || v.is_boolean()) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`echo` must be true or false",
+            ));
+        }
+    }
+    Ok(CompletionParams {
+        model,
+        stream,
+        suffix,
+        prompt,
+    })
 }
 
 fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
@@ -434,6 +564,66 @@ mod tests {
         ];
         for (body, code) in cases {
             let err = validate_chat(&mut obj(body.clone())).unwrap_err();
+            assert_eq!(err.code, code, "{body}");
+        }
+    }
+
+    #[test]
+    fn completion_validation_codes() {
+        for ok in [
+            json!({"model":"m","prompt":"def f(","suffix":"return 1","max_tokens":4,"stream":true}),
+            json!({"model":"m","prompt":["a","b"]}),
+            json!({"model":"m","prompt":[1,2,3]}),
+            json!({"model":"m","prompt":[[1,2],[3]],"echo":false,"logprobs":2}),
+        ] {
+            validate_completion(&mut obj(ok.clone())).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        }
+        let p =
+            validate_completion(&mut obj(json!({"model":"m","prompt":[1],"suffix":"x"}))).unwrap();
+        assert_eq!(
+            (p.prompt, p.suffix.as_deref()),
+            (PromptShape::Tokens, Some("x"))
+        );
+        let cases = [
+            (json!({"prompt":"x"}), "invalid_model"),
+            (json!({"model":"m"}), "invalid_prompt"),
+            (json!({"model":"m","prompt":5}), "invalid_prompt"),
+            (json!({"model":"m","prompt":[]}), "invalid_prompt"),
+            (json!({"model":"m","prompt":["a",1]}), "invalid_prompt"),
+            (json!({"model":"m","prompt":[-1]}), "invalid_prompt"),
+            (json!({"model":"m","prompt":{"a":1}}), "invalid_prompt"),
+            (
+                json!({"model":"m","prompt":"x","suffix":3}),
+                "invalid_suffix",
+            ),
+            (
+                json!({"model":"m","prompt":"x","stream":"yes"}),
+                "invalid_request",
+            ),
+            (
+                json!({"model":"m","prompt":"x","max_tokens":"9"}),
+                "invalid_max_tokens",
+            ),
+            (
+                json!({"model":"m","prompt":"x","max_tokens":0}),
+                "invalid_max_tokens",
+            ),
+            (
+                json!({"model":"m","prompt":"x","temperature":"hot"}),
+                "invalid_temperature",
+            ),
+            (json!({"model":"m","prompt":"x","stop":[1]}), "invalid_stop"),
+            (
+                json!({"model":"m","prompt":"x","echo":1}),
+                "invalid_request",
+            ),
+            (
+                json!({"model":"m","prompt":"x","messages":[]}),
+                "unsupported_parameter",
+            ),
+        ];
+        for (body, code) in cases {
+            let err = validate_completion(&mut obj(body.clone())).unwrap_err();
             assert_eq!(err.code, code, "{body}");
         }
     }

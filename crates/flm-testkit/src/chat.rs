@@ -122,6 +122,43 @@ impl ChatInput {
     }
 }
 
+/// The reply input for a legacy text completion prompt (`/v1/completions`).
+pub(crate) fn prompt_input(model: &str, prompt: &str, max_tokens: Option<u64>) -> ChatInput {
+    ChatInput {
+        model: model.to_owned(),
+        has_messages: true,
+        last_user: prompt.to_owned(),
+        last_role: "user".to_owned(),
+        prompt_tokens: fake::count_words(prompt).max(1),
+        max_tokens,
+        ..ChatInput::default()
+    }
+}
+
+/// The prompts of a `/v1/completions` request: a string or an array of strings (token
+/// arrays are read as their ids).
+pub(crate) fn completion_prompts(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) if items.iter().all(Value::is_u64) => Some(vec![items
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(t) if t.iter().all(Value::is_u64) => {
+                    Some(t.iter().map(Value::to_string).collect::<Vec<_>>().join(" "))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
 /// A planned tool call.
 #[derive(Debug, Clone)]
 pub(crate) struct ToolCall {

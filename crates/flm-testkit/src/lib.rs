@@ -151,6 +151,8 @@ pub struct EmulatedModel {
     pub audio: bool,
     /// A reasoning ("thinking") model.
     pub thinking: bool,
+    /// Fill-in-the-middle (Ollama's `insert` capability: `suffix` accepted).
+    pub insert: bool,
 }
 
 impl EmulatedModel {
@@ -180,6 +182,12 @@ impl EmulatedModel {
     /// Marks the model as vision-capable.
     pub fn with_vision(mut self) -> Self {
         self.vision = true;
+        self
+    }
+
+    /// Marks the model as fill-in-the-middle capable (Ollama `insert`).
+    pub fn with_insert(mut self) -> Self {
+        self.insert = true;
         self
     }
 

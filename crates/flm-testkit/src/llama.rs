@@ -86,6 +86,13 @@ impl LlamaServer {
     /// Starts llama-server serving `model` on a free port and waits until `/health`
     /// answers 200 (at most 60 s).
     pub fn start(model: TinyModel) -> io::Result<Self> {
+        Self::start_with_args(model, &[])
+    }
+
+    /// [`LlamaServer::start`] with extra llama-server arguments, e.g. `--override-kv
+    /// tokenizer.ggml.fim_pre_token_id=int:3` (and `fim_suf`, `fim_mid`) to give the
+    /// tiny model fill-in-the-middle tokens for `/infill`.
+    pub fn start_with_args(model: TinyModel, args: &[&str]) -> io::Result<Self> {
         let models = models_dir().ok_or_else(missing)?;
         let (file, alias) = match model {
             TinyModel::Chat => ("tiny-llama.gguf", "tiny-llama"),
@@ -95,6 +102,7 @@ impl LlamaServer {
         if model == TinyModel::Embeddings {
             extra.push("--embeddings".into());
         }
+        extra.extend(args.iter().map(|a| (*a).to_owned()));
         let server = Self::spawn(&models.join(file), alias, &extra, None)?;
         server.wait_healthy(Duration::from_secs(60))?;
         Ok(server)

@@ -33,6 +33,7 @@ pub(crate) const NO_MODELS_LOADED: &str =
 const KIND: EmulatedKind = EmulatedKind::LmStudio;
 const V1_CHAT: &str = "/v1/chat/completions";
 const V1_EMBEDDINGS: &str = "/v1/embeddings";
+const V1_COMPLETIONS: &str = "/v1/completions";
 
 /// Context length LM Studio loads models with by default.
 const LOADED_CONTEXT: u64 = 4096;
@@ -40,7 +41,9 @@ const LOADED_CONTEXT: u64 = 4096;
 pub(crate) fn classify(path: &str) -> RouteClass {
     match path {
         "/v1/models" | "/api/v0/models" | "/api/v1/models" => RouteClass::Listing,
-        V1_CHAT | "/api/v0/chat/completions" => RouteClass::Chat,
+        V1_CHAT | "/api/v0/chat/completions" | V1_COMPLETIONS | "/api/v0/completions" => {
+            RouteClass::Chat
+        }
         V1_EMBEDDINGS | "/api/v0/embeddings" => RouteClass::Embeddings,
         p if p.starts_with("/api/v0/models/") => RouteClass::Listing,
         _ => RouteClass::Unknown,
@@ -55,6 +58,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/models", get(api_v1_models_handler))
         .route(V1_CHAT, post(chat_handler))
         .route("/api/v0/chat/completions", post(chat_handler))
+        .route(V1_COMPLETIONS, post(completions_handler))
+        .route("/api/v0/completions", post(completions_handler))
         .route(V1_EMBEDDINGS, post(embeddings_handler))
         .route("/api/v0/embeddings", post(embeddings_handler))
         .fallback(unexpected_endpoint_handler)
@@ -317,6 +322,57 @@ fn chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
         Ok(stream::respond(st, behavior, flavor.stream(&reply)))
     } else {
         Ok(stream::json_or_drop(behavior, &flavor.full(&reply)))
+    }
+}
+
+async fn completions_handler(
+    State(st): State<Shared>,
+    Extension(behavior): Extension<Behavior>,
+    body: Bytes,
+) -> Response {
+    completions(&st, &behavior, &body).unwrap_or_else(|e| e)
+}
+
+/// `/v1/completions`: a string `prompt` on an LLM; other fields (`suffix` included) are
+/// not part of LM Studio's documented parameters and are ignored.
+fn completions(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
+    let body = parse_body(bytes)?;
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return Err(bad_request("'prompt' field is required"));
+    };
+    let m = requested_model(st, &body, false)?;
+    if m.embedding {
+        return Err(bad_request(&format!(
+            "Model \"{}\" is an embedding model and cannot be used for completions.",
+            m.name
+        )));
+    }
+    let max_tokens = body.get("max_tokens").and_then(Value::as_u64);
+    let input = chat::prompt_input(&m.name, prompt, max_tokens);
+    let reply = chat::plan(KIND.as_str(), &m.name, &input, false);
+    let seq = st.next_seq().to_string();
+    let flavor = Flavor {
+        kind: KIND,
+        path: V1_COMPLETIONS,
+        id: format!("cmpl-{}", fake::alnum_id(&seq, 20)),
+        created: chrono::Utc::now().timestamp(),
+        model: m.name.clone(),
+        fingerprint: Some(m.name.clone()),
+        reasoning_field: "reasoning",
+        n: 1,
+        include_usage: openai::include_usage(&body),
+    };
+    if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        Ok(stream::respond(
+            st,
+            behavior,
+            flavor.completion_stream(&[reply]),
+        ))
+    } else {
+        Ok(stream::json_or_drop(
+            behavior,
+            &flavor.completion_full(&[reply]),
+        ))
     }
 }
 

@@ -37,6 +37,7 @@ pub(crate) const SERVER_BUSY: &str =
 const KIND: EmulatedKind = EmulatedKind::Ollama;
 const V1_CHAT: &str = "/v1/chat/completions";
 const V1_EMBEDDINGS: &str = "/v1/embeddings";
+const V1_COMPLETIONS: &str = "/v1/completions";
 
 /// `name` with the default `:latest` tag when it has none (`[namespace/]model[:tag]`).
 pub(crate) fn full_name(name: &str) -> String {
@@ -52,7 +53,7 @@ pub(crate) fn classify(path: &str) -> RouteClass {
     match path {
         "/" | "/api/version" => RouteClass::Probe,
         "/api/tags" | "/api/show" | "/api/ps" | "/v1/models" => RouteClass::Listing,
-        "/api/chat" | V1_CHAT => RouteClass::Chat,
+        "/api/chat" | V1_CHAT | V1_COMPLETIONS => RouteClass::Chat,
         "/api/embed" | "/api/embeddings" | V1_EMBEDDINGS => RouteClass::Embeddings,
         p if p.starts_with("/v1/models/") => RouteClass::Listing,
         _ => RouteClass::Unknown,
@@ -72,6 +73,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/models", get(v1_models_handler))
         .route("/v1/models/{*model}", get(v1_model_handler))
         .route(V1_CHAT, post(v1_chat_handler))
+        .route(V1_COMPLETIONS, post(v1_completions_handler))
         .route(V1_EMBEDDINGS, post(v1_embeddings_handler))
         .fallback(not_found_handler)
         .method_not_allowed_fallback(not_found_handler)
@@ -218,6 +220,7 @@ fn capabilities(m: &EmulatedModel) -> Vec<&'static str> {
         (m.vision, "vision"),
         (m.thinking, "thinking"),
         (m.audio, "audio"),
+        (m.insert, "insert"),
     ] {
         if on {
             caps.push(cap);
@@ -549,6 +552,93 @@ fn v1_chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
         Ok(stream::respond(st, behavior, flavor.stream(&reply)))
     } else {
         Ok(stream::json_or_drop(behavior, &flavor.full(&reply)))
+    }
+}
+
+async fn v1_completions_handler(
+    State(st): State<Shared>,
+    Extension(behavior): Extension<Behavior>,
+    body: Bytes,
+) -> Response {
+    v1_completions(&st, &behavior, &body).unwrap_or_else(|e| e)
+}
+
+/// The Go JSON type name used in decoder errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        _ => "string",
+    }
+}
+
+/// `openai.CompletionRequest`: `prompt` is a Go `string` (no arrays), `suffix` becomes
+/// the generate request's `suffix`, which needs the `insert` capability.
+fn v1_completions(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
+    let path = V1_COMPLETIONS;
+    let body = parse_body(path, bytes)?;
+    let prompt = match body.get("prompt") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(bad_request(
+                path,
+                &format!(
+                    "json: cannot unmarshal {} into Go struct field CompletionRequest.prompt of type string",
+                    go_type(other)
+                ),
+            ))
+        }
+    };
+    let name = required_model(path, &body, &["model"])?;
+    let m = st
+        .find_model(name)
+        .ok_or_else(|| model_not_found(path, name))?;
+    if m.embedding {
+        return Err(bad_request(
+            path,
+            &format!("\"{name}\" does not support generate"),
+        ));
+    }
+    let suffix = body.get("suffix").and_then(Value::as_str).unwrap_or("");
+    if !suffix.is_empty() && !m.insert {
+        return Err(bad_request(
+            path,
+            &format!("\"{name}\" does not support insert"),
+        ));
+    }
+    st.control.mark_loaded(&m.name);
+    let max_tokens = body.get("max_tokens").and_then(Value::as_u64);
+    let reply = chat::plan(
+        KIND.as_str(),
+        &m.name,
+        &chat::prompt_input(name, &prompt, max_tokens),
+        false,
+    );
+    let flavor = Flavor {
+        kind: KIND,
+        path,
+        id: format!("cmpl-{}", st.next_seq() % 1000),
+        created: chrono::Utc::now().timestamp(),
+        model: name.to_owned(),
+        fingerprint: Some("fp_ollama".to_owned()),
+        reasoning_field: "reasoning",
+        n: 1,
+        include_usage: openai::include_usage(&body),
+    };
+    if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        Ok(stream::respond(
+            st,
+            behavior,
+            flavor.completion_stream(&[reply]),
+        ))
+    } else {
+        Ok(stream::json_or_drop(
+            behavior,
+            &flavor.completion_full(&[reply]),
+        ))
     }
 }
 

@@ -153,6 +153,87 @@ impl Flavor {
     }
 }
 
+impl Flavor {
+    fn completion_usage(replies: &[Reply]) -> Value {
+        let prompt: u64 = replies.iter().map(|r| r.prompt_tokens).sum();
+        let completion: u64 = replies.iter().map(|r| r.completion_tokens).sum();
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        })
+    }
+
+    /// The non-streaming `text_completion` body of `/v1/completions`: one choice per
+    /// prompt.
+    pub(crate) fn completion_full(&self, replies: &[Reply]) -> Value {
+        let choices: Vec<Value> = replies
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                json!({"index": i, "text": r.content(), "logprobs": null, "finish_reason": r.finish})
+            })
+            .collect();
+        let mut m = self.envelope("text_completion");
+        m.insert("choices".into(), json!(choices));
+        m.insert("usage".into(), Self::completion_usage(replies));
+        Value::Object(m)
+    }
+
+    /// The `/v1/completions` SSE stream: one `text_completion` chunk per piece, the
+    /// finish reason on each choice's last chunk, the usage chunk (`choices: []`) when
+    /// `stream_options.include_usage`, then `data: [DONE]`.
+    pub(crate) fn completion_stream(&self, replies: &[Reply]) -> StreamPlan {
+        let mut frames = Vec::new();
+        for (i, r) in replies.iter().enumerate() {
+            let last = r.pieces.len().saturating_sub(1);
+            let pieces: Vec<&str> = if r.pieces.is_empty() {
+                vec![""]
+            } else {
+                r.pieces.iter().map(String::as_str).collect()
+            };
+            for (j, piece) in pieces.iter().enumerate() {
+                let finish = if j == last {
+                    json!(r.finish)
+                } else {
+                    Value::Null
+                };
+                let mut m = self.envelope("text_completion");
+                m.insert(
+                    "choices".into(),
+                    json!([{"index": i, "text": piece, "logprobs": null, "finish_reason": finish}]),
+                );
+                frames.push(sse_frame(&Value::Object(m)));
+            }
+        }
+        if self.include_usage {
+            let mut m = self.envelope("text_completion");
+            m.insert("choices".into(), json!([]));
+            m.insert("usage".into(), Self::completion_usage(replies));
+            frames.push(sse_frame(&Value::Object(m)));
+        }
+        let terminal = frames.len();
+        frames.push(sse_done());
+        let error = error_body(
+            self.kind,
+            self.path,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            MID_STREAM_ERROR,
+        );
+        StreamPlan {
+            content_type: SSE,
+            frames,
+            terminal,
+            error_frame: sse_frame(&error),
+            after_error: if self.kind == EmulatedKind::Vllm {
+                vec![sse_done()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
 /// Whether a request asked for `stream_options.include_usage`.
 pub(crate) fn include_usage(body: &Value) -> bool {
     body.pointer("/stream_options/include_usage")

@@ -28,12 +28,13 @@ use crate::{fake, stream, Behavior, EmulatedKind, EmulatedModel};
 const KIND: EmulatedKind = EmulatedKind::Vllm;
 const V1_CHAT: &str = "/v1/chat/completions";
 const V1_EMBEDDINGS: &str = "/v1/embeddings";
+const V1_COMPLETIONS: &str = "/v1/completions";
 
 pub(crate) fn classify(path: &str) -> RouteClass {
     match path {
         "/health" | "/version" | "/ping" => RouteClass::Probe,
         "/v1/models" => RouteClass::Listing,
-        V1_CHAT => RouteClass::Chat,
+        V1_CHAT | V1_COMPLETIONS => RouteClass::Chat,
         V1_EMBEDDINGS => RouteClass::Embeddings,
         "/metrics" | "/load" => RouteClass::Other,
         _ => RouteClass::Unknown,
@@ -49,6 +50,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_handler))
         .route("/v1/models", get(models_handler))
         .route(V1_CHAT, post(chat_handler))
+        .route(V1_COMPLETIONS, post(completions_handler))
         .route(V1_EMBEDDINGS, post(embeddings_handler))
         .fallback(not_found_handler)
         .method_not_allowed_fallback(method_not_allowed_handler)
@@ -243,6 +245,83 @@ fn chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
         Ok(stream::respond(st, behavior, flavor.stream(&reply)))
     } else {
         Ok(stream::json_or_drop(behavior, &flavor.full(&reply)))
+    }
+}
+
+async fn completions_handler(
+    State(st): State<Shared>,
+    Extension(behavior): Extension<Behavior>,
+    body: Bytes,
+) -> Response {
+    completions(&st, &behavior, &body).unwrap_or_else(|e| e)
+}
+
+/// `serving_completion.create_completion`: `prompt` is required (a string, strings or
+/// token ids), `suffix` is refused, `max_tokens` defaults to 16, `n` choices per prompt.
+fn completions(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
+    let body = parse_body(V1_COMPLETIONS, bytes)?;
+    let prompts = match body.get("prompt") {
+        None | Some(Value::Null) => {
+            return Err(bad_request(
+                V1_COMPLETIONS,
+                "[{'type': 'missing', 'loc': ('body', 'prompt'), 'msg': 'Field required'}]",
+            ))
+        }
+        p => chat::completion_prompts(p).ok_or_else(|| {
+            bad_request(
+                V1_COMPLETIONS,
+                "[{'type': 'string_type', 'loc': ('body', 'prompt', 'str'), 'msg': 'Input should be a valid string'}]",
+            )
+        })?,
+    };
+    let m = served_model(st, V1_COMPLETIONS, &body)?;
+    if m.embedding {
+        return Err(bad_request(
+            V1_COMPLETIONS,
+            "The model does not support Completions API",
+        ));
+    }
+    if body.get("suffix").is_some_and(|s| !s.is_null()) {
+        return Err(bad_request(
+            V1_COMPLETIONS,
+            "suffix is not currently supported",
+        ));
+    }
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if n == 0 {
+        return Err(bad_request(V1_COMPLETIONS, "n must be at least 1."));
+    }
+    let max_tokens = Some(body.get("max_tokens").and_then(Value::as_u64).unwrap_or(16));
+    let mut replies = Vec::new();
+    for p in &prompts {
+        let input = chat::prompt_input(&m.name, p, max_tokens);
+        let reply = chat::plan(KIND.as_str(), &m.name, &input, false);
+        for _ in 0..n {
+            replies.push(reply.clone());
+        }
+    }
+    let flavor = Flavor {
+        kind: KIND,
+        path: V1_COMPLETIONS,
+        id: format!("cmpl-{}", fake::hex_id(&st.next_seq().to_string(), 32)),
+        created: chrono::Utc::now().timestamp(),
+        model: m.name.clone(),
+        fingerprint: None,
+        reasoning_field: "reasoning_content",
+        n: 1,
+        include_usage: openai::include_usage(&body),
+    };
+    if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        Ok(stream::respond(
+            st,
+            behavior,
+            flavor.completion_stream(&replies),
+        ))
+    } else {
+        Ok(stream::json_or_drop(
+            behavior,
+            &flavor.completion_full(&replies),
+        ))
     }
 }
 

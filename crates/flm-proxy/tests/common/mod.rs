@@ -76,18 +76,27 @@ pub async fn harness_with(
     endpoints: &[(EngineKind, String, &str)],
     cors_origins: Vec<String>,
 ) -> Harness {
-    harness_full(endpoints, cors_origins, false).await
+    harness_full(endpoints, cors_origins, false, &[]).await
 }
 
 /// A harness whose proxy records usage and engine health history.
 pub async fn harness_with_telemetry(endpoints: &[(EngineKind, String, &str)]) -> Harness {
-    harness_full(endpoints, Vec::new(), true).await
+    harness_full(endpoints, Vec::new(), true, &[]).await
+}
+
+/// A harness whose proxy starts with `settings` on top of the test defaults.
+pub async fn harness_with_settings(
+    endpoints: &[(EngineKind, String, &str)],
+    settings: &[(&str, &str)],
+) -> Harness {
+    harness_full(endpoints, Vec::new(), false, settings).await
 }
 
 async fn harness_full(
     endpoints: &[(EngineKind, String, &str)],
     cors_origins: Vec<String>,
     telemetry: bool,
+    settings: &[(&str, &str)],
 ) -> Harness {
     let dir = TempDir::new().unwrap();
     let store = Store::open(&StorePaths::in_dir(dir.path())).await.unwrap();
@@ -100,6 +109,9 @@ async fn harness_full(
         ("proxy.request_timeout_secs", "5"),
         ("proxy.shutdown_grace_secs", "2"),
     ] {
+        config.set(k, v).await.unwrap();
+    }
+    for (k, v) in settings {
         config.set(k, v).await.unwrap();
     }
     let engines = engine_service(&store, &config, HttpClient::new().unwrap());

@@ -8,6 +8,7 @@ mod binary;
     reason = "test helpers: a failed expectation is a test failure"
 )]
 mod common;
+mod completions;
 mod lmstudio;
 mod ollama;
 mod vllm;
