@@ -219,6 +219,19 @@ pub trait ApiKeyRepository: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<crate::keys::ApiKeyRecord>, RepoError> {
         Ok(self.list().await?.into_iter().find(|k| k.id == id))
     }
+    /// Replaces the scope and expiry of an active key; `false` when no active key has
+    /// that id. The default refuses: stores that keep scopes override it.
+    async fn update_access(
+        &self,
+        id: &str,
+        scope: &crate::key_scope::KeyScope,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        let _ = (id, scope, expires_at);
+        Err(RepoError::Validation(
+            "this key store cannot change the scope of a key".into(),
+        ))
+    }
 }
 
 /// Generations of the stored state a running proxy mirrors in memory. Each number

@@ -36,6 +36,10 @@ use crate::routing::Router;
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);
 
+/// What the authenticated caller's key may do (models, routes), for the handlers.
+#[derive(Debug, Clone)]
+pub struct KeyAccess(pub Arc<flm_core::keys::KeyGrant>);
+
 /// State shared by every request of one proxy instance.
 pub struct AppState {
     /// Engine routing.
@@ -266,8 +270,22 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
         )
         .await;
     match result {
-        Ok(id) => {
+        Ok(grant) => {
+            let id = grant.id.clone();
             tracing::debug!(api_key_id = %id, path = %req.uri().path(), "authenticated");
+            let class = flm_core::key_scope::RouteClass::of_path(req.uri().path());
+            if let Err(refused) = grant.scope.check_route(class) {
+                tracing::info!(api_key_id = %id, path = %req.uri().path(), "route outside the key's scope");
+                let mut resp = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "route_not_allowed",
+                    "access_denied",
+                    refused.message,
+                )
+                .into_response();
+                resp.extensions_mut().insert(KeyId(id));
+                return resp;
+            }
             let limit = state.guard.key_limit(state.exposed, &id);
             if let Some((d, now)) = limit.filter(|(d, _)| !d.allowed) {
                 let mut resp = crate::defence::rate_limited(
@@ -279,6 +297,7 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 return resp;
             }
             req.extensions_mut().insert(KeyId(id.clone()));
+            req.extensions_mut().insert(KeyAccess(grant));
             let mut resp = next.run(req).await;
             if let Some((d, now)) = limit {
                 crate::defence::rate_headers(resp.headers_mut(), &d, now, false);
@@ -322,6 +341,9 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                     "invalid Authorization header: expected `Bearer <key>`"
                 }
                 flm_core::keys::AuthFailure::InvalidOrRevokedApiKey => "invalid or revoked API key",
+                flm_core::keys::AuthFailure::ExpiredApiKey => {
+                    "this API key has expired (`flm api-keys list` shows its expiry)"
+                }
             })
             .into_response();
             resp.extensions_mut()

@@ -1694,6 +1694,13 @@ fn audit_event(
                 json!({"method": method, "reason": reason}),
             )
         }
+        // A valid key used outside its scope: audited with the authentication
+        // refusals (it is no failed guess, so it does not count towards a ban).
+        Some(reason @ ("model_not_allowed" | "route_not_allowed")) => (
+            Some("auth_failure"),
+            AuditSeverity::Medium,
+            json!({"method": method, "reason": reason}),
+        ),
         Some("ip_blocked") => (
             Some("ip_blocked"),
             AuditSeverity::High,

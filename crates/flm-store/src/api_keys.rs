@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use flm_core::key_scope::KeyScope;
 use flm_core::keys::{ApiKeyRecord, KeyDigest};
 use flm_core::ports::ApiKeyRepository;
 use flm_core::RepoError;
@@ -31,6 +32,9 @@ impl SqliteApiKeys {
         let hash: String = row.try_get("hash").map_err(|e| db.err(op, e))?;
         let created: String = row.try_get("created_at").map_err(|e| db.err(op, e))?;
         let revoked: Option<String> = row.try_get("revoked_at").map_err(|e| db.err(op, e))?;
+        let models: Option<String> = row.try_get("models").map_err(|e| db.err(op, e))?;
+        let routes: Option<String> = row.try_get("routes").map_err(|e| db.err(op, e))?;
+        let expires: Option<String> = row.try_get("expires_at").map_err(|e| db.err(op, e))?;
         let Some(digest) = digest_from_hex(&hash) else {
             // Never log the stored value: it might be a legacy hash or, worse, a
             // plaintext key written by something else.
@@ -57,12 +61,33 @@ impl SqliteApiKeys {
                 }
             },
         };
+        // Scope and expiry fail closed too: a key whose limits cannot be read is not
+        // accepted at all (rather than accepted without limits).
+        let scope = match scope_from_columns(models.as_deref(), routes.as_deref()) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::warn!(%id, %why, path = %db.path.display(), "skipping API key with an unreadable scope; fix it with `flm api-keys update` or revoke it");
+                return Ok(None);
+            }
+        };
+        let expires_at: Option<DateTime<Utc>> = match expires.as_deref() {
+            None => None,
+            Some(raw) => match parse_ts(raw) {
+                Some(t) => Some(t),
+                None => {
+                    tracing::warn!(%id, expires_at = %raw, path = %db.path.display(), "skipping API key with an unreadable expires_at");
+                    return Ok(None);
+                }
+            },
+        };
         Ok(Some(ApiKeyRecord {
             id,
             label,
             digest,
             created_at,
             revoked_at,
+            scope,
+            expires_at,
         }))
     }
 
@@ -86,6 +111,60 @@ impl SqliteApiKeys {
         self.db.err("storing an API key", e)
     }
 }
+
+/// The scope stored in the `models` and `routes` columns (JSON arrays of strings, NULL
+/// for no limit).
+fn scope_from_columns(models: Option<&str>, routes: Option<&str>) -> Result<KeyScope, String> {
+    let models: Option<Vec<String>> = models
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| format!("models is not a JSON array of strings: {e}"))?;
+    let routes: Option<Vec<String>> = routes
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| format!("routes is not a JSON array of strings: {e}"))?;
+    let routes = routes
+        .map(|r| KeyScope::parse_routes(&r))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    KeyScope::new(models, routes).map_err(|e| e.to_string())
+}
+
+/// The `models` and `routes` columns of a scope.
+fn scope_columns(scope: &KeyScope) -> (Option<String>, Option<String>) {
+    let models = scope
+        .models()
+        .map(|m| serde_json::Value::from(m.to_vec()).to_string());
+    let routes = scope.routes().map(|r| {
+        serde_json::Value::from(r.iter().map(|c| c.as_str()).collect::<Vec<_>>()).to_string()
+    });
+    (models, routes)
+}
+
+/// Inserts `key` with every column.
+async fn insert_row<'e, E>(executor: E, key: &ApiKeyRecord) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let (models, routes) = scope_columns(&key.scope);
+    sqlx::query(
+        "INSERT INTO api_keys (id, label, hash, created_at, revoked_at, models, routes, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.id)
+    .bind(&key.label)
+    .bind(digest_to_hex(&key.digest))
+    .bind(format_ts(&key.created_at))
+    .bind(key.revoked_at.as_ref().map(format_ts))
+    .bind(models)
+    .bind(routes)
+    .bind(key.expires_at.as_ref().map(format_ts))
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+const COLUMNS: &str = "id, label, hash, created_at, revoked_at, models, routes, expires_at";
 
 /// Refuses records the table must never hold.
 fn validate(key: &ApiKeyRecord) -> Result<(), RepoError> {
@@ -133,9 +212,9 @@ fn digest_from_hex(raw: &str) -> Option<KeyDigest> {
 #[async_trait]
 impl ApiKeyRepository for SqliteApiKeys {
     async fn list(&self) -> Result<Vec<ApiKeyRecord>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT id, label, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, rowid",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, rowid"
+        ))
         .fetch_all(&self.db.pool)
         .await
         .map_err(|e| self.db.err("listing API keys", e))?;
@@ -150,9 +229,7 @@ impl ApiKeyRepository for SqliteApiKeys {
 
     async fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, RepoError> {
         const OP: &str = "reading an API key";
-        let row = sqlx::query(
-            "SELECT id, label, hash, created_at, revoked_at FROM api_keys WHERE id = ?",
-        )
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?"))
         .bind(id)
         .fetch_optional(&self.db.pool)
         .await
@@ -166,17 +243,9 @@ impl ApiKeyRepository for SqliteApiKeys {
     async fn insert(&self, key: &ApiKeyRecord) -> Result<(), RepoError> {
         self.db.ensure_writable()?;
         validate(key)?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, label, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&key.id)
-        .bind(&key.label)
-        .bind(digest_to_hex(&key.digest))
-        .bind(format_ts(&key.created_at))
-        .bind(key.revoked_at.as_ref().map(format_ts))
-        .execute(&self.db.pool)
-        .await
-        .map_err(|e| self.insert_error(key, e))?;
+        insert_row(&self.db.pool, key)
+            .await
+            .map_err(|e| self.insert_error(key, e))?;
         Ok(())
     }
 
@@ -221,29 +290,47 @@ impl ApiKeyRepository for SqliteApiKeys {
             return Ok(false);
         }
         // On any error below, dropping `tx` rolls the revocation back.
-        sqlx::query(
-            "INSERT INTO api_keys (id, label, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&new.id)
-        .bind(&new.label)
-        .bind(digest_to_hex(&new.digest))
-        .bind(format_ts(&new.created_at))
-        .bind(new.revoked_at.as_ref().map(format_ts))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.insert_error(new, e))?;
+        insert_row(&mut *tx, new)
+            .await
+            .map_err(|e| self.insert_error(new, e))?;
         tx.commit().await.map_err(|e| db.err(OP, e))?;
         Ok(true)
+    }
+
+    async fn update_access(
+        &self,
+        id: &str,
+        scope: &KeyScope,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        self.db.ensure_writable()?;
+        let (models, routes) = scope_columns(scope);
+        let done = sqlx::query(
+            "UPDATE api_keys SET models = ?, routes = ?, expires_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(models)
+        .bind(routes)
+        .bind(expires_at.as_ref().map(format_ts))
+        .bind(id)
+        .execute(&self.db.pool)
+        .await
+        .map_err(|e| self.db.err("changing the scope of an API key", e))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn fingerprint(&self) -> Result<String, RepoError> {
         const OP: &str = "reading the API key fingerprint";
         // Inserts raise the count, revocations the revoked count; neither can be undone
         // through the repository, so every write changes the result. `max(rowid)` also
-        // catches a delete followed by an insert made outside FLM.
+        // catches a delete followed by an insert made outside FLM. Scope and expiry
+        // changes (`update_access`) are caught by the concatenation of those columns
+        // (this runs only when the change markers cannot be read).
         let row = sqlx::query(
             "SELECT count(*), count(revoked_at), coalesce(max(rowid), 0), \
-             coalesce(max(created_at), ''), coalesce(max(revoked_at), '') FROM api_keys",
+             coalesce(max(created_at), ''), coalesce(max(revoked_at), ''), \
+             coalesce((SELECT group_concat(id || '=' || coalesce(models, '') || '|' || coalesce(routes, '') || '|' || coalesce(expires_at, ''), ';') \
+             FROM api_keys WHERE models IS NOT NULL OR routes IS NOT NULL OR expires_at IS NOT NULL), '') \
+             FROM api_keys",
         )
         .fetch_one(&self.db.pool)
         .await
@@ -251,12 +338,13 @@ impl ApiKeyRepository for SqliteApiKeys {
         let int = |i: usize| row.try_get::<i64, _>(i).map_err(|e| self.db.err(OP, e));
         let text = |i: usize| row.try_get::<String, _>(i).map_err(|e| self.db.err(OP, e));
         Ok(format!(
-            "{}/{}/{}/{}/{}",
+            "{}/{}/{}/{}/{}/{}",
             int(0)?,
             int(1)?,
             int(2)?,
             text(3)?,
-            text(4)?
+            text(4)?,
+            text(5)?
         ))
     }
 }

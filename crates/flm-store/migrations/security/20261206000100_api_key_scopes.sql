@@ -1,0 +1,11 @@
+-- security.db: scoped and expiring API keys (docs/guides/api-keys.md).
+-- `models`: JSON array of model ids or glob patterns the key may use; NULL = every model.
+-- `routes`: JSON array of route classes (chat, completions, embeddings, models,
+--           responses, audio, images, passthrough, metrics); NULL = every route.
+-- `expires_at`: when the key stops working (same text format as created_at); NULL = never.
+-- Rows written before this migration get NULL everywhere: unscoped, no expiry, as before.
+-- The change_markers trigger on UPDATE already fires for changes of these columns.
+ALTER TABLE api_keys ADD COLUMN models TEXT NULL;
+ALTER TABLE api_keys ADD COLUMN routes TEXT NULL;
+ALTER TABLE api_keys ADD COLUMN expires_at TEXT NULL;
+CREATE INDEX idx_api_keys_expires_at ON api_keys (expires_at);
