@@ -217,7 +217,10 @@ impl KeyScope {
 
     /// Parses route class names (see [`RouteClass::parse`]) into a scope's route list.
     pub fn parse_routes<S: AsRef<str>>(names: &[S]) -> Result<Vec<RouteClass>, CoreError> {
-        names.iter().map(|n| RouteClass::parse(n.as_ref())).collect()
+        names
+            .iter()
+            .map(|n| RouteClass::parse(n.as_ref()))
+            .collect()
     }
 
     /// The model patterns (`None`: every model).
@@ -276,7 +279,8 @@ impl KeyScope {
         let mut full: Option<String> = None;
         patterns.iter().any(|p| {
             if p.starts_with(MODEL_ID_SCHEME) {
-                let id = full.get_or_insert_with(|| format!("{MODEL_ID_SCHEME}{engine_id}/{model}"));
+                let id =
+                    full.get_or_insert_with(|| format!("{MODEL_ID_SCHEME}{engine_id}/{model}"));
                 glob_match(p, id)
             } else {
                 glob_match(p, model)
@@ -425,7 +429,10 @@ mod tests {
             ("*llama*", "tiny-llama"),
             ("*llama*", "llama3.2:latest"),
             ("llama?", "llama3"),
-            ("flm://ollama-default/*", "flm://ollama-default/llama3.2:latest"),
+            (
+                "flm://ollama-default/*",
+                "flm://ollama-default/llama3.2:latest",
+            ),
             ("flm://*/nomic-*", "flm://vllm-1/nomic-embed-text"),
             ("a*b*c", "aXXbYYc"),
             ("a*b*c", "abcbc"),
@@ -528,7 +535,10 @@ mod tests {
             ("/v1/responses/resp_1", Some(RouteClass::Responses)),
             ("/v1/audio/transcriptions", Some(RouteClass::Audio)),
             ("/v1/images/generations", Some(RouteClass::Images)),
-            ("/engine/ollama-default/api/tags", Some(RouteClass::Passthrough)),
+            (
+                "/engine/ollama-default/api/tags",
+                Some(RouteClass::Passthrough),
+            ),
             ("/metrics", Some(RouteClass::Metrics)),
             ("/v1/other", None),
         ];

@@ -204,9 +204,15 @@ mod tests {
         let lookup = KeyLookup::new(table.clone(), repo.clone());
         let (rec, plain) = flm_core::keys::generate("new", Utc::now()).unwrap();
         repo.insert(&rec).await.unwrap();
-        assert_eq!(lookup.verify(Some(&bearer(&plain))).await.unwrap().id, rec.id);
+        assert_eq!(
+            lookup.verify(Some(&bearer(&plain))).await.unwrap().id,
+            rec.id
+        );
         // Now in the table: no further read.
-        assert_eq!(lookup.verify(Some(&bearer(&plain))).await.unwrap().id, rec.id);
+        assert_eq!(
+            lookup.verify(Some(&bearer(&plain))).await.unwrap().id,
+            rec.id
+        );
         assert_eq!(repo.reads.load(Ordering::SeqCst), 1);
         // Same id, wrong secret: refused without a read (the id is known).
         let last = if plain.ends_with('a') { 'b' } else { 'a' };

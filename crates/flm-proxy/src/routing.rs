@@ -143,8 +143,7 @@ impl Routes {
             Err(e) if e.code == "model_not_found" => {
                 let could = scope.models().is_some_and(|ps| {
                     ps.iter().any(|p| {
-                        !p.starts_with(MODEL_ID_SCHEME)
-                            && flm_core::key_scope::glob_match(p, model)
+                        !p.starts_with(MODEL_ID_SCHEME) && flm_core::key_scope::glob_match(p, model)
                     })
                 });
                 Err(if could { e } else { model_not_allowed(model) })

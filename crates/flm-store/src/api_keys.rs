@@ -230,10 +230,10 @@ impl ApiKeyRepository for SqliteApiKeys {
     async fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, RepoError> {
         const OP: &str = "reading an API key";
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await
-        .map_err(|e| self.db.err(OP, e))?;
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.err(OP, e))?;
         match row {
             Some(row) => self.record(OP, &row),
             None => Ok(None),

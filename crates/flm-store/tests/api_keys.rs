@@ -472,7 +472,10 @@ async fn scopes_and_expiry_round_trip_update_and_fail_closed() {
     };
     repo.insert(&plain).await.unwrap();
     repo.insert(&scoped).await.unwrap();
-    assert_eq!(repo.list().await.unwrap(), vec![plain.clone(), scoped.clone()]);
+    assert_eq!(
+        repo.list().await.unwrap(),
+        vec![plain.clone(), scoped.clone()]
+    );
     assert_eq!(repo.get(&scoped.id).await.unwrap(), Some(scoped.clone()));
     // The columns hold plain JSON arrays and the usual timestamp text.
     let (models, routes, expires): (Option<String>, Option<String>, Option<String>) =
@@ -491,7 +494,10 @@ async fn scopes_and_expiry_round_trip_update_and_fail_closed() {
     // update_access replaces both, changes the fingerprint, and refuses revoked keys.
     let fp = repo.fingerprint().await.unwrap();
     let narrower = KeyScope::new(None, Some(vec![RouteClass::Models])).unwrap();
-    assert!(repo.update_access(&plain.id, &narrower, None).await.unwrap());
+    assert!(repo
+        .update_access(&plain.id, &narrower, None)
+        .await
+        .unwrap());
     let fp2 = repo.fingerprint().await.unwrap();
     assert_ne!(fp, fp2);
     assert_eq!(repo.get(&plain.id).await.unwrap().unwrap().scope, narrower);
@@ -530,7 +536,13 @@ async fn scopes_and_expiry_round_trip_update_and_fail_closed() {
             .await
             .unwrap();
     }
-    let ids: Vec<String> = repo.list().await.unwrap().into_iter().map(|k| k.id).collect();
+    let ids: Vec<String> = repo
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
     assert_eq!(ids, vec![plain.id.clone(), scoped.id.clone()]);
     store.close().await;
 

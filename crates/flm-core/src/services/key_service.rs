@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::CoreError;
 use crate::key_scope::{parse_lifetime, KeyScope};
@@ -235,11 +235,15 @@ impl KeyService {
 }
 
 /// The expiry instant of a lifetime such as `30d` given at `now`.
-fn expiry(expires_in: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, CoreError> {
+fn expiry(
+    expires_in: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, CoreError> {
     expires_in
         .map(|d| {
             let d = parse_lifetime(d)?;
-            now.checked_add_signed(d).ok_or_else(|| {
+            // Milliseconds, as stored: what is shown is what is enforced.
+            now.trunc_subsecs(3).checked_add_signed(d).ok_or_else(|| {
                 CoreError::InvalidInput("the expiry is out of the representable range".into())
             })
         })

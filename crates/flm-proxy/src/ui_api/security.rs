@@ -222,7 +222,11 @@ async fn create_key(
     if let Err(e) = flm_core::key_scope::KeyScope::new(req.models.clone(), None) {
         return Err(field("invalid_models", "models", e.to_string()));
     }
-    if let Some(Err(e)) = req.expires_in.as_deref().map(flm_core::key_scope::parse_lifetime) {
+    if let Some(Err(e)) = req
+        .expires_in
+        .as_deref()
+        .map(flm_core::key_scope::parse_lifetime)
+    {
         return Err(field("invalid_expires_in", "expires_in", e.to_string()));
     }
     if req.routes.as_ref().is_some_and(Vec::is_empty) {
