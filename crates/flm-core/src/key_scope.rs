@@ -180,7 +180,7 @@ impl KeyScope {
                 let mut out: Vec<String> = Vec::with_capacity(list.len());
                 for raw in &list {
                     let p = validate_pattern(raw)?;
-                    if !out.iter().any(|o| *o == p) {
+                    if !out.contains(&p) {
                         out.push(p);
                     }
                 }
