@@ -218,7 +218,7 @@ pub struct StopArgs {
 pub enum ApiKeysCmd {
     /// Create a key; the key itself is printed once and never again.
     #[command(
-        after_help = "Examples:\n  flm api-keys create --label laptop\n  flm api-keys create --label rag --models 'flm://ollama-default/*' --routes embeddings,models\n  flm api-keys create --label demo --models '*llama*' --expires-in 30d\n\nModel patterns: an id flm://{engine_id}/{model} or a bare model name; `*` matches any run of\ncharacters, `?` one character. Route classes: chat, completions, embeddings, models, responses,\naudio, images, passthrough, metrics. Durations: a whole number and s, m, h or d (e.g. 30d, 12h)."
+        after_help = "Examples:\n  flm api-keys create --label laptop\n  flm api-keys create --label rag --models 'flm://ollama-default/*' --routes embeddings,models\n  flm api-keys create --label demo --models '*llama*' --expires-in 30d\n  flm api-keys create --label team --tpm 20000 --monthly-tokens 5000000\n\nModel patterns: an id flm://{engine_id}/{model} or a bare model name; `*` matches any run of\ncharacters, `?` one character. Route classes: chat, completions, embeddings, models, responses,\naudio, images, passthrough, metrics. Durations: a whole number and s, m, h or d (e.g. 30d, 12h)."
     )]
     Create {
         /// What the key is for (e.g. laptop, ci); need not be unique.
@@ -267,6 +267,12 @@ pub enum ApiKeysCmd {
         /// Remove the expiry.
         #[arg(long, conflicts_with = "expires_in")]
         no_expiry: bool,
+        /// Remove the tokens-per-minute limit.
+        #[arg(long, conflicts_with = "tpm")]
+        no_tpm: bool,
+        /// Remove the monthly token quota.
+        #[arg(long, conflicts_with = "monthly_tokens")]
+        no_monthly_tokens: bool,
     },
 }
 
@@ -281,6 +287,13 @@ pub struct KeyLimitArgs {
     /// embeddings, models, responses, audio, images, passthrough, metrics [default: every route]
     #[arg(long, value_name = "CLASS", value_delimiter = ',')]
     pub routes: Option<Vec<String>>,
+    /// Tokens per minute the key may use (prompt + completion) [default: no limit]
+    #[arg(long, value_name = "TOKENS")]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC) the key may use, kept across restarts
+    /// [default: no limit]
+    #[arg(long, value_name = "TOKENS")]
+    pub monthly_tokens: Option<u64>,
 }
 
 /// Options of `flm chat`.

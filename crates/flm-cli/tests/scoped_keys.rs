@@ -184,6 +184,8 @@ async fn scoped_and_expiring_keys_through_the_daemon() {
         &env,
         "DROP INDEX idx_api_keys_expires_at; ALTER TABLE api_keys DROP COLUMN models; \
          ALTER TABLE api_keys DROP COLUMN routes; ALTER TABLE api_keys DROP COLUMN expires_at; \
+         ALTER TABLE api_keys DROP COLUMN tpm; ALTER TABLE api_keys DROP COLUMN monthly_tokens; \
+         DROP TABLE api_key_token_usage; \
          DELETE FROM _sqlx_migrations WHERE version = 20261206000100;",
     );
     let listed = env.flm(&["api-keys", "list"]).await.ok();
@@ -466,6 +468,132 @@ async fn scoped_and_expiring_keys_through_the_daemon() {
     env.flm(&["proxy", "stop"]).await.ok();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_budgets_refuse_with_429_and_monthly_counts_survive_a_restart() {
+    let server = llama(TinyModel::Chat);
+    let mut env = Env::new();
+    env.set("LLAMA_CPP_PORT", &server.port().to_string());
+    let _guard = env.guard();
+    let (monthly_id, monthly, created) = create(&env, "monthly", &["--monthly-tokens", "60"]).await;
+    assert_eq!(created["monthly_tokens"], 60, "{created}");
+    let (_, per_minute, created) = create(&env, "tpm", &["--tpm", "40"]).await;
+    assert_eq!(created["tpm"], 40, "{created}");
+    let port = free_port();
+    let start = |port: u16| {
+        let env = &env;
+        async move {
+            let started = env
+                .flm(&["proxy", "start", "--port", &port.to_string()])
+                .await
+                .ok();
+            assert_eq!(started["status"], "running", "{started}");
+        }
+    };
+    start(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Monthly quota: requests pass until the real engine's usage reaches it.
+    let mut ok = 0;
+    let refused = loop {
+        let (code, body) = chat(&base, &monthly, LLAMA).await;
+        if code == 429 {
+            break body;
+        }
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+            "{body}"
+        );
+        ok += 1;
+        assert!(ok < 30, "never refused after {ok} requests");
+    };
+    assert!(ok >= 1, "the first request is admitted");
+    assert_error(&refused, "monthly_quota_exceeded", "rate_limit_error");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used its 60 tokens"),
+        "{refused}"
+    );
+    // Routes that spend no tokens still work.
+    let (code, _) = get(&base, "/v1/models", &monthly).await;
+    assert_eq!(code, 200);
+
+    // Tokens per minute: a burst is refused with Retry-After.
+    let mut ok = 0;
+    let resp = loop {
+        let resp = http()
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&per_minute)
+            .json(&json!({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 429 {
+            break resp;
+        }
+        assert_eq!(resp.status().as_u16(), 200);
+        let _ = resp.bytes().await;
+        ok += 1;
+        assert!(ok < 10, "never refused after {ok} requests");
+    };
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_error(&body, "token_rate_limit_exceeded", "rate_limit_error");
+
+    // The monthly count survives a restart of the daemon.
+    env.flm(&["proxy", "stop"]).await.ok();
+    let port = free_port();
+    start(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let (code, body) = chat(&base, &monthly, LLAMA).await;
+    assert_eq!(code, 429, "still exhausted after the restart: {body}");
+    assert_error(&body, "monthly_quota_exceeded", "rate_limit_error");
+    // A rotation does not reset it either.
+    let rotated = env.flm(&["api-keys", "rotate", &monthly_id]).await.ok();
+    assert_eq!(rotated["monthly_tokens"], 60, "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    let (code, body) = chat(&base, &new_key, LLAMA).await;
+    assert_eq!(
+        code, 429,
+        "the rotated key inherits the month's count: {body}"
+    );
+    // Raising the quota applies within about a second.
+    let new_id = rotated["id"].as_str().unwrap().to_owned();
+    env.flm(&["api-keys", "update", &new_id, "--monthly-tokens", "100000"])
+        .await
+        .ok();
+    let at = Instant::now();
+    within("update --monthly-tokens", at, 200, || {
+        chat(&base, &new_key, LLAMA)
+    })
+    .await;
+    // Refusals are audited as rate limits of the key.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let rows = audit_rows(&env).await;
+        let found = rows.iter().any(|r| {
+            r["event_type"] == "rate_limit"
+                && r["details"].to_string().contains("monthly_quota_exceeded")
+        });
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rate_limit audit row");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = env.flm(&["--format", "text", "api-keys", "list"]).await;
+    assert!(out.stdout.contains("100000/month"), "{}", out.stdout);
+    assert!(out.stdout.contains("40/min"), "{}", out.stdout);
+    env.flm(&["proxy", "stop"]).await.ok();
+}
+
 #[tokio::test]
 async fn bad_limit_values_are_precise_errors() {
     let env = Env::new();
@@ -485,6 +613,9 @@ async fn bad_limit_values_are_precise_errors() {
         (vec!["--models", "flm://engine-only"], "is not a model id"),
         (vec!["--models", ""], "empty model pattern"),
         (vec!["--models", "http://x/y"], "scheme other than flm://"),
+        (vec!["--tpm", "0"], "--tpm must be at least 1"),
+        (vec!["--monthly-tokens", "0"], "--monthly-tokens must be at least 1"),
+        (vec!["--tpm", "lots"], "invalid value 'lots' for '--tpm <TOKENS>'"),
     ];
     for (flags, want) in bad {
         let mut args = vec!["api-keys", "create", "--label", "x"];

@@ -403,6 +403,69 @@ pub fn parse_lifetime(raw: &str) -> Result<Duration, CoreError> {
     Ok(Duration::seconds(secs))
 }
 
+/// Token budgets of a key: tokens per minute and tokens per calendar month (UTC).
+/// `None`: no budget of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyBudget {
+    /// Tokens per minute (prompt + completion), a bucket refilled continuously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC), persisted across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
+}
+
+/// The largest budget value accepted (SQLite stores signed 64-bit integers).
+pub const MAX_BUDGET: u64 = i64::MAX as u64;
+
+impl KeyBudget {
+    /// A budget; zero or out-of-range values are refused with the flag name.
+    pub fn new(tpm: Option<u64>, monthly_tokens: Option<u64>) -> Result<Self, CoreError> {
+        for (name, v) in [("--tpm", tpm), ("--monthly-tokens", monthly_tokens)] {
+            match v {
+                Some(0) => {
+                    return Err(CoreError::InvalidInput(format!(
+                        "{name} must be at least 1 (omit it for no limit)"
+                    )))
+                }
+                Some(n) if n > MAX_BUDGET => {
+                    return Err(CoreError::InvalidInput(format!(
+                        "{name} is larger than {MAX_BUDGET}"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            tpm,
+            monthly_tokens,
+        })
+    }
+
+    /// Whether no budget is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.tpm.is_none() && self.monthly_tokens.is_none()
+    }
+}
+
+/// The calendar month (UTC) of `t`, as stored: `YYYY-MM`.
+pub fn month_of(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m").to_string()
+}
+
+/// The start of the calendar month (UTC) after the one of `t`.
+pub fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike, TimeZone};
+    let (y, m) = if t.month() == 12 {
+        (t.year() + 1, 1)
+    } else {
+        (t.year(), t.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(t + Duration::days(31))
+}
+
 /// Whether a key with expiry `expires_at` is expired at `now` (an expiry equal to
 /// `now` has passed).
 pub fn is_expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
@@ -566,6 +629,32 @@ mod tests {
         assert!(m.check_route(Some(RouteClass::Chat)).is_ok());
         let mp = scope(&["tiny"], Some(&[RouteClass::Passthrough]));
         assert!(mp.check_route(Some(RouteClass::Passthrough)).is_ok());
+    }
+
+    #[test]
+    fn budgets_and_months() {
+        assert!(KeyBudget::new(None, None).unwrap().is_unlimited());
+        let b = KeyBudget::new(Some(1000), Some(50_000)).unwrap();
+        assert_eq!((b.tpm, b.monthly_tokens), (Some(1000), Some(50_000)));
+        assert!(KeyBudget::new(Some(0), None)
+            .unwrap_err()
+            .to_string()
+            .contains("--tpm must be at least 1"));
+        assert!(KeyBudget::new(None, Some(u64::MAX))
+            .unwrap_err()
+            .to_string()
+            .contains("--monthly-tokens is larger than"));
+        let t: DateTime<Utc> = "2026-12-31T23:59:59Z".parse().unwrap();
+        assert_eq!(month_of(t), "2026-12");
+        assert_eq!(
+            next_month_start(t),
+            "2027-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let t: DateTime<Utc> = "2026-02-10T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            next_month_start(t),
+            "2026-03-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::CoreError;
-use crate::key_scope::{is_expired, KeyScope, RouteClass};
+use crate::key_scope::{is_expired, KeyBudget, KeyScope, RouteClass};
 
 /// Prefix of every plaintext key.
 pub const KEY_PREFIX: &str = "flm_";
@@ -47,6 +47,8 @@ pub struct ApiKeyRecord {
     pub scope: KeyScope,
     /// When the key stops working; `None`: never.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Token budgets (none: unlimited).
+    pub budget: KeyBudget,
 }
 
 /// What `flm api-keys list` shows: never the digest or the plaintext.
@@ -75,6 +77,12 @@ pub struct ApiKeyMetadata {
     /// Whether the key is expired (at the time of listing).
     #[serde(default)]
     pub expired: bool,
+    /// Tokens per minute; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
 }
 
 impl From<&ApiKeyRecord> for ApiKeyMetadata {
@@ -89,6 +97,8 @@ impl From<&ApiKeyRecord> for ApiKeyMetadata {
             routes: r.scope.routes().map(<[RouteClass]>::to_vec),
             expires_at: r.expires_at,
             expired: is_expired(r.expires_at, Utc::now()),
+            tpm: r.budget.tpm,
+            monthly_tokens: r.budget.monthly_tokens,
         }
     }
 }
@@ -127,6 +137,7 @@ pub fn generate(label: &str, now: DateTime<Utc>) -> Result<(ApiKeyRecord, String
         revoked_at: None,
         scope: KeyScope::unscoped(),
         expires_at: None,
+        budget: KeyBudget::default(),
     };
     Ok((record, plain))
 }
@@ -185,6 +196,8 @@ pub struct KeyGrant {
     pub scope: KeyScope,
     /// When the key stops working.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Token budgets.
+    pub budget: KeyBudget,
 }
 
 impl KeyGrant {
@@ -194,6 +207,7 @@ impl KeyGrant {
             id: id.to_owned(),
             scope: KeyScope::unscoped(),
             expires_at: None,
+            budget: KeyBudget::default(),
         }
     }
 }
@@ -302,6 +316,7 @@ fn grant_of(r: &ApiKeyRecord) -> KeyGrant {
         id: r.id.clone(),
         scope: r.scope.clone(),
         expires_at: r.expires_at,
+        budget: r.budget,
     }
 }
 

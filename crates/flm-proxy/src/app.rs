@@ -296,11 +296,29 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 resp.extensions_mut().insert(KeyId(id));
                 return resp;
             }
+            // Token budgets (`--tpm`, `--monthly-tokens`): checked before, charged
+            // once the response body ended.
+            let budgets = state.key_lookup.budgets().clone();
+            let request_bytes = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            let charge = match budgets.admit(&grant, class, request_bytes).await {
+                Ok(c) => c,
+                Err(mut resp) => {
+                    resp.extensions_mut().insert(KeyId(id));
+                    return resp;
+                }
+            };
             req.extensions_mut().insert(KeyId(id.clone()));
             req.extensions_mut().insert(KeyAccess(grant));
             let mut resp = next.run(req).await;
             if let Some((d, now)) = limit {
                 crate::defence::rate_headers(resp.headers_mut(), &d, now, false);
+            }
+            if let Some(charge) = charge {
+                resp = crate::budget::settle_when_done(resp, charge, budgets);
             }
             resp.extensions_mut().insert(KeyId(id));
             resp

@@ -1711,6 +1711,12 @@ fn audit_event(
             AuditSeverity::Medium,
             json!({"method": method, "scope": if key.is_some() { "api_key" } else { "ip" }}),
         ),
+        // A key's token budget (tokens per minute, monthly quota) is exhausted.
+        Some(reason @ ("token_rate_limit_exceeded" | "monthly_quota_exceeded")) => (
+            Some("rate_limit"),
+            AuditSeverity::Medium,
+            json!({"method": method, "scope": "api_key", "reason": reason}),
+        ),
         Some(code) if status >= 500 => (
             None,
             AuditSeverity::High,

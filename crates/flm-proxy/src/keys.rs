@@ -30,6 +30,7 @@ pub(crate) struct KeyLookup {
     table: Arc<ArcSwap<KeyTable>>,
     repo: Arc<dyn ApiKeyRepository>,
     state: Mutex<Bounds>,
+    budgets: Arc<crate::budget::Budgets>,
 }
 
 struct Bounds {
@@ -42,6 +43,7 @@ impl KeyLookup {
     pub(crate) fn new(table: Arc<ArcSwap<KeyTable>>, repo: Arc<dyn ApiKeyRepository>) -> Self {
         Self {
             table,
+            budgets: Arc::new(crate::budget::Budgets::new(repo.clone())),
             repo,
             state: Mutex::new(Bounds {
                 misses: HashMap::new(),
@@ -86,6 +88,7 @@ impl KeyLookup {
                     id: record.id,
                     scope: record.scope,
                     expires_at: record.expires_at,
+                    budget: record.budget,
                 }))
             }
             Ok(_) => {
@@ -133,11 +136,18 @@ impl KeyLookup {
         }
     }
 
-    /// Forgets the misses (after a reload of the key table: a key may have appeared).
+    /// Forgets the misses (after a reload of the key table: a key may have appeared)
+    /// and the in-memory monthly token counts (a rotation carries them to a new key).
     pub(crate) fn forget_misses(&self) {
         if let Ok(mut b) = self.state.lock() {
             b.misses.clear();
         }
+        self.budgets.forget_months();
+    }
+
+    /// The token budgets of the keys.
+    pub(crate) fn budgets(&self) -> &Arc<crate::budget::Budgets> {
+        &self.budgets
     }
 }
 

@@ -36,6 +36,7 @@ pub mod admin;
 pub mod alert_watch;
 mod app;
 mod audit;
+mod budget;
 pub mod defence;
 pub mod egress;
 pub mod error;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flm_core::key_scope::KeyScope;
+use flm_core::key_scope::{KeyBudget, KeyScope};
 use flm_core::keys::{ApiKeyRecord, KeyDigest};
 use flm_core::ports::ApiKeyRepository;
 use flm_core::RepoError;
@@ -35,6 +35,8 @@ impl SqliteApiKeys {
         let models: Option<String> = row.try_get("models").map_err(|e| db.err(op, e))?;
         let routes: Option<String> = row.try_get("routes").map_err(|e| db.err(op, e))?;
         let expires: Option<String> = row.try_get("expires_at").map_err(|e| db.err(op, e))?;
+        let tpm: Option<i64> = row.try_get("tpm").map_err(|e| db.err(op, e))?;
+        let monthly: Option<i64> = row.try_get("monthly_tokens").map_err(|e| db.err(op, e))?;
         let Some(digest) = digest_from_hex(&hash) else {
             // Never log the stored value: it might be a legacy hash or, worse, a
             // plaintext key written by something else.
@@ -80,6 +82,17 @@ impl SqliteApiKeys {
                 }
             },
         };
+        let positive = |v: Option<i64>| v.map(|n| u64::try_from(n).ok().filter(|n| *n > 0));
+        let budget = match (positive(tpm), positive(monthly)) {
+            (Some(None), _) | (_, Some(None)) => {
+                tracing::warn!(%id, path = %db.path.display(), "skipping API key with a token budget below 1; fix it with `flm api-keys update` or revoke it");
+                return Ok(None);
+            }
+            (t, m) => KeyBudget {
+                tpm: t.flatten(),
+                monthly_tokens: m.flatten(),
+            },
+        };
         Ok(Some(ApiKeyRecord {
             id,
             label,
@@ -88,6 +101,7 @@ impl SqliteApiKeys {
             revoked_at,
             scope,
             expires_at,
+            budget,
         }))
     }
 
@@ -148,8 +162,8 @@ where
 {
     let (models, routes) = scope_columns(&key.scope);
     sqlx::query(
-        "INSERT INTO api_keys (id, label, hash, created_at, revoked_at, models, routes, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, label, hash, created_at, revoked_at, models, routes, expires_at, tpm, monthly_tokens) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&key.id)
     .bind(&key.label)
@@ -159,12 +173,20 @@ where
     .bind(models)
     .bind(routes)
     .bind(key.expires_at.as_ref().map(format_ts))
+    .bind(key.budget.tpm.map(budget_column))
+    .bind(key.budget.monthly_tokens.map(budget_column))
     .execute(executor)
     .await
     .map(|_| ())
 }
 
-const COLUMNS: &str = "id, label, hash, created_at, revoked_at, models, routes, expires_at";
+const COLUMNS: &str =
+    "id, label, hash, created_at, revoked_at, models, routes, expires_at, tpm, monthly_tokens";
+
+/// A budget as an SQLite integer (values above `i64::MAX` are refused by `KeyBudget`).
+fn budget_column(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
 
 /// Refuses records the table must never hold.
 fn validate(key: &ApiKeyRecord) -> Result<(), RepoError> {
@@ -293,6 +315,17 @@ impl ApiKeyRepository for SqliteApiKeys {
         insert_row(&mut *tx, new)
             .await
             .map_err(|e| self.insert_error(new, e))?;
+        // The new key inherits the tokens counted this month and before: a rotation
+        // must not reset a monthly quota.
+        sqlx::query(
+            "INSERT INTO api_key_token_usage (api_key_id, month, tokens) \
+             SELECT ?, month, tokens FROM api_key_token_usage WHERE api_key_id = ?",
+        )
+        .bind(&new.id)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db.err(OP, e))?;
         tx.commit().await.map_err(|e| db.err(OP, e))?;
         Ok(true)
     }
@@ -318,6 +351,61 @@ impl ApiKeyRepository for SqliteApiKeys {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn update_budget(&self, id: &str, budget: &KeyBudget) -> Result<bool, RepoError> {
+        self.db.ensure_writable()?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET tpm = ?, monthly_tokens = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(budget.tpm.map(budget_column))
+        .bind(budget.monthly_tokens.map(budget_column))
+        .bind(id)
+        .execute(&self.db.pool)
+        .await
+        .map_err(|e| self.db.err("changing the token budget of an API key", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn month_tokens(&self, id: &str, month: &str) -> Result<u64, RepoError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT tokens FROM api_key_token_usage WHERE api_key_id = ? AND month = ?",
+        )
+        .bind(id)
+        .bind(month)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(|e| self.db.err("reading the monthly tokens of an API key", e))?;
+        Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
+    async fn add_month_tokens(&self, counts: &[(String, String, u64)]) -> Result<(), RepoError> {
+        const OP: &str = "adding to the monthly tokens of API keys";
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.db.ensure_writable()?;
+        let mut tx = self
+            .db
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.db.err(OP, e))?;
+        for (id, month, tokens) in counts {
+            sqlx::query(
+                "INSERT INTO api_key_token_usage (api_key_id, month, tokens) VALUES (?, ?, ?) \
+                 ON CONFLICT (api_key_id, month) DO UPDATE SET tokens = tokens + excluded.tokens, \
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
+            .bind(id)
+            .bind(month)
+            .bind(budget_column(*tokens))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.err(OP, e))?;
+        }
+        tx.commit().await.map_err(|e| self.db.err(OP, e))?;
+        Ok(())
+    }
+
     async fn fingerprint(&self) -> Result<String, RepoError> {
         const OP: &str = "reading the API key fingerprint";
         // Inserts raise the count, revocations the revoked count; neither can be undone
@@ -328,8 +416,10 @@ impl ApiKeyRepository for SqliteApiKeys {
         let row = sqlx::query(
             "SELECT count(*), count(revoked_at), coalesce(max(rowid), 0), \
              coalesce(max(created_at), ''), coalesce(max(revoked_at), ''), \
-             coalesce((SELECT group_concat(id || '=' || coalesce(models, '') || '|' || coalesce(routes, '') || '|' || coalesce(expires_at, ''), ';') \
-             FROM api_keys WHERE models IS NOT NULL OR routes IS NOT NULL OR expires_at IS NOT NULL), '') \
+             coalesce((SELECT group_concat(id || '=' || coalesce(models, '') || '|' || coalesce(routes, '') || '|' || coalesce(expires_at, '') \
+             || '|' || coalesce(tpm, '') || '|' || coalesce(monthly_tokens, ''), ';') \
+             FROM api_keys WHERE models IS NOT NULL OR routes IS NOT NULL OR expires_at IS NOT NULL \
+             OR tpm IS NOT NULL OR monthly_tokens IS NOT NULL), '') \
              FROM api_keys",
         )
         .fetch_one(&self.db.pool)

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use flm_core::key_scope::{KeyScope, RouteClass};
+use flm_core::key_scope::{KeyBudget, KeyScope, RouteClass};
 use flm_core::keys::{self, ApiKeyRecord};
 use flm_core::RepoError;
 use flm_store::{DbFile, Store, StorePaths};
@@ -383,6 +383,7 @@ async fn rows_with_a_malformed_hash_or_timestamp_are_skipped_not_fatal() {
         revoked_at: None,
         scope: KeyScope::unscoped(),
         expires_at: None,
+        budget: KeyBudget::default(),
     };
     sqlx::query("INSERT INTO api_keys (id, label, hash, created_at) VALUES ('key_6', 'x', ?, '2026-01-01 00:00:00')")
         .bind("AB".repeat(32))
@@ -468,6 +469,7 @@ async fn scopes_and_expiry_round_trip_update_and_fail_closed() {
         )
         .unwrap(),
         expires_at: Some(t + Duration::days(30)),
+        budget: KeyBudget::new(Some(1000), Some(1_000_000)).unwrap(),
         ..scoped
     };
     repo.insert(&plain).await.unwrap();
@@ -574,6 +576,9 @@ async fn keys_stored_before_the_scope_migration_stay_unscoped_and_active() {
          ALTER TABLE api_keys DROP COLUMN models; \
          ALTER TABLE api_keys DROP COLUMN routes; \
          ALTER TABLE api_keys DROP COLUMN expires_at; \
+         ALTER TABLE api_keys DROP COLUMN tpm; \
+         ALTER TABLE api_keys DROP COLUMN monthly_tokens; \
+         DROP TABLE api_key_token_usage; \
          DELETE FROM _sqlx_migrations WHERE version = 20261206000100",
     )
     .execute(&mut conn)
@@ -587,5 +592,47 @@ async fn keys_stored_before_the_scope_migration_stay_unscoped_and_active() {
     assert_eq!(listed, vec![old.clone()]);
     assert!(listed[0].scope.is_unscoped());
     assert_eq!(listed[0].expires_at, None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn budgets_and_monthly_token_counts() {
+    let tmp = TempDir::new().unwrap();
+    let (_paths, store) = open(tmp.path()).await;
+    let repo = store.api_keys();
+    let t = now_ms();
+    let (a, _) = key("a", t);
+    repo.insert(&a).await.unwrap();
+    let fp = repo.fingerprint().await.unwrap();
+    let budget = KeyBudget::new(Some(500), None).unwrap();
+    assert!(repo.update_budget(&a.id, &budget).await.unwrap());
+    assert_ne!(repo.fingerprint().await.unwrap(), fp);
+    assert_eq!(repo.get(&a.id).await.unwrap().unwrap().budget, budget);
+
+    assert_eq!(repo.month_tokens(&a.id, "2026-12").await.unwrap(), 0);
+    repo.add_month_tokens(&[
+        (a.id.clone(), "2026-12".into(), 40),
+        (a.id.clone(), "2026-11".into(), 7),
+    ])
+    .await
+    .unwrap();
+    repo.add_month_tokens(&[(a.id.clone(), "2026-12".into(), 2)])
+        .await
+        .unwrap();
+    assert_eq!(repo.month_tokens(&a.id, "2026-12").await.unwrap(), 42);
+    assert_eq!(repo.month_tokens(&a.id, "2026-11").await.unwrap(), 7);
+
+    // A rotation carries the counts to the new key (a quota is not reset by it).
+    let (b, _) = key("b", t);
+    assert!(repo.rotate(&a.id, &b, t).await.unwrap());
+    assert_eq!(repo.month_tokens(&b.id, "2026-12").await.unwrap(), 42);
+
+    // A budget below 1 written by hand: the key is skipped.
+    sqlx::query("UPDATE api_keys SET tpm = 0 WHERE id = ?")
+        .bind(&b.id)
+        .execute(store.security_pool())
+        .await
+        .unwrap();
+    assert_eq!(repo.get(&b.id).await.unwrap(), None);
     store.close().await;
 }

@@ -72,6 +72,13 @@ function patternList(text: string): string[] {
     .filter((s) => s !== '');
 }
 
+function budgetText(t: TFunction, k: KeyView): string {
+  const parts: string[] = [];
+  if (k.tpm != null) parts.push(t('keys.perMinute', { n: k.tpm.toLocaleString() }));
+  if (k.monthly_tokens != null) parts.push(t('keys.perMonth', { n: k.monthly_tokens.toLocaleString() }));
+  return parts.length ? parts.join(', ') : t('keys.noLimit');
+}
+
 function keyState(t: TFunction, k: KeyView): string {
   if (k.revoked_at) return t('keys.revokedAt', { date: fmtTime(k.revoked_at) });
   if (k.expired) return t('keys.expired');
@@ -87,6 +94,8 @@ export function Keys() {
   const [models, setModels] = useState('');
   const [routes, setRoutes] = useState<RouteClass[]>([]);
   const [lifetime, setLifetime] = useState<string>('');
+  const [tpm, setTpm] = useState('');
+  const [monthly, setMonthly] = useState('');
   const [secret, setSecret] = useState<{ secret: string; label: string } | null>(null);
   const [confirm, setConfirm] = useState<KeyConfirm>(null);
 
@@ -98,12 +107,16 @@ export function Keys() {
     if (patterns.length) limits.models = patterns;
     if (routes.length) limits.routes = ROUTE_CLASSES.filter((c) => routes.includes(c));
     if (lifetime) limits.expires_in = lifetime;
+    if (tpm.trim()) limits.tpm = Number(tpm);
+    if (monthly.trim()) limits.monthly_tokens = Number(monthly);
     const r = await action.run(() => api.createKey(label.trim(), limits));
     if (r) {
       setLabel('');
       setModels('');
       setRoutes([]);
       setLifetime('');
+      setTpm('');
+      setMonthly('');
       setSecret({ secret: r.secret, label: r.key.label });
       res.reload();
     }
@@ -166,6 +179,16 @@ export function Keys() {
             {t('keys.modelsHelp')}
           </p>
         </div>
+        <div className="filters field">
+          <div>
+            <label htmlFor={`${uid}-tpm`}>{t('keys.tpm')}</label>
+            <input id={`${uid}-tpm`} className="input" type="number" min={1} step={1} inputMode="numeric" value={tpm} onChange={(e) => setTpm(e.target.value)} placeholder={t('keys.noLimit')} />
+          </div>
+          <div>
+            <label htmlFor={`${uid}-monthly`}>{t('keys.monthlyTokens')}</label>
+            <input id={`${uid}-monthly`} className="input" type="number" min={1} step={1} inputMode="numeric" value={monthly} onChange={(e) => setMonthly(e.target.value)} placeholder={t('keys.noLimit')} />
+          </div>
+        </div>
         <fieldset>
           <legend>{t('keys.routes')}</legend>
           <p className="muted small">{t('keys.routesHelp')}</p>
@@ -197,6 +220,7 @@ export function Keys() {
                   <th scope="col">{t('keys.models')}</th>
                   <th scope="col">{t('keys.routes')}</th>
                   <th scope="col">{t('keys.expires')}</th>
+                  <th scope="col">{t('keys.budget')}</th>
                   <th scope="col">{t('keys.state')}</th>
                   <th scope="col">{t('common.actions')}</th>
                 </tr>
@@ -211,6 +235,7 @@ export function Keys() {
                     <td className="mono small">{k.models?.length ? k.models.join(', ') : t('keys.allModels')}</td>
                     <td>{k.routes?.length ? k.routes.map((c) => t(`keys.routeClass.${c}`)).join(', ') : t('keys.allRoutes')}</td>
                     <td>{k.expires_at ? fmtTime(k.expires_at) : t('keys.neverExpires')}</td>
+                    <td>{budgetText(t, k)}</td>
                     <td>{keyState(t, k)}</td>
                     <td>
                       {!k.revoked_at && (

@@ -74,8 +74,10 @@ describe('access keys', () => {
           routes: body.routes ?? null,
           expires_at: body.expires_in ? '2027-01-04T10:00:00Z' : null,
           expired: false,
+          tpm: body.tpm ?? null,
+          monthly_tokens: body.monthly_tokens ?? null,
         };
-        keys.push(key, { ...key, id: 'key-3', label: 'old', models: null, routes: null, expires_at: '2026-12-01T00:00:00Z', expired: true });
+        keys.push(key, { ...key, id: 'key-3', label: 'old', models: null, routes: null, expires_at: '2026-12-01T00:00:00Z', expired: true, tpm: null, monthly_tokens: null });
         return json(res, 200, { key, secret: 'flm_sk_scoped' });
       }
       return json(res, 200, { keys });
@@ -88,6 +90,7 @@ describe('access keys', () => {
     fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'rag' } });
     fireEvent.change(screen.getByLabelText('Expires after'), { target: { value: '30d' } });
     fireEvent.change(screen.getByLabelText('Models'), { target: { value: 'flm://ollama-default/*, *embed*,' } });
+    fireEvent.change(screen.getByLabelText('Tokens per month'), { target: { value: '500000' } });
     fireEvent.click(screen.getByLabelText('Model list'));
     fireEvent.click(screen.getByLabelText('Embeddings'));
     fireEvent.click(screen.getByRole('button', { name: 'Create access key' }));
@@ -98,11 +101,13 @@ describe('access keys', () => {
       models: ['flm://ollama-default/*', '*embed*'],
       routes: ['embeddings', 'models'],
       expires_in: '30d',
+      monthly_tokens: 500000,
     });
     fireEvent.click(screen.getByRole('button', { name: 'I have copied it' }));
     expect(await screen.findByText('flm://ollama-default/*, *embed*')).toBeTruthy();
     expect(screen.getByText('Embeddings, Model list')).toBeTruthy();
     expect(screen.getByText('Expired')).toBeTruthy();
     expect(screen.getAllByText('All models').length).toBe(1);
+    expect(screen.getByText(`${(500000).toLocaleString()} / month`)).toBeTruthy();
   });
 });

@@ -25,20 +25,31 @@ fn when(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// `MODELS`, `ROUTES` and `EXPIRES` cells of a key.
-fn limit_cells(k: &ApiKeyMetadata) -> [String; 3] {
+/// `MODELS`, `ROUTES`, `EXPIRES` and `BUDGET` cells of a key.
+fn limit_cells(k: &ApiKeyMetadata) -> [String; 4] {
     let models = k.models.as_ref().map_or("all".to_owned(), |m| m.join(","));
     let routes = k.routes.as_ref().map_or("all".to_owned(), |r| {
         r.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
     });
     let expires = k.expires_at.as_ref().map_or("never".to_owned(), when);
-    [models, routes, expires]
+    let budget = match (k.tpm, k.monthly_tokens) {
+        (None, None) => "none".to_owned(),
+        (t, m) => [
+            t.map(|t| format!("{t}/min")),
+            m.map(|m| format!("{m}/month")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(","),
+    };
+    [models, routes, expires, budget]
 }
 
 /// One line describing a key's limits, for the text output of create/rotate/update.
 fn limits_line(k: &ApiKeyMetadata) -> String {
-    let [models, routes, expires] = limit_cells(k);
-    format!("Models: {models}; routes: {routes}; expires: {expires}.")
+    let [models, routes, expires, budget] = limit_cells(k);
+    format!("Models: {models}; routes: {routes}; expires: {expires}; token budget: {budget}.")
 }
 
 fn shown_once(k: &NewApiKey) -> String {
@@ -59,6 +70,8 @@ pub(crate) async fn run(app: &App, cmd: ApiKeysCmd, printer: &Printer) -> Result
                 models: limits.models,
                 routes: limits.routes,
                 expires_in,
+                tpm: limits.tpm,
+                monthly_tokens: limits.monthly_tokens,
             };
             let k = app.keys.create_limited(&label, &limits).await?;
             notify_daemon(app).await;
@@ -79,20 +92,22 @@ pub(crate) async fn run(app: &App, cmd: ApiKeysCmd, printer: &Printer) -> Result
             all_routes,
             expires_in,
             no_expiry,
+            no_tpm,
+            no_monthly_tokens,
         } => {
-            let pick = |set: Option<Vec<String>>, clear: bool| match (set, clear) {
-                (Some(v), _) => LimitChange::Set(v),
-                (None, true) => LimitChange::Clear,
-                (None, false) => LimitChange::Keep,
-            };
+            fn pick<T>(set: Option<T>, clear: bool) -> LimitChange<T> {
+                match (set, clear) {
+                    (Some(v), _) => LimitChange::Set(v),
+                    (None, true) => LimitChange::Clear,
+                    (None, false) => LimitChange::Keep,
+                }
+            }
             let change = KeyLimitsChange {
                 models: pick(limits.models, all_models),
                 routes: pick(limits.routes, all_routes),
-                expires_in: match (expires_in, no_expiry) {
-                    (Some(d), _) => LimitChange::Set(d),
-                    (None, true) => LimitChange::Clear,
-                    (None, false) => LimitChange::Keep,
-                },
+                expires_in: pick(expires_in, no_expiry),
+                tpm: pick(limits.tpm, no_tpm),
+                monthly_tokens: pick(limits.monthly_tokens, no_monthly_tokens),
             };
             let k = app.keys.update_limits(id.trim(), &change).await?;
             notify_daemon(app).await;
@@ -114,7 +129,7 @@ pub(crate) async fn run(app: &App, cmd: ApiKeysCmd, printer: &Printer) -> Result
                 let rows: Vec<Vec<String>> = keys
                     .iter()
                     .map(|k| {
-                        let [models, routes, expires] = limit_cells(k);
+                        let [models, routes, expires, budget] = limit_cells(k);
                         vec![
                             k.id.clone(),
                             k.label.clone(),
@@ -127,11 +142,14 @@ pub(crate) async fn run(app: &App, cmd: ApiKeysCmd, printer: &Printer) -> Result
                             models,
                             routes,
                             expires,
+                            budget,
                         ]
                     })
                     .collect();
                 table(
-                    &["ID", "LABEL", "CREATED", "STATUS", "MODELS", "ROUTES", "EXPIRES"],
+                    &[
+                        "ID", "LABEL", "CREATED", "STATUS", "MODELS", "ROUTES", "EXPIRES", "BUDGET",
+                    ],
                     &rows,
                 )
             })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::CoreError;
-use crate::key_scope::{parse_lifetime, KeyScope};
+use crate::key_scope::{parse_lifetime, KeyBudget, KeyScope};
 use crate::keys::{self, ApiKeyMetadata, NewApiKey};
 use crate::ports::{ApiKeyRepository, Clock};
 
@@ -18,6 +18,10 @@ pub struct KeyLimits {
     pub routes: Option<Vec<String>>,
     /// Lifetime such as `30d`; `None`: never expires.
     pub expires_in: Option<String>,
+    /// Tokens per minute; `None`: no limit.
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); `None`: no limit.
+    pub monthly_tokens: Option<u64>,
 }
 
 /// One part of a key's limits in a change: kept, removed (no limit), or replaced.
@@ -41,6 +45,10 @@ pub struct KeyLimitsChange {
     pub routes: LimitChange<Vec<String>>,
     /// Lifetime from now, such as `30d`.
     pub expires_in: LimitChange<String>,
+    /// Tokens per minute.
+    pub tpm: LimitChange<u64>,
+    /// Tokens per calendar month (UTC).
+    pub monthly_tokens: LimitChange<u64>,
 }
 
 impl KeyLimitsChange {
@@ -49,6 +57,16 @@ impl KeyLimitsChange {
         self.models == LimitChange::Keep
             && self.routes == LimitChange::Keep
             && self.expires_in == LimitChange::Keep
+            && self.tpm == LimitChange::Keep
+            && self.monthly_tokens == LimitChange::Keep
+    }
+}
+
+fn changed<T: Clone>(old: Option<T>, change: &LimitChange<T>) -> Option<T> {
+    match change {
+        LimitChange::Keep => old,
+        LimitChange::Clear => None,
+        LimitChange::Set(v) => Some(v.clone()),
     }
 }
 
@@ -87,9 +105,11 @@ impl KeyService {
             .transpose()?;
         let scope = KeyScope::new(limits.models.clone(), routes)?;
         let expires_at = expiry(limits.expires_in.as_deref(), now)?;
+        let budget = KeyBudget::new(limits.tpm, limits.monthly_tokens)?;
         let (mut record, plain) = keys::generate(label, now)?;
         record.scope = scope;
         record.expires_at = expires_at;
+        record.budget = budget;
         self.repo.insert(&record).await?;
         Ok(NewApiKey {
             metadata: ApiKeyMetadata::from(&record),
@@ -136,7 +156,7 @@ impl KeyService {
     ) -> Result<ApiKeyMetadata, CoreError> {
         if change.is_empty() {
             return Err(CoreError::InvalidInput(
-                "nothing to change: give --models/--all-models, --routes/--all-routes or --expires-in/--no-expiry".into(),
+                "nothing to change: give --models/--all-models, --routes/--all-routes, --expires-in/--no-expiry, --tpm/--no-tpm or --monthly-tokens/--no-monthly-tokens".into(),
             ));
         }
         let Some(old) = self.repo.get(id).await?.filter(|k| k.revoked_at.is_none()) else {
@@ -159,7 +179,16 @@ impl KeyService {
             LimitChange::Clear => None,
             LimitChange::Set(d) => expiry(Some(d), now)?,
         };
-        if !self.repo.update_access(id, &scope, expires_at).await? {
+        let budget = KeyBudget::new(
+            changed(old.budget.tpm, &change.tpm),
+            changed(old.budget.monthly_tokens, &change.monthly_tokens),
+        )?;
+        if (scope != old.scope || expires_at != old.expires_at)
+            && !self.repo.update_access(id, &scope, expires_at).await?
+        {
+            return Err(self.not_found(id).await);
+        }
+        if budget != old.budget && !self.repo.update_budget(id, &budget).await? {
             return Err(self.not_found(id).await);
         }
         self.find(id).await
@@ -198,6 +227,7 @@ impl KeyService {
         let (mut record, plain) = keys::generate(label.unwrap_or(&old.label), now)?;
         record.scope = old.scope.clone();
         record.expires_at = expires_at;
+        record.budget = old.budget;
         if !self.repo.rotate(id, &record, now).await? {
             return Err(self.not_found(id).await);
         }

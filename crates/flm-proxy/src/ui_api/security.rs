@@ -188,6 +188,8 @@ impl From<&ApiKeyMetadata> for KeyView {
             routes: k.routes.clone(),
             expires_at: k.expires_at.as_ref().map(ts),
             expired: k.expired,
+            tpm: k.tpm,
+            monthly_tokens: k.monthly_tokens,
         }
     }
 }
@@ -229,6 +231,16 @@ async fn create_key(
     {
         return Err(field("invalid_expires_in", "expires_in", e.to_string()));
     }
+    if let Err(e) = flm_core::key_scope::KeyBudget::new(req.tpm, None) {
+        return Err(field("invalid_tpm", "tpm", e.to_string()));
+    }
+    if let Err(e) = flm_core::key_scope::KeyBudget::new(None, req.monthly_tokens) {
+        return Err(field(
+            "invalid_monthly_tokens",
+            "monthly_tokens",
+            e.to_string(),
+        ));
+    }
     if req.routes.as_ref().is_some_and(Vec::is_empty) {
         return Err(field(
             "invalid_routes",
@@ -242,6 +254,8 @@ async fn create_key(
             .routes
             .map(|r| r.iter().map(|c| c.as_str().to_owned()).collect()),
         expires_in: req.expires_in,
+        tpm: req.tpm,
+        monthly_tokens: req.monthly_tokens,
     };
     let k = d
         .keys

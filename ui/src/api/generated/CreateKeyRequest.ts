@@ -16,4 +16,12 @@ routes?: Array<RouteClass>,
 /**
  * Lifetime such as `30d`, `12h`, `90m`, `45s`; absent or `null`: never expires.
  */
-expires_in?: string, };
+expires_in?: string, 
+/**
+ * Tokens per minute; absent or `null`: no limit.
+ */
+tpm?: number, 
+/**
+ * Tokens per calendar month (UTC); absent or `null`: no limit.
+ */
+monthly_tokens?: number, };

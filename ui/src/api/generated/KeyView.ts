@@ -24,4 +24,12 @@ expires_at: string | null,
 /**
  * Whether the key is past its expiry.
  */
-expired: boolean, };
+expired: boolean, 
+/**
+ * Tokens per minute; `null`: no limit.
+ */
+tpm: number | null, 
+/**
+ * Tokens per calendar month (UTC); `null`: no limit.
+ */
+monthly_tokens: number | null, };

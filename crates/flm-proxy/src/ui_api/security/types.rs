@@ -24,6 +24,10 @@ pub struct KeyView {
     pub expires_at: Option<String>,
     /// Whether the key is past its expiry.
     pub expired: bool,
+    /// Tokens per minute; `null`: no limit.
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); `null`: no limit.
+    pub monthly_tokens: Option<u64>,
 }
 
 /// `GET /keys`.
@@ -193,6 +197,14 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[cfg_attr(test, ts(optional))]
     pub expires_in: Option<String>,
+    /// Tokens per minute; absent or `null`: no limit.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); absent or `null`: no limit.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub monthly_tokens: Option<u64>,
 }
 
 /// `PUT /security/policy`: the whole policy document.
