@@ -252,6 +252,7 @@ async fn keys_with_models_routes_and_expiry() {
     assert_eq!(key["models"], json!(["flm://ollama-default/*", "*embed*"]));
     assert_eq!(key["routes"], json!(["embeddings", "models"]));
     assert_eq!(key["expired"], false);
+    assert!(key["tpm"].is_null() && key["monthly_tokens"].is_null());
     let expires: chrono::DateTime<Utc> = key["expires_at"].as_str().unwrap().parse().unwrap();
     let days = (expires - Utc::now()).num_hours();
     assert!((29 * 24..=30 * 24).contains(&days), "{expires}");
@@ -276,6 +277,8 @@ async fn keys_with_models_routes_and_expiry() {
         (json!({"label": "x", "models": []}), "models"),
         (json!({"label": "x", "expires_in": "30x"}), "expires_in"),
         (json!({"label": "x", "routes": []}), "routes"),
+        (json!({"label": "x", "tpm": 0}), "tpm"),
+        (json!({"label": "x", "monthly_tokens": 0}), "monthly_tokens"),
     ] {
         let (s, v) = app.post("/keys", body.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
