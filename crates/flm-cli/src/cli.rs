@@ -217,10 +217,18 @@ pub struct StopArgs {
 #[derive(Debug, Subcommand)]
 pub enum ApiKeysCmd {
     /// Create a key; the key itself is printed once and never again.
+    #[command(
+        after_help = "Examples:\n  flm api-keys create --label laptop\n  flm api-keys create --label rag --models 'flm://ollama-default/*' --routes embeddings,models\n  flm api-keys create --label demo --models '*llama*' --expires-in 30d\n  flm api-keys create --label team --tpm 20000 --monthly-tokens 5000000\n\nModel patterns: an id flm://{engine_id}/{model} or a bare model name; `*` matches any run of\ncharacters, `?` one character. Route classes: chat, completions, embeddings, models, responses,\naudio, images, passthrough, metrics. Durations: a whole number and s, m, h or d (e.g. 30d, 12h)."
+    )]
     Create {
         /// What the key is for (e.g. laptop, ci); need not be unique.
         #[arg(long)]
         label: String,
+        #[command(flatten)]
+        limits: KeyLimitArgs,
+        /// Lifetime of the key, e.g. 30d, 12h, 90m, 45s [default: never expires]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
     /// List keys (metadata only: the keys themselves are not stored).
     List,
@@ -229,14 +237,63 @@ pub enum ApiKeysCmd {
         /// Key id, as shown by `flm api-keys list` (key_…).
         id: String,
     },
-    /// Revoke a key and create its replacement (printed once).
+    /// Revoke a key and create its replacement (printed once). The new key keeps the
+    /// old one's models, routes and expiry.
     Rotate {
         /// Key id to replace.
         id: String,
         /// Label of the new key [default: the old key's label]
         #[arg(long)]
         label: Option<String>,
+        /// New lifetime from now, e.g. 30d [default: the old key's expiry]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
+    /// Change the models, routes or expiry of a key; a running proxy applies it at once.
+    Update {
+        /// Key id, as shown by `flm api-keys list` (key_…).
+        id: String,
+        #[command(flatten)]
+        limits: KeyLimitArgs,
+        /// Let the key use every model again.
+        #[arg(long, conflicts_with = "models")]
+        all_models: bool,
+        /// Let the key call every route again.
+        #[arg(long, conflicts_with = "routes")]
+        all_routes: bool,
+        /// New lifetime from now, e.g. 30d, 12h, 90m, 45s.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Remove the expiry.
+        #[arg(long, conflicts_with = "expires_in")]
+        no_expiry: bool,
+        /// Remove the tokens-per-minute limit.
+        #[arg(long, conflicts_with = "tpm")]
+        no_tpm: bool,
+        /// Remove the monthly token quota.
+        #[arg(long, conflicts_with = "monthly_tokens")]
+        no_monthly_tokens: bool,
+    },
+}
+
+/// Model and route limits of a key.
+#[derive(Debug, Args)]
+pub struct KeyLimitArgs {
+    /// Models the key may use: ids (flm://engine/model), names or glob patterns
+    /// (`*`, `?`), comma-separated or repeated [default: every model]
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Route classes the key may call, comma-separated or repeated: chat, completions,
+    /// embeddings, models, responses, audio, images, passthrough, metrics [default: every route]
+    #[arg(long, value_name = "CLASS", value_delimiter = ',')]
+    pub routes: Option<Vec<String>>,
+    /// Tokens per minute the key may use (prompt + completion) [default: no limit]
+    #[arg(long, value_name = "TOKENS")]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC) the key may use, kept across restarts
+    /// [default: no limit]
+    #[arg(long, value_name = "TOKENS")]
+    pub monthly_tokens: Option<u64>,
 }
 
 /// Options of `flm chat`.

@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{AppSession, Env};
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn fake_tool(env: &Env, name: &str) {
     let p = env.dir.path().join("bin").join(name);

@@ -8,6 +8,7 @@
 //! it adds no security, and it would turn every bad key into a CPU denial of service.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::CoreError;
+use crate::key_scope::{is_expired, KeyBudget, KeyScope, RouteClass};
 
 /// Prefix of every plaintext key.
 pub const KEY_PREFIX: &str = "flm_";
@@ -41,6 +43,12 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     /// Revocation time; `None` while active.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Models and routes the key may use (unscoped: everything).
+    pub scope: KeyScope,
+    /// When the key stops working; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Token budgets (none: unlimited).
+    pub budget: KeyBudget,
 }
 
 /// What `flm api-keys list` shows: never the digest or the plaintext.
@@ -57,6 +65,24 @@ pub struct ApiKeyMetadata {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Whether the key is revoked.
     pub revoked: bool,
+    /// Model ids or patterns the key may use; absent: every model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    /// Route classes the key may call; absent: every route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<RouteClass>>,
+    /// When the key stops working; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether the key is expired (at the time of listing).
+    #[serde(default)]
+    pub expired: bool,
+    /// Tokens per minute; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
 }
 
 impl From<&ApiKeyRecord> for ApiKeyMetadata {
@@ -67,6 +93,12 @@ impl From<&ApiKeyRecord> for ApiKeyMetadata {
             created_at: r.created_at,
             revoked_at: r.revoked_at,
             revoked: r.revoked_at.is_some(),
+            models: r.scope.models().map(<[String]>::to_vec),
+            routes: r.scope.routes().map(<[RouteClass]>::to_vec),
+            expires_at: r.expires_at,
+            expired: is_expired(r.expires_at, Utc::now()),
+            tpm: r.budget.tpm,
+            monthly_tokens: r.budget.monthly_tokens,
         }
     }
 }
@@ -103,6 +135,9 @@ pub fn generate(label: &str, now: DateTime<Utc>) -> Result<(ApiKeyRecord, String
         digest: digest(&plain),
         created_at: now,
         revoked_at: None,
+        scope: KeyScope::unscoped(),
+        expires_at: None,
+        budget: KeyBudget::default(),
     };
     Ok((record, plain))
 }
@@ -135,6 +170,8 @@ pub enum AuthFailure {
     InvalidAuthorizationFormat,
     /// Unknown, malformed or revoked key.
     InvalidOrRevokedApiKey,
+    /// A valid key past its expiry (answered exactly like a revoked key).
+    ExpiredApiKey,
 }
 
 impl AuthFailure {
@@ -144,15 +181,43 @@ impl AuthFailure {
             AuthFailure::MissingAuthorizationHeader => "missing_authorization_header",
             AuthFailure::InvalidAuthorizationFormat => "invalid_authorization_format",
             AuthFailure::InvalidOrRevokedApiKey => "invalid_or_revoked_api_key",
+            AuthFailure::ExpiredApiKey => "expired_api_key",
+        }
+    }
+}
+
+/// What an authenticated key may do: its id, scope and expiry. Shared (`Arc`) by the
+/// key table and the requests that used the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// `key_<16 hex>`.
+    pub id: String,
+    /// Models and routes the key may use.
+    pub scope: KeyScope,
+    /// When the key stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Token budgets.
+    pub budget: KeyBudget,
+}
+
+impl KeyGrant {
+    /// A grant without scope or expiry (keys that are never stored).
+    pub fn unscoped(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            scope: KeyScope::unscoped(),
+            expires_at: None,
+            budget: KeyBudget::default(),
         }
     }
 }
 
 /// In-memory table of active keys, built from the store and swapped atomically by the
 /// proxy when keys change. Lookups are O(1) by id; digests compare in constant time.
+/// Scopes and expiry travel with each entry, so enforcing them costs no store read.
 #[derive(Debug, Clone, Default)]
 pub struct KeyTable {
-    by_hex_id: HashMap<String, (String, KeyDigest)>,
+    by_hex_id: HashMap<String, (Arc<KeyGrant>, KeyDigest)>,
 }
 
 impl KeyTable {
@@ -163,10 +228,21 @@ impl KeyTable {
             .filter(|r| r.revoked_at.is_none())
             .filter_map(|r| {
                 r.id.strip_prefix(KEY_ID_PREFIX)
-                    .map(|hex| (hex.to_owned(), (r.id.clone(), r.digest)))
+                    .map(|hex| (hex.to_owned(), (Arc::new(grant_of(r)), r.digest)))
             })
             .collect();
         Self { by_hex_id }
+    }
+
+    /// Adds (or replaces) an active stored key; a revoked one is ignored.
+    pub fn insert_record(&mut self, r: &ApiKeyRecord) {
+        if r.revoked_at.is_some() {
+            return;
+        }
+        if let Some(hex) = r.id.strip_prefix(KEY_ID_PREFIX) {
+            self.by_hex_id
+                .insert(hex.to_owned(), (Arc::new(grant_of(r)), r.digest));
+        }
     }
 
     /// Adds an extra active key (e.g. the daemon's local CLI key, never stored).
@@ -174,7 +250,8 @@ impl KeyTable {
         let hex = key_id_of(plain)
             .ok_or_else(|| CoreError::InvalidInput("not an FLM key".into()))?
             .to_owned();
-        self.by_hex_id.insert(hex, (id.to_owned(), digest(plain)));
+        self.by_hex_id
+            .insert(hex, (Arc::new(KeyGrant::unscoped(id)), digest(plain)));
         Ok(())
     }
 
@@ -197,20 +274,49 @@ impl KeyTable {
         (!self.by_hex_id.contains_key(hex)).then(|| (token, format!("{KEY_ID_PREFIX}{hex}")))
     }
 
-    /// Verifies an `Authorization` header value; returns the key id.
+    /// Verifies an `Authorization` header value; returns the key id. Ignores expiry:
+    /// requests go through [`KeyTable::authorize`].
     pub fn verify(&self, authorization: Option<&[u8]>) -> Result<&str, AuthFailure> {
+        self.lookup(authorization).map(|g| g.id.as_str())
+    }
+
+    /// Verifies an `Authorization` header value at `now`: the key's grant, or why it
+    /// is refused (a key past its expiry: [`AuthFailure::ExpiredApiKey`], only once
+    /// its secret matched).
+    pub fn authorize(
+        &self,
+        authorization: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<&Arc<KeyGrant>, AuthFailure> {
+        let grant = self.lookup(authorization)?;
+        if is_expired(grant.expires_at, now) {
+            return Err(AuthFailure::ExpiredApiKey);
+        }
+        Ok(grant)
+    }
+
+    fn lookup(&self, authorization: Option<&[u8]>) -> Result<&Arc<KeyGrant>, AuthFailure> {
         let header = authorization.ok_or(AuthFailure::MissingAuthorizationHeader)?;
         let token = bearer(header)?;
         let hex = key_id_of(token).ok_or(AuthFailure::InvalidOrRevokedApiKey)?;
-        let (id, stored) = self
+        let (grant, stored) = self
             .by_hex_id
             .get(hex)
             .ok_or(AuthFailure::InvalidOrRevokedApiKey)?;
         if bool::from(digest(token).ct_eq(stored)) {
-            Ok(id)
+            Ok(grant)
         } else {
             Err(AuthFailure::InvalidOrRevokedApiKey)
         }
+    }
+}
+
+fn grant_of(r: &ApiKeyRecord) -> KeyGrant {
+    KeyGrant {
+        id: r.id.clone(),
+        scope: r.scope.clone(),
+        expires_at: r.expires_at,
+        budget: r.budget,
     }
 }
 
@@ -312,6 +418,46 @@ mod tests {
             table.unknown_key(Some(format!("Basic {new_plain}").as_bytes())),
             None
         );
+    }
+
+    #[test]
+    fn expired_keys_are_refused_and_grants_carry_the_scope() {
+        let (rec, plain) = generate("x", Utc::now()).unwrap();
+        let now = Utc::now();
+        let scoped = ApiKeyRecord {
+            scope: KeyScope::new(Some(vec!["tiny".into()]), Some(vec![RouteClass::Chat])).unwrap(),
+            expires_at: Some(now + chrono::Duration::seconds(10)),
+            ..rec
+        };
+        let table = KeyTable::new([&scoped]);
+        let header = format!("Bearer {plain}");
+        let g = table.authorize(Some(header.as_bytes()), now).unwrap();
+        assert_eq!(g.id, scoped.id);
+        assert_eq!(g.scope, scoped.scope);
+        assert_eq!(
+            table.authorize(Some(header.as_bytes()), now + chrono::Duration::seconds(10)),
+            Err(AuthFailure::ExpiredApiKey)
+        );
+        // A wrong secret never learns that the key expired.
+        let forged = format!(
+            "Bearer {}{}",
+            &plain[..plain.len() - 1],
+            if plain.ends_with('a') { 'b' } else { 'a' }
+        );
+        assert_eq!(
+            table.authorize(Some(forged.as_bytes()), now + chrono::Duration::days(1)),
+            Err(AuthFailure::InvalidOrRevokedApiKey)
+        );
+        let meta = ApiKeyMetadata::from(&scoped);
+        assert_eq!(meta.models.as_deref(), Some(&["tiny".to_owned()][..]));
+        assert_eq!(meta.routes.as_deref(), Some(&[RouteClass::Chat][..]));
+        assert!(!meta.expired);
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(json["routes"], serde_json::json!(["chat"]));
+        // Unscoped keys list no scope fields at all.
+        let (plain_rec, _) = generate("y", Utc::now()).unwrap();
+        let json = serde_json::to_value(ApiKeyMetadata::from(&plain_rec)).unwrap();
+        assert!(json.get("models").is_none() && json.get("expires_at").is_none());
     }
 
     #[test]

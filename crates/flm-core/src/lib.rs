@@ -27,6 +27,7 @@ pub mod error;
 pub mod firewall;
 pub mod health;
 pub mod ids;
+pub mod key_scope;
 pub mod keys;
 pub mod ports;
 pub mod proxy;

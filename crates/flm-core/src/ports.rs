@@ -219,6 +219,43 @@ pub trait ApiKeyRepository: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<crate::keys::ApiKeyRecord>, RepoError> {
         Ok(self.list().await?.into_iter().find(|k| k.id == id))
     }
+    /// Replaces the scope and expiry of an active key; `false` when no active key has
+    /// that id. The default refuses: stores that keep scopes override it.
+    async fn update_access(
+        &self,
+        id: &str,
+        scope: &crate::key_scope::KeyScope,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        let _ = (id, scope, expires_at);
+        Err(RepoError::Validation(
+            "this key store cannot change the scope of a key".into(),
+        ))
+    }
+    /// Replaces the token budgets of an active key; `false` when no active key has
+    /// that id. The default refuses: stores that keep budgets override it.
+    async fn update_budget(
+        &self,
+        id: &str,
+        budget: &crate::key_scope::KeyBudget,
+    ) -> Result<bool, RepoError> {
+        let _ = (id, budget);
+        Err(RepoError::Validation(
+            "this key store cannot change the budget of a key".into(),
+        ))
+    }
+    /// Tokens counted for `id` in `month` (`YYYY-MM`, UTC); 0 when none. The default
+    /// keeps no counts.
+    async fn month_tokens(&self, id: &str, month: &str) -> Result<u64, RepoError> {
+        let _ = (id, month);
+        Ok(0)
+    }
+    /// Adds token counts `(key id, month, tokens)` to the monthly totals. The default
+    /// keeps no counts.
+    async fn add_month_tokens(&self, counts: &[(String, String, u64)]) -> Result<(), RepoError> {
+        let _ = counts;
+        Ok(())
+    }
 }
 
 /// Generations of the stored state a running proxy mirrors in memory. Each number

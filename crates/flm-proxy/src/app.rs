@@ -36,6 +36,10 @@ use crate::routing::Router;
 #[derive(Debug, Clone)]
 pub struct KeyId(pub String);
 
+/// What the authenticated caller's key may do (models, routes), for the handlers.
+#[derive(Debug, Clone)]
+pub struct KeyAccess(pub Arc<flm_core::keys::KeyGrant>);
+
 /// State shared by every request of one proxy instance.
 pub struct AppState {
     /// Engine routing.
@@ -273,8 +277,22 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
         )
         .await;
     match result {
-        Ok(id) => {
+        Ok(grant) => {
+            let id = grant.id.clone();
             tracing::debug!(api_key_id = %id, path = %req.uri().path(), "authenticated");
+            let class = flm_core::key_scope::RouteClass::of_path(req.uri().path());
+            if let Err(refused) = grant.scope.check_route(class) {
+                tracing::info!(api_key_id = %id, path = %req.uri().path(), "route outside the key's scope");
+                let mut resp = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "route_not_allowed",
+                    "access_denied",
+                    refused.message,
+                )
+                .into_response();
+                resp.extensions_mut().insert(KeyId(id));
+                return resp;
+            }
             let limit = state.guard.key_limit(state.exposed, &id);
             if let Some((d, now)) = limit.filter(|(d, _)| !d.allowed) {
                 let mut resp = crate::defence::rate_limited(
@@ -285,10 +303,29 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 resp.extensions_mut().insert(KeyId(id));
                 return resp;
             }
+            // Token budgets (`--tpm`, `--monthly-tokens`): checked before, charged
+            // once the response body ended.
+            let budgets = state.key_lookup.budgets().clone();
+            let request_bytes = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            let charge = match budgets.admit(&grant, class, request_bytes).await {
+                Ok(c) => c,
+                Err(mut resp) => {
+                    resp.extensions_mut().insert(KeyId(id));
+                    return resp;
+                }
+            };
             req.extensions_mut().insert(KeyId(id.clone()));
+            req.extensions_mut().insert(KeyAccess(grant));
             let mut resp = next.run(req).await;
             if let Some((d, now)) = limit {
                 crate::defence::rate_headers(resp.headers_mut(), &d, now, false);
+            }
+            if let Some(charge) = charge {
+                resp = crate::budget::settle_when_done(resp, charge, budgets);
             }
             resp.extensions_mut().insert(KeyId(id));
             resp
@@ -329,6 +366,9 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                     "invalid Authorization header: expected `Bearer <key>`"
                 }
                 flm_core::keys::AuthFailure::InvalidOrRevokedApiKey => "invalid or revoked API key",
+                flm_core::keys::AuthFailure::ExpiredApiKey => {
+                    "this API key has expired (`flm api-keys list` shows its expiry)"
+                }
             })
             .into_response();
             resp.extensions_mut()

@@ -1699,6 +1699,13 @@ fn audit_event(
                 json!({"method": method, "reason": reason}),
             )
         }
+        // A valid key used outside its scope: audited with the authentication
+        // refusals (it is no failed guess, so it does not count towards a ban).
+        Some(reason @ ("model_not_allowed" | "route_not_allowed")) => (
+            Some("auth_failure"),
+            AuditSeverity::Medium,
+            json!({"method": method, "reason": reason}),
+        ),
         Some("ip_blocked") => (
             Some("ip_blocked"),
             AuditSeverity::High,
@@ -1708,6 +1715,12 @@ fn audit_event(
             Some("rate_limit"),
             AuditSeverity::Medium,
             json!({"method": method, "scope": if key.is_some() { "api_key" } else { "ip" }}),
+        ),
+        // A key's token budget (tokens per minute, monthly quota) is exhausted.
+        Some(reason @ ("token_rate_limit_exceeded" | "monthly_quota_exceeded")) => (
+            Some("rate_limit"),
+            AuditSeverity::Medium,
+            json!({"method": method, "scope": "api_key", "reason": reason}),
         ),
         Some(code) if status >= 500 => (
             None,

@@ -15,7 +15,7 @@ use flm_core::{EngineError, EngineKind};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::app::{KeyId, SharedState};
+use crate::app::{KeyAccess, KeyId, SharedState};
 use crate::completions;
 use crate::defence::ClientIp;
 use crate::error::ApiError;
@@ -25,9 +25,12 @@ use crate::request_id::RequestId;
 use crate::routing::EngineEntry;
 
 /// `GET /v1/models`.
-pub async fn list_models(State(st): State<SharedState>) -> Response {
+pub async fn list_models(
+    State(st): State<SharedState>,
+    Extension(access): Extension<KeyAccess>,
+) -> Response {
     let routes = st.router.routes(st.first_check_wait).await;
-    json_response(StatusCode::OK, routes.models_json())
+    json_response(StatusCode::OK, routes.models_json_for(&access.0.scope))
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
@@ -194,6 +197,7 @@ pub async fn chat_completions(
     State(st): State<SharedState>,
     Extension(rid): Extension<RequestId>,
     Extension(key): Extension<KeyId>,
+    Extension(access): Extension<KeyAccess>,
     ip: Option<Extension<ClientIp>>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -202,7 +206,7 @@ pub async fn chat_completions(
     let params = openai_req::validate_chat(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
-    let resolved = routes.resolve(&params.model)?;
+    let resolved = routes.resolve(&params.model, &access.0.scope)?;
     let model = resolved.model.clone();
     try_candidates(&st, "chat_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();
@@ -436,6 +440,7 @@ pub async fn completions(
     State(st): State<SharedState>,
     Extension(rid): Extension<RequestId>,
     Extension(key): Extension<KeyId>,
+    Extension(access): Extension<KeyAccess>,
     ip: Option<Extension<ClientIp>>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -444,7 +449,7 @@ pub async fn completions(
     let params = openai_req::validate_completion(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, fim = params.suffix.is_some(), "completion request");
     let routes = st.router.routes(st.first_check_wait).await;
-    let resolved = routes.resolve(&params.model)?;
+    let resolved = routes.resolve(&params.model, &access.0.scope)?;
     let model = resolved.model.clone();
     // Engines that cannot serve this request are left out of the fail-over list; if
     // none can, the first one's reason is the answer.
@@ -691,6 +696,7 @@ async fn infill(
 pub async fn embeddings(
     State(st): State<SharedState>,
     rid: Option<Extension<RequestId>>,
+    Extension(access): Extension<KeyAccess>,
     ip: Option<Extension<ClientIp>>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -699,7 +705,7 @@ pub async fn embeddings(
     let obj = parse_checked(&st, ip, &rid, "/v1/embeddings", &bytes)?;
     let (requested, input) = openai_req::validate_embeddings(&obj)?;
     let routes = st.router.routes(st.first_check_wait).await;
-    let resolved = routes.resolve(&requested)?;
+    let resolved = routes.resolve(&requested, &access.0.scope)?;
     let model = resolved.model.clone();
     try_candidates(&st, "embeddings_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();

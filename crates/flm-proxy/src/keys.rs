@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use flm_core::keys::{AuthFailure, KeyTable};
+use flm_core::keys::{AuthFailure, KeyGrant, KeyTable};
 use flm_core::ports::ApiKeyRepository;
 
 /// How long an id found missing is not looked up again.
@@ -30,6 +30,7 @@ pub(crate) struct KeyLookup {
     table: Arc<ArcSwap<KeyTable>>,
     repo: Arc<dyn ApiKeyRepository>,
     state: Mutex<Bounds>,
+    budgets: Arc<crate::budget::Budgets>,
 }
 
 struct Bounds {
@@ -42,6 +43,7 @@ impl KeyLookup {
     pub(crate) fn new(table: Arc<ArcSwap<KeyTable>>, repo: Arc<dyn ApiKeyRepository>) -> Self {
         Self {
             table,
+            budgets: Arc::new(crate::budget::Budgets::new(repo.clone())),
             repo,
             state: Mutex::new(Bounds {
                 misses: HashMap::new(),
@@ -51,12 +53,17 @@ impl KeyLookup {
         }
     }
 
-    /// Verifies an `Authorization` header value; returns the key id.
-    pub(crate) async fn verify(&self, authorization: Option<&[u8]>) -> Result<String, AuthFailure> {
+    /// Verifies an `Authorization` header value at this instant (expiry included);
+    /// returns what the key may do.
+    pub(crate) async fn verify(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<KeyGrant>, AuthFailure> {
+        let now = chrono::Utc::now();
         let (failure, unknown) = {
             let table = self.table.load();
-            match table.verify(authorization) {
-                Ok(id) => return Ok(id.to_owned()),
+            match table.authorize(authorization, now) {
+                Ok(grant) => return Ok(grant.clone()),
                 Err(f) => (f, table.unknown_key(authorization)),
             }
         };
@@ -70,12 +77,19 @@ impl KeyLookup {
             Ok(Some(record)) if flm_core::keys::matches(&record, token) => {
                 self.table.rcu(|t| {
                     let mut t = KeyTable::clone(t);
-                    // `token` has the FLM shape (checked above), so this cannot fail.
-                    let _ = t.insert(&record.id, token);
+                    t.insert_record(&record);
                     t
                 });
                 tracing::info!(api_key_id = %record.id, "API key found in the store before the next reload");
-                Ok(record.id)
+                if flm_core::key_scope::is_expired(record.expires_at, now) {
+                    return Err(AuthFailure::ExpiredApiKey);
+                }
+                Ok(Arc::new(KeyGrant {
+                    id: record.id,
+                    scope: record.scope,
+                    expires_at: record.expires_at,
+                    budget: record.budget,
+                }))
             }
             Ok(_) => {
                 self.remember_miss(id);
@@ -122,11 +136,18 @@ impl KeyLookup {
         }
     }
 
-    /// Forgets the misses (after a reload of the key table: a key may have appeared).
+    /// Forgets the misses (after a reload of the key table: a key may have appeared)
+    /// and the in-memory monthly token counts (a rotation carries them to a new key).
     pub(crate) fn forget_misses(&self) {
         if let Ok(mut b) = self.state.lock() {
             b.misses.clear();
         }
+        self.budgets.forget_months();
+    }
+
+    /// The token budgets of the keys.
+    pub(crate) fn budgets(&self) -> &Arc<crate::budget::Budgets> {
+        &self.budgets
     }
 }
 
@@ -193,9 +214,15 @@ mod tests {
         let lookup = KeyLookup::new(table.clone(), repo.clone());
         let (rec, plain) = flm_core::keys::generate("new", Utc::now()).unwrap();
         repo.insert(&rec).await.unwrap();
-        assert_eq!(lookup.verify(Some(&bearer(&plain))).await.unwrap(), rec.id);
+        assert_eq!(
+            lookup.verify(Some(&bearer(&plain))).await.unwrap().id,
+            rec.id
+        );
         // Now in the table: no further read.
-        assert_eq!(lookup.verify(Some(&bearer(&plain))).await.unwrap(), rec.id);
+        assert_eq!(
+            lookup.verify(Some(&bearer(&plain))).await.unwrap().id,
+            rec.id
+        );
         assert_eq!(repo.reads.load(Ordering::SeqCst), 1);
         // Same id, wrong secret: refused without a read (the id is known).
         let last = if plain.ends_with('a') { 'b' } else { 'a' };
@@ -218,8 +245,8 @@ mod tests {
         }
         for k in &keys {
             assert_eq!(
-                lookup.verify(Some(&bearer(k))).await,
-                Err(AuthFailure::InvalidOrRevokedApiKey)
+                lookup.verify(Some(&bearer(k))).await.unwrap_err(),
+                AuthFailure::InvalidOrRevokedApiKey
             );
         }
         let reads = repo.reads.load(Ordering::SeqCst);

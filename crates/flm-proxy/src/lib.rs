@@ -36,6 +36,7 @@ pub mod admin;
 pub mod alert_watch;
 mod app;
 mod audit;
+mod budget;
 mod completions;
 pub mod defence;
 pub mod egress;

@@ -316,9 +316,13 @@ impl ProxyManager {
                     Err(e) => tracing::warn!(error = %e, "could not check API keys"),
                 }
             }
+            self.shared.key_lookup.budgets().flush_if_due().await;
             tokio::select! {
                 _ = tokio::time::sleep(CHANGE_POLL) => {}
-                _ = crate::stopped(&mut stop) => return,
+                _ = crate::stopped(&mut stop) => {
+                    self.shared.key_lookup.budgets().flush().await;
+                    return;
+                }
             }
         }
     }
@@ -805,6 +809,7 @@ impl ProxyManager {
         // `stop` returns (the daemon may exit right after).
         self.shared.guard.flush().await;
         self.flush_usage().await;
+        self.shared.key_lookup.budgets().flush().await;
         self.shared.changed.notify_waiters();
         Ok(stopped)
     }

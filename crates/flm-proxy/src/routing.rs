@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flm_core::health::{status_name, HealthObservation};
+use flm_core::key_scope::KeyScope;
 use flm_core::ports::LlmEngine;
 use flm_core::services::EngineService;
 use flm_core::{EngineId, EngineKind, ModelId, ModelInfo, MODEL_ID_SCHEME};
@@ -63,31 +64,12 @@ pub struct Resolved {
 impl Routes {
     fn build(entries: Vec<Arc<EngineEntry>>) -> Self {
         let mut by_model: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut data = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             for m in &e.models {
                 by_model.entry(m.name.clone()).or_default().push(i);
-                data.push(json!({
-                    "id": m.id.to_string(),
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": e.id.as_str(),
-                    "flm": {
-                        "engine_id": e.id.as_str(),
-                        "engine_kind": e.kind.slug(),
-                        "name": m.name,
-                        "context_length": m.context_length,
-                        "chat": m.supports_chat,
-                        "embeddings": m.supports_embeddings,
-                        "vision": m.vision,
-                        "audio_inputs": m.audio_inputs,
-                        "tools": m.tools,
-                        "reasoning": m.reasoning,
-                    }
-                }));
             }
         }
-        let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
+        let models_json = models_body(&entries, |_, _| true);
         Self {
             entries,
             by_model,
@@ -98,15 +80,19 @@ impl Routes {
     /// Body of `GET /v1/models`, without engines found dead since the last check.
     pub fn models_json(&self) -> Bytes {
         if self.entries.iter().any(|e| e.is_down()) {
-            let alive: Vec<Arc<EngineEntry>> = self
-                .entries
-                .iter()
-                .filter(|e| !e.is_down())
-                .cloned()
-                .collect();
-            return Routes::build(alive).models_json;
+            return models_body(&self.entries, |e, _| !e.is_down());
         }
         self.models_json.clone()
+    }
+
+    /// Body of `GET /v1/models` for a key: only the models its scope allows.
+    pub fn models_json_for(&self, scope: &KeyScope) -> Bytes {
+        if scope.models().is_none() {
+            return self.models_json();
+        }
+        models_body(&self.entries, |e, m| {
+            !e.is_down() && scope.allows_model(e.id.as_str(), &m.name)
+        })
     }
 
     /// An offered engine by id.
@@ -126,10 +112,50 @@ impl Routes {
             .collect()
     }
 
+    /// Resolves `model` for a key with `scope`: [`Routes::resolve_any`], keeping only
+    /// the engines on which the scope allows the model. A model the key may not use
+    /// is `403 model_not_allowed` — also when it does not exist, so a scoped key
+    /// learns nothing about models outside its scope.
+    pub fn resolve(&self, model: &str, scope: &KeyScope) -> Result<Resolved, ApiError> {
+        if scope.models().is_none() {
+            return self.resolve_any(model);
+        }
+        if let Some(id) = model
+            .strip_prefix(MODEL_ID_SCHEME)
+            .and_then(|_| ModelId::parse(model).ok())
+        {
+            if !scope.allows_model(id.engine_id.as_str(), &id.model) {
+                return Err(model_not_allowed(model));
+            }
+            return self.resolve_any(model);
+        }
+        match self.resolve_any(model) {
+            Ok(mut r) => {
+                r.candidates
+                    .retain(|e| scope.allows_model(e.id.as_str(), &r.model));
+                if r.candidates.is_empty() {
+                    return Err(model_not_allowed(model));
+                }
+                Ok(r)
+            }
+            // A malformed `flm://` id stays a 400; a bare name that is served nowhere
+            // is a 404 only if the key could use it somewhere.
+            Err(e) if e.code == "model_not_found" => {
+                let could = scope.models().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        !p.starts_with(MODEL_ID_SCHEME) && flm_core::key_scope::glob_match(p, model)
+                    })
+                });
+                Err(if could { e } else { model_not_allowed(model) })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Resolves `model`: a canonical `flm://{engine}/{model}` id pins one engine; a
     /// bare name resolves to every offered engine serving it, in priority order
     /// (configured endpoints first, then detection order), for fail-over.
-    pub fn resolve(&self, model: &str) -> Result<Resolved, ApiError> {
+    pub fn resolve_any(&self, model: &str) -> Result<Resolved, ApiError> {
         if model.starts_with(MODEL_ID_SCHEME) {
             let id = ModelId::parse(model).map_err(|e| {
                 let code = if model.trim_start_matches(MODEL_ID_SCHEME).starts_with('/') {
@@ -185,6 +211,49 @@ impl Routes {
             model: model.to_owned(),
         })
     }
+}
+
+/// The `GET /v1/models` body of the models of `entries` that `keep` keeps.
+fn models_body(
+    entries: &[Arc<EngineEntry>],
+    keep: impl Fn(&EngineEntry, &ModelInfo) -> bool,
+) -> Bytes {
+    let mut data = Vec::new();
+    for e in entries {
+        for m in e.models.iter().filter(|m| keep(e, m)) {
+            data.push(json!({
+                "id": m.id.to_string(),
+                "object": "model",
+                "created": 0,
+                "owned_by": e.id.as_str(),
+                "flm": {
+                    "engine_id": e.id.as_str(),
+                    "engine_kind": e.kind.slug(),
+                    "name": m.name,
+                    "context_length": m.context_length,
+                    "chat": m.supports_chat,
+                    "embeddings": m.supports_embeddings,
+                    "vision": m.vision,
+                    "audio_inputs": m.audio_inputs,
+                    "tools": m.tools,
+                    "reasoning": m.reasoning,
+                }
+            }));
+        }
+    }
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
+}
+
+/// 403 `model_not_allowed`: the key's scope does not include the model.
+pub(crate) fn model_not_allowed(model: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "model_not_allowed",
+        "access_denied",
+        format!(
+            "this API key may not use model `{model}`; GET /v1/models lists the models it may use"
+        ),
+    )
 }
 
 fn list_or_none(ids: &[String]) -> String {

@@ -299,7 +299,7 @@ fn number_after(hay: &[u8], name: &[u8]) -> Option<u64> {
 }
 
 /// `(prompt_tokens, completion_tokens)` of an OpenAI `usage` object in `data`.
-fn usage_tokens(data: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn usage_tokens(data: &[u8]) -> Option<(u64, u64)> {
     find(data, b"_tokens\"")?;
     let prompt = number_after(data, b"\"prompt_tokens\"");
     let completion = number_after(data, b"\"completion_tokens\"");

@@ -238,6 +238,60 @@ async fn keys_create_list_revoke_rotate() {
     assert_eq!(n, 3, "create, rotate and revoke are announced");
 }
 
+#[tokio::test]
+async fn keys_with_models_routes_and_expiry() {
+    let app = start().await;
+    let (s, v) = app
+        .post(
+            "/keys",
+            json!({"label": "rag", "models": ["flm://ollama-default/*", "*embed*"], "routes": ["embeddings", "models"], "expires_in": "30d"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = &v["key"];
+    assert_eq!(key["models"], json!(["flm://ollama-default/*", "*embed*"]));
+    assert_eq!(key["routes"], json!(["embeddings", "models"]));
+    assert_eq!(key["expired"], false);
+    assert!(key["tpm"].is_null() && key["monthly_tokens"].is_null());
+    let expires: chrono::DateTime<Utc> = key["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - Utc::now()).num_hours();
+    assert!((29 * 24..=30 * 24).contains(&days), "{expires}");
+    // Rotation keeps the limits.
+    let id = key["id"].as_str().unwrap();
+    let (s, r) = app.post(&format!("/keys/{id}/rotate"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["key"]["models"], key["models"]);
+    assert_eq!(r["key"]["routes"], key["routes"]);
+    assert_eq!(r["key"]["expires_at"], key["expires_at"]);
+    // An unscoped key lists null limits.
+    let (_, v) = app.post("/keys", json!({"label": "plain"})).await;
+    assert!(v["key"]["models"].is_null() && v["key"]["routes"].is_null());
+    assert!(v["key"]["expires_at"].is_null());
+
+    // Each bad limit names its field.
+    for (body, field) in [
+        (
+            json!({"label": "x", "models": ["flm://engine-only"]}),
+            "models",
+        ),
+        (json!({"label": "x", "models": []}), "models"),
+        (json!({"label": "x", "expires_in": "30x"}), "expires_in"),
+        (json!({"label": "x", "routes": []}), "routes"),
+        (json!({"label": "x", "tpm": 0}), "tpm"),
+        (json!({"label": "x", "monthly_tokens": 0}), "monthly_tokens"),
+    ] {
+        let (s, v) = app.post("/keys", body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert_eq!(fields(&v), [field], "{body}: {v}");
+    }
+    // An unknown route class is not a `RouteClass`: the body is refused as such.
+    let (s, v) = app
+        .post("/keys", json!({"label": "x", "routes": ["chats"]}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_body");
+}
+
 // ---------------------------------------------------------------------------------------
 // policy and allow list
 // ---------------------------------------------------------------------------------------

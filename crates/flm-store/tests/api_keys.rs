@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use flm_core::key_scope::{KeyBudget, KeyScope, RouteClass};
 use flm_core::keys::{self, ApiKeyRecord};
 use flm_core::RepoError;
 use flm_store::{DbFile, Store, StorePaths};
@@ -380,6 +381,9 @@ async fn rows_with_a_malformed_hash_or_timestamp_are_skipped_not_fatal() {
         digest: [0xab; 32],
         created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         revoked_at: None,
+        scope: KeyScope::unscoped(),
+        expires_at: None,
+        budget: KeyBudget::default(),
     };
     sqlx::query("INSERT INTO api_keys (id, label, hash, created_at) VALUES ('key_6', 'x', ?, '2026-01-01 00:00:00')")
         .bind("AB".repeat(32))
@@ -448,4 +452,187 @@ async fn read_only_security_db_refuses_writes_and_stays_untouched() {
     assert_eq!(repo.fingerprint().await.unwrap(), fp);
     store.close().await;
     assert_eq!(std::fs::read(&paths.security_db).unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn scopes_and_expiry_round_trip_update_and_fail_closed() {
+    let tmp = TempDir::new().unwrap();
+    let (paths, store) = open(tmp.path()).await;
+    let repo = store.api_keys();
+    let t = now_ms();
+    let (plain, _) = key("plain", t);
+    let (scoped, _) = key("scoped", t);
+    let scoped = ApiKeyRecord {
+        scope: KeyScope::new(
+            Some(vec!["flm://ollama-default/*".into(), "*llama*".into()]),
+            Some(vec![RouteClass::Embeddings, RouteClass::Chat]),
+        )
+        .unwrap(),
+        expires_at: Some(t + Duration::days(30)),
+        budget: KeyBudget::new(Some(1000), Some(1_000_000)).unwrap(),
+        ..scoped
+    };
+    repo.insert(&plain).await.unwrap();
+    repo.insert(&scoped).await.unwrap();
+    assert_eq!(
+        repo.list().await.unwrap(),
+        vec![plain.clone(), scoped.clone()]
+    );
+    assert_eq!(repo.get(&scoped.id).await.unwrap(), Some(scoped.clone()));
+    // The columns hold plain JSON arrays and the usual timestamp text.
+    let (models, routes, expires): (Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT models, routes, expires_at FROM api_keys WHERE id = ?")
+            .bind(&scoped.id)
+            .fetch_one(store.security_pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        models.as_deref(),
+        Some(r#"["flm://ollama-default/*","*llama*"]"#)
+    );
+    assert_eq!(routes.as_deref(), Some(r#"["chat","embeddings"]"#));
+    assert!(expires.unwrap().ends_with('Z'));
+
+    // update_access replaces both, changes the fingerprint, and refuses revoked keys.
+    let fp = repo.fingerprint().await.unwrap();
+    let narrower = KeyScope::new(None, Some(vec![RouteClass::Models])).unwrap();
+    assert!(repo
+        .update_access(&plain.id, &narrower, None)
+        .await
+        .unwrap());
+    let fp2 = repo.fingerprint().await.unwrap();
+    assert_ne!(fp, fp2);
+    assert_eq!(repo.get(&plain.id).await.unwrap().unwrap().scope, narrower);
+    assert!(repo
+        .update_access(&plain.id, &KeyScope::unscoped(), None)
+        .await
+        .unwrap());
+    assert_ne!(repo.fingerprint().await.unwrap(), fp2);
+    assert!(repo.revoke(&plain.id, t).await.unwrap());
+    assert!(!repo
+        .update_access(&plain.id, &narrower, None)
+        .await
+        .unwrap());
+    assert!(!repo
+        .update_access("key_ffffffffffffffff", &narrower, None)
+        .await
+        .unwrap());
+
+    // Unreadable scope or expiry: the key is skipped (never accepted unlimited).
+    for (i, (models, routes, expires)) in [
+        (Some("not json"), None, None),
+        (Some("[]"), None, None),
+        (None, Some(r#"["chat","bogus"]"#), None),
+        (None, None, Some("someday")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query("INSERT INTO api_keys (id, label, hash, models, routes, expires_at) VALUES (?, 'bad', ?, ?, ?, ?)")
+            .bind(format!("key_bad{i}"))
+            .bind(format!("{i}").repeat(64))
+            .bind(models)
+            .bind(routes)
+            .bind(expires)
+            .execute(store.security_pool())
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = repo
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, vec![plain.id.clone(), scoped.id.clone()]);
+    store.close().await;
+
+    // Survives a reopen.
+    let store = Store::open(&paths).await.unwrap();
+    assert_eq!(
+        store.api_keys().get(&scoped.id).await.unwrap(),
+        Some(scoped)
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn keys_stored_before_the_scope_migration_stay_unscoped_and_active() {
+    let tmp = TempDir::new().unwrap();
+    let (paths, store) = open(tmp.path()).await;
+    let (old, _) = key("old", now_ms());
+    store.api_keys().insert(&old).await.unwrap();
+    store.close().await;
+
+    // Back to the schema before `20261206000100_api_key_scopes`.
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&paths.security_db)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX idx_api_keys_expires_at; \
+         ALTER TABLE api_keys DROP COLUMN models; \
+         ALTER TABLE api_keys DROP COLUMN routes; \
+         ALTER TABLE api_keys DROP COLUMN expires_at; \
+         ALTER TABLE api_keys DROP COLUMN tpm; \
+         ALTER TABLE api_keys DROP COLUMN monthly_tokens; \
+         DROP TABLE api_key_token_usage; \
+         DELETE FROM _sqlx_migrations WHERE version = 20261206000100",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = Store::open(&paths).await.unwrap();
+    assert_eq!(store.read_only_reason(), None);
+    let listed = store.api_keys().list().await.unwrap();
+    assert_eq!(listed, vec![old.clone()]);
+    assert!(listed[0].scope.is_unscoped());
+    assert_eq!(listed[0].expires_at, None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn budgets_and_monthly_token_counts() {
+    let tmp = TempDir::new().unwrap();
+    let (_paths, store) = open(tmp.path()).await;
+    let repo = store.api_keys();
+    let t = now_ms();
+    let (a, _) = key("a", t);
+    repo.insert(&a).await.unwrap();
+    let fp = repo.fingerprint().await.unwrap();
+    let budget = KeyBudget::new(Some(500), None).unwrap();
+    assert!(repo.update_budget(&a.id, &budget).await.unwrap());
+    assert_ne!(repo.fingerprint().await.unwrap(), fp);
+    assert_eq!(repo.get(&a.id).await.unwrap().unwrap().budget, budget);
+
+    assert_eq!(repo.month_tokens(&a.id, "2026-12").await.unwrap(), 0);
+    repo.add_month_tokens(&[
+        (a.id.clone(), "2026-12".into(), 40),
+        (a.id.clone(), "2026-11".into(), 7),
+    ])
+    .await
+    .unwrap();
+    repo.add_month_tokens(&[(a.id.clone(), "2026-12".into(), 2)])
+        .await
+        .unwrap();
+    assert_eq!(repo.month_tokens(&a.id, "2026-12").await.unwrap(), 42);
+    assert_eq!(repo.month_tokens(&a.id, "2026-11").await.unwrap(), 7);
+
+    // A rotation carries the counts to the new key (a quota is not reset by it).
+    let (b, _) = key("b", t);
+    assert!(repo.rotate(&a.id, &b, t).await.unwrap());
+    assert_eq!(repo.month_tokens(&b.id, "2026-12").await.unwrap(), 42);
+
+    // A budget below 1 written by hand: the key is skipped.
+    sqlx::query("UPDATE api_keys SET tpm = 0 WHERE id = ?")
+        .bind(&b.id)
+        .execute(store.security_pool())
+        .await
+        .unwrap();
+    assert_eq!(repo.get(&b.id).await.unwrap(), None);
+    store.close().await;
 }

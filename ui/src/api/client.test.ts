@@ -15,7 +15,7 @@ describe('api client', () => {
       if (req.url === '/api/v1/session') return json(res, 200, SESSION);
       if (req.url === '/api/v1/keys' && req.method === 'POST') {
         if (req.headers['x-flm-csrf'] !== 'csrf-abc') return json(res, 403, { error: { code: 'csrf_failed', message: 'no', request_id: 'r1' } });
-        return json(res, 200, { key: { id: 'k1', label: 'x', created_at: '2026-01-01T00:00:00Z', last_used_at: null, revoked_at: null }, secret: 'flm_secret' });
+        return json(res, 200, { key: { id: 'k1', label: 'x', created_at: '2026-01-01T00:00:00Z', last_used_at: null, revoked_at: null, models: null, routes: null, expires_at: null, expired: false, tpm: null, monthly_tokens: null }, secret: 'flm_secret' });
       }
       if (req.url === '/api/v1/keys') return json(res, 200, { keys: [] });
       json(res, 404, { error: { code: 'not_found', message: 'nope', request_id: 'r2' } });

@@ -141,7 +141,8 @@ export function createApi(base = '') {
     config: () => json<SettingList>('GET', '/api/v1/config'),
     setConfig: (key: string, value: string) => json<Setting>('PUT', `/api/v1/config/${enc(key)}`, { value } satisfies SetSettingRequest),
     keys: () => json<KeyList>('GET', '/api/v1/keys'),
-    createKey: (label: string) => json<KeyCreated>('POST', '/api/v1/keys', { label } satisfies CreateKeyRequest),
+    createKey: (label: string, limits: Omit<CreateKeyRequest, 'label'> = {}) =>
+      json<KeyCreated>('POST', '/api/v1/keys', { label, ...limits } satisfies CreateKeyRequest),
     revokeKey: (id: string) => json<KeyView>('POST', `/api/v1/keys/${enc(id)}/revoke`),
     rotateKey: (id: string) => json<KeyRotated>('POST', `/api/v1/keys/${enc(id)}/rotate`),
     policy: () => json<PolicyView>('GET', '/api/v1/security/policy'),

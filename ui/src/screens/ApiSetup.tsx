@@ -1,9 +1,10 @@
 import { useEffect, useId, useState } from 'react';
 import { useLocation } from 'react-router-dom';
 import { useTranslation } from 'react-i18next';
+import type { TFunction } from 'i18next';
 import { api, ApiError } from '../api/client';
 import { useAction, useResource } from '../api/hooks';
-import { asPolicyDoc, type KeyView, type Setting } from '../api/types';
+import { asPolicyDoc, type CreateKeyRequest, type KeyView, type RouteClass, type Setting } from '../api/types';
 import { ConfirmDialog, Empty, ErrorBox, Loading, SecretDialog } from '../components/common';
 import { fmtTime } from '../state/format';
 import { PolicyEditor } from './PolicyEditor';
@@ -58,20 +59,64 @@ function Models() {
 
 type KeyConfirm = { kind: 'revoke' | 'rotate'; key: KeyView } | null;
 
+/** Every route class a key can be limited to (the daemon's `RouteClass`). */
+const ROUTE_CLASSES: RouteClass[] = ['chat', 'completions', 'embeddings', 'models', 'responses', 'audio', 'images', 'passthrough', 'metrics'];
+/** Lifetimes offered for a new key (`expires_in`); '' = never expires. */
+const LIFETIMES = ['', '1h', '1d', '7d', '30d', '90d', '365d'] as const;
+
+/** Model patterns typed as a comma- or newline-separated list. */
+function patternList(text: string): string[] {
+  return text
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function budgetText(t: TFunction, k: KeyView): string {
+  const parts: string[] = [];
+  if (k.tpm != null) parts.push(t('keys.perMinute', { n: k.tpm.toLocaleString() }));
+  if (k.monthly_tokens != null) parts.push(t('keys.perMonth', { n: k.monthly_tokens.toLocaleString() }));
+  return parts.length ? parts.join(', ') : t('keys.noLimit');
+}
+
+function keyState(t: TFunction, k: KeyView): string {
+  if (k.revoked_at) return t('keys.revokedAt', { date: fmtTime(k.revoked_at) });
+  if (k.expired) return t('keys.expired');
+  return t('keys.active');
+}
+
 export function Keys() {
   const { t } = useTranslation();
   const uid = useId();
   const res = useResource(() => api.keys(), [], ['keys']);
   const action = useAction();
   const [label, setLabel] = useState('');
+  const [models, setModels] = useState('');
+  const [routes, setRoutes] = useState<RouteClass[]>([]);
+  const [lifetime, setLifetime] = useState<string>('');
+  const [tpm, setTpm] = useState('');
+  const [monthly, setMonthly] = useState('');
   const [secret, setSecret] = useState<{ secret: string; label: string } | null>(null);
   const [confirm, setConfirm] = useState<KeyConfirm>(null);
 
+  const toggleRoute = (c: RouteClass, on: boolean) => setRoutes((rs) => (on ? [...rs, c] : rs.filter((r) => r !== c)));
   const create = async (e: React.FormEvent) => {
     e.preventDefault();
-    const r = await action.run(() => api.createKey(label.trim()));
+    const limits: Omit<CreateKeyRequest, 'label'> = {};
+    const patterns = patternList(models);
+    if (patterns.length) limits.models = patterns;
+    if (routes.length) limits.routes = ROUTE_CLASSES.filter((c) => routes.includes(c));
+    if (lifetime) limits.expires_in = lifetime;
+    if (tpm.trim()) limits.tpm = Number(tpm);
+    if (monthly.trim()) limits.monthly_tokens = Number(monthly);
+    const r = await action.run(() => api.createKey(label.trim(), limits));
     if (r) {
       setLabel('');
+      setModels('');
+      setRoutes([]);
+      setLifetime('');
+      setTpm('');
+      setMonthly('');
       setSecret({ secret: r.secret, label: r.key.label });
       res.reload();
     }
@@ -103,10 +148,60 @@ export function Keys() {
           <label htmlFor={`${uid}-label`}>{t('keys.label')}</label>
           <input id={`${uid}-label`} className="input" value={label} onChange={(e) => setLabel(e.target.value)} placeholder={t('keys.labelPlaceholder')} />
         </div>
+        <div>
+          <label htmlFor={`${uid}-expires`}>{t('keys.expiresIn')}</label>
+          <select id={`${uid}-expires`} className="input" value={lifetime} onChange={(e) => setLifetime(e.target.value)}>
+            {LIFETIMES.map((l) => (
+              <option key={l} value={l}>
+                {t(`keys.lifetime.${l === '' ? 'never' : l}`)}
+              </option>
+            ))}
+          </select>
+        </div>
         <button type="submit" className="btn btn-primary align-end" disabled={action.busy || label.trim() === ''}>
           {t('keys.create')}
         </button>
       </form>
+      <details className="field">
+        <summary>{t('keys.limitsTitle')}</summary>
+        <p className="muted small">{t('keys.limitsHelp')}</p>
+        <div className="field">
+          <label htmlFor={`${uid}-models`}>{t('keys.models')}</label>
+          <input
+            id={`${uid}-models`}
+            className="input mono"
+            value={models}
+            onChange={(e) => setModels(e.target.value)}
+            placeholder="flm://ollama-default/*, *llama*"
+            aria-describedby={`${uid}-models-help`}
+          />
+          <p id={`${uid}-models-help`} className="muted small">
+            {t('keys.modelsHelp')}
+          </p>
+        </div>
+        <div className="filters field">
+          <div>
+            <label htmlFor={`${uid}-tpm`}>{t('keys.tpm')}</label>
+            <input id={`${uid}-tpm`} className="input" type="number" min={1} step={1} inputMode="numeric" value={tpm} onChange={(e) => setTpm(e.target.value)} placeholder={t('keys.noLimit')} />
+          </div>
+          <div>
+            <label htmlFor={`${uid}-monthly`}>{t('keys.monthlyTokens')}</label>
+            <input id={`${uid}-monthly`} className="input" type="number" min={1} step={1} inputMode="numeric" value={monthly} onChange={(e) => setMonthly(e.target.value)} placeholder={t('keys.noLimit')} />
+          </div>
+        </div>
+        <fieldset>
+          <legend>{t('keys.routes')}</legend>
+          <p className="muted small">{t('keys.routesHelp')}</p>
+          <div className="filters">
+            {ROUTE_CLASSES.map((c) => (
+              <div className="checkbox" key={c}>
+                <input id={`${uid}-route-${c}`} type="checkbox" checked={routes.includes(c)} onChange={(e) => toggleRoute(c, e.target.checked)} />
+                <label htmlFor={`${uid}-route-${c}`}>{t(`keys.routeClass.${c}`)}</label>
+              </div>
+            ))}
+          </div>
+        </fieldset>
+      </details>
       {action.error && !confirm && <ErrorBox error={action.error} />}
       {res.loading && !res.data && <Loading />}
       {res.error && <ErrorBox error={res.error} onRetry={res.reload} />}
@@ -122,6 +217,10 @@ export function Keys() {
                   <th scope="col">{t('keys.id')}</th>
                   <th scope="col">{t('keys.created')}</th>
                   <th scope="col">{t('keys.lastUsed')}</th>
+                  <th scope="col">{t('keys.models')}</th>
+                  <th scope="col">{t('keys.routes')}</th>
+                  <th scope="col">{t('keys.expires')}</th>
+                  <th scope="col">{t('keys.budget')}</th>
                   <th scope="col">{t('keys.state')}</th>
                   <th scope="col">{t('common.actions')}</th>
                 </tr>
@@ -133,7 +232,11 @@ export function Keys() {
                     <td className="mono small">{k.id}</td>
                     <td>{fmtTime(k.created_at)}</td>
                     <td>{k.last_used_at ? fmtTime(k.last_used_at) : t('keys.neverUsed')}</td>
-                    <td>{k.revoked_at ? t('keys.revokedAt', { date: fmtTime(k.revoked_at) }) : t('keys.active')}</td>
+                    <td className="mono small">{k.models?.length ? k.models.join(', ') : t('keys.allModels')}</td>
+                    <td>{k.routes?.length ? k.routes.map((c) => t(`keys.routeClass.${c}`)).join(', ') : t('keys.allRoutes')}</td>
+                    <td>{k.expires_at ? fmtTime(k.expires_at) : t('keys.neverExpires')}</td>
+                    <td>{budgetText(t, k)}</td>
+                    <td>{keyState(t, k)}</td>
                     <td>
                       {!k.revoked_at && (
                         <div className="row">

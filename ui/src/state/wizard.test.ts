@@ -5,7 +5,7 @@ import { fixRoute } from './routes';
 import { badges, firewallField, isPrivateEntry, onlyPrivate, parseAllow, parsePorts, precheck, preselectTarget, proxyPorts, stepOf, usableUrls } from './wizard';
 
 const stopped: ProxyView = { running: false, mode: null, listen: null, port: null, https_port: null, acme_domain: null, egress: null, certificate: null, started_at: null };
-const key = { id: 'k1', label: 'a', created_at: '2026-01-01T00:00:00Z', last_used_at: null, revoked_at: null };
+const key = { id: 'k1', label: 'a', created_at: '2026-01-01T00:00:00Z', last_used_at: null, revoked_at: null, models: null, routes: null, expires_at: null, expired: false, tpm: null, monthly_tokens: null };
 
 describe('wizard rules', () => {
   it('pre-check lists what is missing', () => {

@@ -67,7 +67,7 @@ export function precheck(proxy: ProxyView, keys: KeyView[], policy: PolicyDoc | 
     if (isLoopbackOnly(proxy)) out.push('loopback_only');
     if (!isHttps(proxy)) out.push('no_https');
   }
-  if (!keys.some((k) => k.revoked_at === null)) out.push('no_key');
+  if (!keys.some((k) => k.revoked_at === null && !k.expired)) out.push('no_key');
   if (allowListOf(policy).length === 0) out.push('no_allow_list');
   if (!hasRateLimit(policy)) out.push('no_rate_limit');
   return out;

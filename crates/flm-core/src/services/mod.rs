@@ -15,7 +15,7 @@ pub use engine_service::{
     ModelListingError,
 };
 pub use health_service::{HealthHistory, HealthHistoryService, HealthSummary};
-pub use key_service::KeyService;
+pub use key_service::{KeyLimits, KeyLimitsChange, KeyService, LimitChange};
 pub use security_service::{
     BlockKind, ClearedBlocks, PolicyDocument, PolicyRules, SecurityService, SecurityServiceParts,
     SecuritySummary, MAX_PAGE,

@@ -184,6 +184,12 @@ impl From<&ApiKeyMetadata> for KeyView {
             created_at: ts(&k.created_at),
             last_used_at: None,
             revoked_at: k.revoked_at.as_ref().map(ts),
+            models: k.models.clone(),
+            routes: k.routes.clone(),
+            expires_at: k.expires_at.as_ref().map(ts),
+            expired: k.expired,
+            tpm: k.tpm,
+            monthly_tokens: k.monthly_tokens,
         }
     }
 }
@@ -193,6 +199,9 @@ fn key_error(e: CoreError) -> UiError {
         CoreError::KeyNotFound(m) => UiError::not_found("key_not_found", m),
         CoreError::InvalidInput(m) if m.contains("already revoked") => {
             UiError::new(StatusCode::CONFLICT, "key_revoked", m)
+        }
+        CoreError::InvalidInput(m) if m.contains("expired at") => {
+            UiError::new(StatusCode::CONFLICT, "key_expired", m)
         }
         CoreError::InvalidInput(m) => field("invalid_label", "label", m),
         other => core_error(other),
@@ -211,7 +220,48 @@ async fn create_key(
     req: Result<Json<CreateKeyRequest>, JsonRejection>,
 ) -> Result<Response, UiError> {
     let req = body(req)?;
-    let k = d.keys.create(&req.label).await.map_err(key_error)?;
+    // Each limit on its own first, so that a problem names its field.
+    if let Err(e) = flm_core::key_scope::KeyScope::new(req.models.clone(), None) {
+        return Err(field("invalid_models", "models", e.to_string()));
+    }
+    if let Some(Err(e)) = req
+        .expires_in
+        .as_deref()
+        .map(flm_core::key_scope::parse_lifetime)
+    {
+        return Err(field("invalid_expires_in", "expires_in", e.to_string()));
+    }
+    if let Err(e) = flm_core::key_scope::KeyBudget::new(req.tpm, None) {
+        return Err(field("invalid_tpm", "tpm", e.to_string()));
+    }
+    if let Err(e) = flm_core::key_scope::KeyBudget::new(None, req.monthly_tokens) {
+        return Err(field(
+            "invalid_monthly_tokens",
+            "monthly_tokens",
+            e.to_string(),
+        ));
+    }
+    if req.routes.as_ref().is_some_and(Vec::is_empty) {
+        return Err(field(
+            "invalid_routes",
+            "routes",
+            "the route list is empty; give at least one route class, or none for every route",
+        ));
+    }
+    let limits = flm_core::services::KeyLimits {
+        models: req.models,
+        routes: req
+            .routes
+            .map(|r| r.iter().map(|c| c.as_str().to_owned()).collect()),
+        expires_in: req.expires_in,
+        tpm: req.tpm,
+        monthly_tokens: req.monthly_tokens,
+    };
+    let k = d
+        .keys
+        .create_limited(&req.label, &limits)
+        .await
+        .map_err(key_error)?;
     d.changed(SecurityChange::Keys);
     tracing::info!(key_id = %k.metadata.id, "API key created from the app");
     let out = KeyCreated {

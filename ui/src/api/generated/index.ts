@@ -58,6 +58,7 @@ export type * from './ProxyEvent';
 export type * from './ProxyStartRequest';
 export type * from './ProxyView';
 export type * from './PutPolicyRequest';
+export type * from './RouteClass';
 export type * from './SampleView';
 export type * from './ScriptShell';
 export type * from './SecuritySummary';

@@ -1,6 +1,7 @@
 //! Response bodies of the security endpoints (the shapes of the app's
 //! `ui/src/api/types.ts`, snake_case as serialised).
 
+use flm_core::key_scope::RouteClass;
 use flm_core::services::BlockKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,6 +16,18 @@ pub struct KeyView {
     /// Not recorded by the store: always `null`.
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// Model ids or glob patterns the key may use; `null`: every model.
+    pub models: Option<Vec<String>>,
+    /// Route classes the key may call; `null`: every route.
+    pub routes: Option<Vec<RouteClass>>,
+    /// When the key stops working; `null`: never.
+    pub expires_at: Option<String>,
+    /// Whether the key is past its expiry.
+    pub expired: bool,
+    /// Tokens per minute; `null`: no limit.
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); `null`: no limit.
+    pub monthly_tokens: Option<u64>,
 }
 
 /// `GET /keys`.
@@ -172,6 +185,26 @@ pub struct VerifyView {
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateKeyRequest {
     pub label: String,
+    /// Model ids or glob patterns (`*`, `?`); absent or `null`: every model.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub models: Option<Vec<String>>,
+    /// Route classes; absent or `null`: every route.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub routes: Option<Vec<RouteClass>>,
+    /// Lifetime such as `30d`, `12h`, `90m`, `45s`; absent or `null`: never expires.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub expires_in: Option<String>,
+    /// Tokens per minute; absent or `null`: no limit.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub tpm: Option<u64>,
+    /// Tokens per calendar month (UTC); absent or `null`: no limit.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub monthly_tokens: Option<u64>,
 }
 
 /// `PUT /security/policy`: the whole policy document.
