@@ -233,33 +233,16 @@ async fn chat_relay(
     model: &str,
     rid: String,
 ) -> Attempt {
-    let mut body = obj.clone();
-    body.insert("model".into(), Value::String(model.to_owned()));
-    if entry.kind != EngineKind::Vllm
-        && body
-            .get("n")
-            .is_some_and(|n| n != &json!(1) && !n.is_null())
-    {
-        tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
-        body.insert("n".into(), json!(1));
-    }
-    if params.stream && !body.contains_key("stream_options") {
-        // Ask for usage on the stream: every supported engine can report it.
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    let raw = match serde_json::to_vec(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return Attempt::Done(Err(ApiError::internal(format!(
-                "cannot encode the request: {e}"
-            ))))
-        }
-    };
-    let request = RawRequest {
-        method: "POST".into(),
-        path_and_query: "/v1/chat/completions".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: Bytes::from(raw),
+    let request = match engine_request(
+        entry,
+        obj,
+        model,
+        params.stream,
+        entry.kind == EngineKind::Vllm,
+        "/v1/chat/completions",
+    ) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Done(Err(e)),
     };
     if params.stream {
         let resp = match entry.engine.relay(request).await {
@@ -544,32 +527,16 @@ async fn completion_relay(
     model: &str,
     rid: String,
 ) -> Attempt {
-    let mut body = obj.clone();
-    body.insert("model".into(), Value::String(model.to_owned()));
-    if !matches!(entry.kind, EngineKind::Vllm | EngineKind::OpenAi)
-        && body
-            .get("n")
-            .is_some_and(|n| n != &json!(1) && !n.is_null())
-    {
-        tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
-        body.insert("n".into(), json!(1));
-    }
-    if params.stream && !body.contains_key("stream_options") {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    let raw = match serde_json::to_vec(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return Attempt::Done(Err(ApiError::internal(format!(
-                "cannot encode the request: {e}"
-            ))))
-        }
-    };
-    let request = RawRequest {
-        method: "POST".into(),
-        path_and_query: "/v1/completions".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: Bytes::from(raw),
+    let request = match engine_request(
+        entry,
+        obj,
+        model,
+        params.stream,
+        matches!(entry.kind, EngineKind::Vllm | EngineKind::OpenAi),
+        "/v1/completions",
+    ) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Done(Err(e)),
     };
     let shown = params.model.clone();
     if params.stream {
@@ -753,4 +720,39 @@ pub async fn embeddings(
         }
     })
     .await
+}
+
+/// The JSON request an OpenAI-compatible engine gets for `path`: the client's body
+/// with the engine's model name, `n` forced to 1 where the engine cannot take more
+/// (`keeps_n` false), and usage asked for on a stream (every supported engine can
+/// report it).
+fn engine_request(
+    entry: &EngineEntry,
+    obj: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+    keeps_n: bool,
+    path: &str,
+) -> Result<RawRequest, ApiError> {
+    let mut body = obj.clone();
+    body.insert("model".into(), Value::String(model.to_owned()));
+    if !keeps_n
+        && body
+            .get("n")
+            .is_some_and(|n| n != &json!(1) && !n.is_null())
+    {
+        tracing::warn!(engine = %entry.id, "`n` is only supported by vLLM; forced to 1");
+        body.insert("n".into(), json!(1));
+    }
+    if stream && !body.contains_key("stream_options") {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let raw = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::internal(format!("cannot encode the request: {e}")))?;
+    Ok(RawRequest {
+        method: "POST".into(),
+        path_and_query: path.into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(raw),
+    })
 }
