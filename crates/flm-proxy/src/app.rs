@@ -57,6 +57,8 @@ pub struct AppState {
     pub first_check_wait: Duration,
     /// Usage metering (`None`: not recorded).
     pub usage: Option<Arc<crate::telemetry::UsageMeter>>,
+    /// Stored `/v1/responses` answers (`previous_response_id`, `GET /v1/responses/{id}`).
+    pub(crate) responses: Arc<crate::responses::ResponseStore>,
 }
 
 /// Shared state handle.
@@ -80,6 +82,17 @@ pub fn build(state: SharedState) -> axum::Router {
                 state.clone(),
                 crate::telemetry::meter,
             )),
+        )
+        .route(
+            "/v1/responses",
+            post(crate::responses::create).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
+            "/v1/responses/{id}",
+            get(crate::responses::retrieve).delete(crate::responses::delete),
         )
         .route(
             "/v1/embeddings",

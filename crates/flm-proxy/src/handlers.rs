@@ -33,7 +33,7 @@ pub async fn list_models(
     json_response(StatusCode::OK, routes.models_json_for(&access.0.scope))
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -43,7 +43,7 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
     r
 }
 
-fn sse_response(
+pub(crate) fn sse_response(
     stream: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 ) -> Response {
     let mut r = Response::new(Body::from_stream(stream));
@@ -99,7 +99,7 @@ pub(crate) async fn read_body(st: &SharedState, body: Body) -> Result<Bytes, Api
 
 /// Parses the body as a JSON object and scores its non-content fields (the defence
 /// never looks at messages or inputs).
-fn parse_checked(
+pub(crate) fn parse_checked(
     st: &SharedState,
     ip: Option<Extension<ClientIp>>,
     rid: &str,
@@ -136,21 +136,21 @@ fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Outcome of one attempt on one engine.
-enum Attempt {
+pub(crate) enum Attempt {
     /// Nothing reached the client and the engine looks dead: try the next engine.
     Retry(EngineError),
     /// Final answer (success or error).
     Done(Result<Response, ApiError>),
 }
 
-fn attempt_err(route_code: &'static str, e: EngineError) -> Attempt {
+pub(crate) fn attempt_err(route_code: &'static str, e: EngineError) -> Attempt {
     match e {
         EngineError::Network(_) => Attempt::Retry(e),
         other => Attempt::Done(Err(ApiError::engine(route_code, &other))),
     }
 }
 
-async fn try_candidates<F, Fut>(
+pub(crate) async fn try_candidates<F, Fut>(
     st: &SharedState,
     route_code: &'static str,
     candidates: &[Arc<EngineEntry>],
@@ -202,13 +202,26 @@ pub async fn chat_completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
-    let mut obj = parse_checked(&st, ip, &rid.0, "/v1/chat/completions", &bytes)?;
+    let obj = parse_checked(&st, ip, &rid.0, "/v1/chat/completions", &bytes)?;
+    chat_entry(&st, &rid, &key, &access, obj).await
+}
+
+/// The chat path after the body was read and inspected: validation, routing within
+/// the key's scope, fail-over, relay or translation. `/v1/chat/completions` and the
+/// Responses bridge ([`crate::responses`]) both enter here.
+pub(crate) async fn chat_entry(
+    st: &SharedState,
+    rid: &RequestId,
+    key: &KeyId,
+    access: &KeyAccess,
+    mut obj: Map<String, Value>,
+) -> Result<Response, ApiError> {
     let params = openai_req::validate_chat(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
     let resolved = routes.resolve(&params.model, &access.0.scope)?;
     let model = resolved.model.clone();
-    try_candidates(&st, "chat_error", &resolved.candidates, &model, |entry| {
+    try_candidates(st, "chat_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();
         let obj = &obj;
         let params = &params;
@@ -274,7 +287,7 @@ async fn chat_relay(
 
 /// A non-streaming relay: the whole exchange bounded by `proxy.request_timeout_secs`;
 /// `transform` shapes a successful body for the client.
-async fn relay_full(
+pub(crate) async fn relay_full(
     st: &SharedState,
     entry: &EngineEntry,
     request: RawRequest,
@@ -335,7 +348,12 @@ fn engine_timeout(st: &SharedState, entry: &EngineEntry) -> Attempt {
     )))
 }
 
-fn upstream_error(route_code: &'static str, status: u16, body: &[u8], engine: &str) -> ApiError {
+pub(crate) fn upstream_error(
+    route_code: &'static str,
+    status: u16,
+    body: &[u8],
+    engine: &str,
+) -> ApiError {
     let msg = upstream_message(body).unwrap_or_else(|| "empty body".into());
     ApiError::engine(
         route_code,
@@ -346,7 +364,7 @@ fn upstream_error(route_code: &'static str, status: u16, body: &[u8], engine: &s
     )
 }
 
-fn header_value<'a>(resp: &'a RawResponse, name: &str) -> Option<&'a str> {
+pub(crate) fn header_value<'a>(resp: &'a RawResponse, name: &str) -> Option<&'a str> {
     resp.headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -361,7 +379,10 @@ async fn collect_unbounded(mut body: flm_core::ports::RawBody) -> Result<Bytes, 
     Ok(Bytes::from(buf))
 }
 
-async fn collect(st: &SharedState, body: flm_core::ports::RawBody) -> Result<Bytes, EngineError> {
+pub(crate) async fn collect(
+    st: &SharedState,
+    body: flm_core::ports::RawBody,
+) -> Result<Bytes, EngineError> {
     tokio::time::timeout(st.settings.request_timeout, collect_unbounded(body))
         .await
         .map_err(|_| {

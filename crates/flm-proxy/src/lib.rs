@@ -50,6 +50,7 @@ pub mod policy_rules;
 mod relay;
 mod request_id;
 mod resources;
+mod responses;
 pub mod retention;
 pub mod routing;
 mod server;

@@ -203,7 +203,9 @@ impl Metered {
             if self.outcome.ttft_ms.is_none() {
                 self.outcome.ttft_ms = Some(elapsed_ms(self.start));
             }
-            if find(data, b"data: {\"error\"").is_some() {
+            if find(data, b"data: {\"error\"").is_some()
+                || find(data, b"event: response.failed").is_some()
+            {
                 self.outcome.error = true;
             }
         }
@@ -298,11 +300,16 @@ fn number_after(hay: &[u8], name: &[u8]) -> Option<u64> {
     std::str::from_utf8(&hay[start..i]).ok()?.parse().ok()
 }
 
-/// `(prompt_tokens, completion_tokens)` of an OpenAI `usage` object in `data`.
+/// `(prompt_tokens, completion_tokens)` of an OpenAI `usage` object in `data`; a
+/// Responses `usage` (`input_tokens`, `output_tokens`) counts the same.
 pub(crate) fn usage_tokens(data: &[u8]) -> Option<(u64, u64)> {
     find(data, b"_tokens\"")?;
-    let prompt = number_after(data, b"\"prompt_tokens\"");
-    let completion = number_after(data, b"\"completion_tokens\"");
+    let mut prompt = number_after(data, b"\"prompt_tokens\"");
+    let mut completion = number_after(data, b"\"completion_tokens\"");
+    if prompt.is_none() && completion.is_none() {
+        prompt = number_after(data, b"\"input_tokens\"");
+        completion = number_after(data, b"\"output_tokens\"");
+    }
     if prompt.is_none() && completion.is_none() {
         return None;
     }
@@ -363,6 +370,8 @@ mod tests {
         assert_eq!(usage_tokens(body), Some((12, 7)));
         let emb = br#"{"data":[],"usage":{"prompt_tokens":4,"total_tokens":4}}"#;
         assert_eq!(usage_tokens(emb), Some((4, 0)));
+        let resp = br#"{"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0},"output_tokens":3,"total_tokens":12}}"#;
+        assert_eq!(usage_tokens(resp), Some((9, 3)));
         assert_eq!(
             usage_tokens(b"data: {\"choices\":[{\"delta\":{}}]}\n\n"),
             None
