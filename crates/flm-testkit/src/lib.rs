@@ -35,6 +35,7 @@ pub mod llama;
 mod lmstudio;
 mod ollama;
 mod openai;
+mod responses;
 mod server;
 mod stream;
 mod vllm;

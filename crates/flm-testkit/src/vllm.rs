@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::chat::{self, ChatInput};
 use crate::openai::{self, Flavor};
+use crate::responses::V1_RESPONSES;
 use crate::server::{json_response, native_error, parse_object, HandlerResult, RouteClass, Shared};
 use crate::{fake, stream, Behavior, EmulatedKind, EmulatedModel};
 
@@ -34,7 +35,7 @@ pub(crate) fn classify(path: &str) -> RouteClass {
     match path {
         "/health" | "/version" | "/ping" => RouteClass::Probe,
         "/v1/models" => RouteClass::Listing,
-        V1_CHAT | V1_COMPLETIONS => RouteClass::Chat,
+        V1_CHAT | V1_COMPLETIONS | V1_RESPONSES => RouteClass::Chat,
         V1_EMBEDDINGS => RouteClass::Embeddings,
         "/metrics" | "/load" => RouteClass::Other,
         _ => RouteClass::Unknown,
@@ -51,6 +52,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/models", get(models_handler))
         .route(V1_CHAT, post(chat_handler))
         .route(V1_COMPLETIONS, post(completions_handler))
+        .route(V1_RESPONSES, post(responses_handler))
         .route(V1_EMBEDDINGS, post(embeddings_handler))
         .fallback(not_found_handler)
         .method_not_allowed_fallback(method_not_allowed_handler)
@@ -323,6 +325,19 @@ fn completions(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult 
             &flavor.completion_full(&replies),
         ))
     }
+}
+
+async fn responses_handler(
+    State(st): State<Shared>,
+    Extension(behavior): Extension<Behavior>,
+    body: Bytes,
+) -> Response {
+    let run = || {
+        let body = parse_body(V1_RESPONSES, &body)?;
+        let m = served_model(&st, V1_RESPONSES, &body)?;
+        crate::responses::vllm_responses(&st, &behavior, &body, m)
+    };
+    run().unwrap_or_else(|e| e)
 }
 
 async fn embeddings_handler(State(st): State<Shared>, body: Bytes) -> Response {

@@ -211,17 +211,18 @@ fn normalise_input(input: Option<&Value>) -> Result<Vec<Value>, ApiError> {
                 format!("input[{i}] must be an object"),
             ));
         };
-        let kind =
-            match o.get("type") {
-                Some(Value::String(t)) => t.as_str(),
-                None if o.contains_key("role") => "message",
-                _ => return Err(invalid(
+        let kind = match o.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            None if o.contains_key("role") => "message",
+            _ => {
+                return Err(invalid(
                     "invalid_input",
                     format!(
                         "input[{i}] needs a `type` (message, function_call, function_call_output)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let need_str = |field: &str| {
             o.get(field).and_then(Value::as_str).ok_or_else(|| {
                 invalid(

@@ -192,6 +192,28 @@ async fn native_candidates(
     all.then(|| (resolved.candidates, resolved.model))
 }
 
+/// What the client sees of a natively relayed response where FLM, not the engine,
+/// decided: its model id, its `previous_response_id` (resolved by FLM) and `store`.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    pub model: String,
+    pub previous_response_id: Option<String>,
+    pub store: bool,
+}
+
+impl Shown {
+    pub(crate) fn apply(&self, response: &mut Value) {
+        if let Some(o) = response.as_object_mut() {
+            o.insert("model".into(), json!(self.model));
+            o.insert(
+                "previous_response_id".into(),
+                json!(self.previous_response_id),
+            );
+            o.insert("store".into(), json!(self.store));
+        }
+    }
+}
+
 /// The body sent to an engine that serves `/v1/responses` itself: the client's body
 /// with the engine's model name, and the conversation of `previous_response_id` (which
 /// FLM resolved from its own store) spelled out in `input`.
@@ -237,7 +259,11 @@ async fn native(
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: Bytes::from(raw),
             };
-            let shown = parsed.model.clone();
+            let shown = Shown {
+                model: parsed.model.clone(),
+                previous_response_id: parsed.previous_response_id.clone(),
+                store: parsed.store,
+            };
             let store = parsed.store;
             if parsed.stream {
                 let resp = match entry.engine.relay(request).await {
@@ -281,9 +307,7 @@ async fn native(
                         )),
                     )
                 })?;
-                if v.is_object() {
-                    v["model"] = json!(shown);
-                }
+                shown.apply(&mut v);
                 keep(&st, &key, store, &items, &v);
                 Ok(Bytes::from(v.to_string()))
             })

@@ -10,7 +10,7 @@
 //!   `.done` for tool calls), then `response.completed` (`response.incomplete` when
 //!   the token limit cut the answer);
 //! - [`NativeEvents`] (relay to an engine that serves `/v1/responses`): the engine's
-//!   events with the client's model id.
+//!   events with the client's model id, numbered by FLM.
 //!
 //! Either way a stream that breaks ends with an `error` event and `response.failed`,
 //! never silently and never with a hang (the ceiling of the inner stream applies).
@@ -475,20 +475,24 @@ impl Convert for ChatEvents {
 
 /// The relay's converter: the engine's Responses events, with the client's model id.
 pub(crate) struct NativeEvents {
-    model: String,
+    shown: super::Shown,
     seq: u64,
     last: Option<Value>,
     finished: bool,
+    saw_error: bool,
+    error: Option<(String, String)>,
     on_complete: Option<OnComplete>,
 }
 
 impl NativeEvents {
-    pub(crate) fn new(model: String, on_complete: OnComplete) -> Self {
+    pub(crate) fn new(shown: super::Shown, on_complete: OnComplete) -> Self {
         Self {
-            model,
+            shown,
             seq: 0,
             last: None,
             finished: false,
+            saw_error: false,
+            error: None,
             on_complete: Some(on_complete),
         }
     }
@@ -498,16 +502,20 @@ impl NativeEvents {
             return;
         }
         self.finished = true;
-        let ev = json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": self.seq});
-        write_event(out, &ev);
+        if !self.saw_error {
+            let ev = json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": self.seq});
+            self.seq += 1;
+            write_event(out, &ev);
+        }
         let mut response = self
             .last
             .clone()
             .unwrap_or_else(|| json!({"object": "response"}));
         response["status"] = json!("failed");
         response["error"] = json!({"code": code, "message": message});
-        let ev = json!({"type": "response.failed", "response": response, "sequence_number": self.seq + 1});
-        self.seq += 2;
+        let ev =
+            json!({"type": "response.failed", "response": response, "sequence_number": self.seq});
+        self.seq += 1;
         write_event(out, &ev);
     }
 }
@@ -529,16 +537,16 @@ impl Convert for NativeEvents {
         if let Some((code, message)) = error_of(&v) {
             return self.fail(out, &code, &message);
         }
-        if let Some(n) = v.get("sequence_number").and_then(Value::as_u64) {
-            self.seq = self.seq.max(n + 1);
-        }
+        // Numbered by FLM: events it adds (a failure) stay in one sequence.
+        v["sequence_number"] = json!(self.seq);
+        self.seq += 1;
         let kind = v
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
         if let Some(r) = v.get_mut("response").filter(|r| r.is_object()) {
-            r["model"] = json!(self.model);
+            self.shown.apply(r);
             self.last = Some(r.clone());
         }
         match kind.as_str() {
@@ -548,18 +556,40 @@ impl Convert for NativeEvents {
                     f(r);
                 }
             }
-            "response.failed" | "error" => self.finished = true,
+            "response.failed" => self.finished = true,
+            // The engine's own error event: `response.failed` follows (from the
+            // engine, or from [`Convert::end`]).
+            "error" => {
+                self.saw_error = true;
+                self.error = Some((
+                    v.get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("stream_error")
+                        .to_owned(),
+                    v.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the engine failed")
+                        .to_owned(),
+                ));
+            }
             _ => {}
         }
         write_event(out, &v);
     }
 
     fn end(&mut self, error: Option<String>, out: &mut Vec<u8>) {
-        let message = error.map_or_else(
-            || "the engine's stream ended before the response was complete".to_owned(),
-            |e| crate::error::scrub_addresses(&e).into_owned(),
-        );
-        self.fail(out, "stream_error", &message);
+        let (code, message) = match (error, self.error.take()) {
+            (Some(e), _) => (
+                "stream_error".to_owned(),
+                crate::error::scrub_addresses(&e).into_owned(),
+            ),
+            (None, Some(engine)) => engine,
+            (None, None) => (
+                "stream_error".to_owned(),
+                "the engine's stream ended before the response was complete".to_owned(),
+            ),
+        };
+        self.fail(out, &code, &message);
     }
 }
 
@@ -677,7 +707,14 @@ mod tests {
         // Native: the engine's events pass with the client's model; a cut ends failed.
         let events = run(
             &["event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"model\":\"m\",\"status\":\"in_progress\"}}\n\n"],
-            NativeEvents::new("flm://e/m".into(), Box::new(|_| panic!("not completed"))),
+            NativeEvents::new(
+                super::super::Shown {
+                    model: "flm://e/m".into(),
+                    previous_response_id: None,
+                    store: true,
+                },
+                Box::new(|_| panic!("not completed")),
+            ),
         )
         .await;
         assert_eq!(
