@@ -7,6 +7,11 @@
 //! is `404 Response with id '…' not found.`; streaming as `event:` + `data:` pairs with
 //! `sequence_number`s and no `[DONE]`.
 
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers fail with a ready-made native error `Response`, as in the engine modules"
+)]
+
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{json, Value};

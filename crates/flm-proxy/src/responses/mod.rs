@@ -189,7 +189,7 @@ async fn native_candidates(
     let resolved = routes.resolve(model, &access.0.scope).ok()?;
     let all =
         !resolved.candidates.is_empty() && resolved.candidates.iter().all(|e| serves_responses(e));
-    all.then(|| (resolved.candidates, resolved.model))
+    all.then_some((resolved.candidates, resolved.model))
 }
 
 /// What the client sees of a natively relayed response where FLM, not the engine,
