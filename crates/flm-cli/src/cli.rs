@@ -315,6 +315,10 @@ pub struct ChatArgs {
     /// Print the raw OpenAI JSON (with --stream: one chunk per line).
     #[arg(long)]
     pub json: bool,
+    /// Send through the OpenAI Responses API (`/v1/responses`) instead of
+    /// `/v1/chat/completions`.
+    #[arg(long)]
+    pub responses: bool,
     /// Attach an image (PNG, JPEG or WebP, at most 8 MB); repeatable.
     #[arg(long, value_name = "FILE")]
     pub image: Vec<PathBuf>,

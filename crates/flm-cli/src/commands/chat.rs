@@ -1,5 +1,6 @@
 //! `flm chat`: one message through the running proxy, as any OpenAI client would
-//! send it (`POST /v1/chat/completions` with a Bearer key).
+//! send it (`POST /v1/chat/completions` with a Bearer key; `--responses`:
+//! `POST /v1/responses`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::cli::ChatArgs;
 use crate::client::{error_chain, root_cause};
+use crate::commands::chat_responses;
 use crate::commands::proxy::{not_running, running_daemon};
 use crate::output::{write_stdout, CliError, Printer};
 
@@ -242,6 +244,11 @@ pub(crate) async fn run(app: &App, args: ChatArgs, printer: &Printer) -> Result<
         .map(|p| load_image(p))
         .collect::<Result<Vec<_>, _>>()?;
     let body = body(&args, &images)?;
+    let (body, path) = if args.responses {
+        (chat_responses::body(&args, &images), "/v1/responses")
+    } else {
+        (body, "/v1/chat/completions")
+    };
     let (base, key, trust) = target(app, &args, printer).await?;
     let mut builder = reqwest::Client::builder()
         .no_proxy()
@@ -266,7 +273,7 @@ pub(crate) async fn run(app: &App, args: ChatArgs, printer: &Printer) -> Result<
         )
     })?;
     let mut req = client
-        .post(format!("{base}/v1/chat/completions"))
+        .post(format!("{base}{path}"))
         .bearer_auth(&key)
         .json(&body);
     if !args.stream {
@@ -321,7 +328,10 @@ async fn full(resp: reqwest::Response, raw: bool) -> Result<(), CliError> {
             format!("the proxy answered invalid JSON: {e}"),
         )
     })?;
-    let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+    let content = match v["choices"][0]["message"]["content"].as_str() {
+        Some(c) => c.to_owned(),
+        None => chat_responses::output_text(&v),
+    };
     write_stdout(&format!("{content}\n"))
 }
 
@@ -397,6 +407,21 @@ impl Deltas {
                 err["message"].as_str().unwrap_or("the stream failed"),
                 1,
             ));
+        }
+        if v["type"].as_str().is_some() {
+            // A Responses event (`--responses`): the stream ends at the final one.
+            let mut done = false;
+            let text = chat_responses::event(&v, &mut done).inspect_err(|_| self.end_line())?;
+            if self.raw {
+                write_stdout(&format!("{data}\n"))?;
+            } else if let Some(t) = text.filter(|t| !t.is_empty()) {
+                write_stdout(&t)?;
+                self.open_line = !t.ends_with('\n');
+            }
+            if done {
+                self.end_line();
+            }
+            return Ok(done);
         }
         if self.raw {
             write_stdout(&format!("{data}\n"))?;

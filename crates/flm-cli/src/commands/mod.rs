@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod chat;
+mod chat_responses;
 mod check;
 mod config;
 mod engines;

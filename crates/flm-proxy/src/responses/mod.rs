@@ -215,17 +215,20 @@ impl Shown {
 }
 
 /// The body sent to an engine that serves `/v1/responses` itself: the client's body
-/// with the engine's model name, and the conversation of `previous_response_id` (which
-/// FLM resolved from its own store) spelled out in `input`.
+/// with the engine's model name; on a follow-up, the conversation of
+/// `previous_response_id` (which FLM resolved from its own store) spelled out in
+/// `input` (`conversation`: earlier turns, then this one).
 pub(crate) fn native_request_body(
     obj: &Map<String, Value>,
     model: &str,
-    items: &[Value],
+    conversation: Option<&[Value]>,
 ) -> Map<String, Value> {
     let mut body = obj.clone();
     body.insert("model".into(), Value::String(model.to_owned()));
-    body.remove("previous_response_id");
-    body.insert("input".into(), Value::Array(items.to_vec()));
+    if let Some(items) = conversation {
+        body.remove("previous_response_id");
+        body.insert("input".into(), Value::Array(items.to_vec()));
+    }
     body
 }
 
@@ -248,7 +251,8 @@ async fn native(
         let rid = rid.0.clone();
         let key = key.0.clone();
         async move {
-            let body = native_request_body(obj, &model, &items);
+            let conversation = parsed.previous_response_id.as_ref().map(|_| &items[..]);
+            let body = native_request_body(obj, &model, conversation);
             let raw = match serde_json::to_vec(&body) {
                 Ok(b) => b,
                 Err(e) => return Attempt::Done(Err(ApiError::internal(e.to_string()))),
