@@ -25,7 +25,8 @@ pub enum Command {
     /// "stream":true, 20 chunk events, a finish chunk and [DONE], each written
     /// separately). Prints `listening on http://ADDR` on stdout once bound.
     FakeUpstream(FakeUpstreamArgs),
-    /// Closed-loop load on POST /v1/chat/completions; prints one JSON line.
+    /// Closed-loop load on POST /v1/chat/completions (or /v1/responses); prints one
+    /// JSON line.
     Load(LoadArgs),
     /// Print the Markdown table of a results file written by bench/proxy.sh.
     Summarize(SummarizeArgs),
@@ -84,6 +85,10 @@ pub struct LoadArgs {
     /// Label copied into the JSON line (bench/proxy.sh uses <scenario>/<direct|proxy>).
     #[arg(long)]
     pub label: Option<String>,
+    /// The API of every request: `chat` (POST /v1/chat/completions) or `responses`
+    /// (POST /v1/responses, streams checked for `response.completed`).
+    #[arg(long, default_value = "chat", value_parser = ["chat", "responses"])]
+    pub api: String,
 }
 
 /// Options of `flm-bench summarize`.

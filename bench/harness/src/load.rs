@@ -26,6 +26,21 @@ use tokio::sync::Barrier;
 
 /// The chat path, appended to the base URL.
 const CHAT_PATH: &str = "/v1/chat/completions";
+/// The Responses path (`--api responses`).
+const RESPONSES_PATH: &str = "/v1/responses";
+/// The event that ends a successful Responses stream.
+const COMPLETED: &[u8] = b"event: response.completed";
+
+/// Which OpenAI API the requests use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Api {
+    /// `POST /v1/chat/completions`; streams end with `data: [DONE]`.
+    #[default]
+    Chat,
+    /// `POST /v1/responses` (same prompt as `input`); streams end with a
+    /// `response.completed` event.
+    Responses,
+}
 
 /// Pause after a failed connect, so a dead server costs errors, not a hot spin.
 const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(5);
@@ -53,6 +68,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Copied into the report, to tell runs apart in a results file.
     pub label: Option<String>,
+    /// Chat completions or Responses.
+    pub api: Api,
 }
 
 /// The result of one run, printed as one JSON line.
@@ -101,6 +118,7 @@ struct Target {
     body: Bytes,
     stream: bool,
     timeout: Duration,
+    api: Api,
 }
 
 impl Target {
@@ -121,12 +139,21 @@ impl Target {
         }
         let authority = uri.authority().context("`--url` has no host")?;
         let port = authority.port_u16().unwrap_or(80);
-        let body = serde_json::to_vec(&serde_json::json!({
-            "model": cfg.model,
-            "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-            "max_tokens": 32,
-            "stream": cfg.stream,
-        }))?;
+        let prompt = "Say hello in one short sentence.";
+        let body = serde_json::to_vec(&match cfg.api {
+            Api::Chat => serde_json::json!({
+                "model": cfg.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 32,
+                "stream": cfg.stream,
+            }),
+            Api::Responses => serde_json::json!({
+                "model": cfg.model,
+                "input": prompt,
+                "max_output_tokens": 32,
+                "stream": cfg.stream,
+            }),
+        })?;
         Ok(Self {
             addr: format!("{}:{port}", authority.host()),
             host: HeaderValue::from_str(authority.as_str())?,
@@ -135,13 +162,17 @@ impl Target {
             body: Bytes::from(body),
             stream: cfg.stream,
             timeout: cfg.timeout,
+            api: cfg.api,
         })
     }
 
     fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = Uri::from_static(CHAT_PATH);
+        *req.uri_mut() = Uri::from_static(match self.api {
+            Api::Chat => CHAT_PATH,
+            Api::Responses => RESPONSES_PATH,
+        });
         let headers = req.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(AUTHORIZATION, self.authorization.clone());
@@ -370,6 +401,8 @@ async fn exchange(
     let mut body = resp.into_body();
     let mut ttfb = None;
     let mut tail = Tail::default();
+    let mut completed = false;
+    let mut edge: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.context("read body")?;
         if let Some(data) = frame.data_ref() {
@@ -378,6 +411,14 @@ async fn exchange(
             }
             if target.stream {
                 tail.push(data);
+                if target.api == Api::Responses && !completed {
+                    // The marker may straddle two frames: keep the end of the last one.
+                    let mut joined = std::mem::take(&mut edge);
+                    joined.extend_from_slice(data);
+                    completed = joined.windows(COMPLETED.len()).any(|w| w == COMPLETED);
+                    let keep = joined.len().saturating_sub(COMPLETED.len() - 1);
+                    edge = joined.split_off(keep);
+                }
             }
         }
     }
@@ -385,8 +426,14 @@ async fn exchange(
     if !status.is_success() {
         return Ok(Outcome::Non2xx);
     }
-    if target.stream && !tail.ends_with_done() {
-        bail!("stream did not end with `data: [DONE]`");
+    match target.api {
+        Api::Chat if target.stream && !tail.ends_with_done() => {
+            bail!("stream did not end with `data: [DONE]`")
+        }
+        Api::Responses if target.stream && !completed => {
+            bail!("stream had no `response.completed` event")
+        }
+        _ => {}
     }
     Ok(Outcome::Ok {
         total,
@@ -512,6 +559,7 @@ mod tests {
             warmup: 0,
             timeout: Duration::from_secs(1),
             label: None,
+            api: Api::Chat,
         };
         assert_eq!(Target::new(&cfg).expect("valid").addr, "127.0.0.1:9");
         cfg.url = "http://127.0.0.1:9/api".into();

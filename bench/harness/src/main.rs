@@ -70,6 +70,11 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         timeout: seconds(args.timeout_secs, "--timeout-secs")?,
         label: args.label,
+        api: if args.api == "responses" {
+            load::Api::Responses
+        } else {
+            load::Api::Chat
+        },
     };
     let rt = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -35,6 +35,7 @@ fn config(url: &str, stream: bool) -> LoadConfig {
         warmup: 8,
         timeout: Duration::from_secs(10),
         label: Some("test".to_owned()),
+        api: load::Api::Chat,
     }
 }
 

@@ -4,7 +4,10 @@
 //!
 //! - `GET /health` (public), `GET /v1/models` (every model of every healthy engine,
 //!   ids `flm://{engine_id}/{model}`), `POST /v1/chat/completions` (full and
-//!   streaming), `POST /v1/embeddings`, `ANY /engine/{engine_id}/*` (the engine's own
+//!   streaming), `POST /v1/responses` and `GET|DELETE /v1/responses/{id}`
+//!   (module `responses`: relayed to vLLM, bridged to the chat path elsewhere, with a
+//!   bounded per-key store for `previous_response_id`), `POST /v1/embeddings`,
+//!   `ANY /engine/{engine_id}/*` (the engine's own
 //!   API, only on its detected address); everything else is a JSON 404. Errors have
 //!   the OpenAI shape with a request id; every response carries `x-request-id`.
 //! - **Relay, not translate, where possible**: engines that speak OpenAI (vLLM,
