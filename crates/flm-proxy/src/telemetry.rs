@@ -1,7 +1,7 @@
 //! Usage metering and engine health history, written by the proxy itself.
 //!
-//! - **Usage**: a route layer on `/v1/chat/completions`, `/v1/completions` and
-//!   `/v1/embeddings` notes when the request started, wraps the response body, and
+//! - **Usage**: a route layer on `/v1/chat/completions`, `/v1/completions`,
+//!   `POST /v1/responses` and `/v1/embeddings` notes when the request started, wraps the response body, and
 //!   when the body ends (or the client goes away) adds one [`RequestOutcome`] to an
 //!   in-memory table keyed by minute × key × model × engine. The table is sharded by thread, so the request
 //!   path takes one short, almost never contended lock. A background task writes the
