@@ -324,7 +324,16 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .unwrap_or(0);
-            let charge = match budgets.admit(&grant, class, request_bytes).await {
+            // Reading or deleting a stored response spends no tokens (its body holds
+            // the usage of the request that created it).
+            let stored_response = class == Some(flm_core::key_scope::RouteClass::Responses)
+                && req.method() != Method::POST;
+            let admitted = if stored_response {
+                Ok(None)
+            } else {
+                budgets.admit(&grant, class, request_bytes).await
+            };
+            let charge = match admitted {
                 Ok(c) => c,
                 Err(mut resp) => {
                     resp.extensions_mut().insert(KeyId(id));

@@ -425,7 +425,7 @@ async fn scopes_dead_engines_broken_streams_and_quotas() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let _ = r.bytes().await;
+    let first: Value = r.json().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = post(
         &h,
@@ -434,5 +434,16 @@ async fn scopes_dead_engines_broken_streams_and_quotas() {
     )
     .await;
     assert_eq!(error(r).await, (429, "monthly_quota_exceeded".into()));
+    // Reading a stored response spends nothing, so an exhausted key still may.
+    let id = first["id"].as_str().unwrap();
+    let r = h
+        .http
+        .get(format!("{}/v1/responses/{id}", h.base))
+        .bearer_auth(&quota)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], first["id"]);
     h.stop().await;
 }
