@@ -1,7 +1,8 @@
 //! Token budgets of API keys (`--tpm`, `--monthly-tokens`; docs/guides/api-keys.md).
 //!
 //! Checked in `require_key` for keys that have a budget, on the routes that spend
-//! tokens (every class but `models` and `metrics`):
+//! tokens (every class but `models` and `metrics`; `GET`/`DELETE /v1/responses/{id}`
+//! read or forget a stored response and are not checked either):
 //! - **before** the request: the month's count must be below the quota
 //!   (`429 monthly_quota_exceeded`), and an estimate of the request (its body size / 4)
 //!   is reserved from the key's tokens-per-minute bucket ([`TokenBudget`], a GCRA
