@@ -206,7 +206,8 @@ pub async fn chat_completions(
     let params = openai_req::validate_chat(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
-    let resolved = routes.resolve(&params.model, &access.0.scope)?;
+    let mut resolved = routes.resolve(&params.model, &access.0.scope)?;
+    crate::multimodal::prepare(&st, &mut obj, &mut resolved).await?;
     let model = resolved.model.clone();
     try_candidates(&st, "chat_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();

@@ -486,6 +486,7 @@ impl ProxyManager {
             exposed: !ip.is_loopback(),
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
             usage: self.shared.usage.lock().ok().and_then(|u| u.clone()),
+            media_egress: egress.endpoint(),
         });
         tokio::spawn(router.clone().monitor(
             engines,
