@@ -55,6 +55,13 @@ pub(crate) async fn prepare(
                     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
                     if lower.starts_with("http://") || lower.starts_with("https://") {
                         remote.push((i, j));
+                    } else if !lower.starts_with("data:") {
+                        // Nothing else is relayed: llama-server would read `file://`
+                        // URLs from its --media-path.
+                        return Err(ApiError::bad_request(
+                            "invalid_media_url",
+                            format!("messages[{i}].content[{j}]: an image must be a data: URL or an http(s):// URL"),
+                        ));
                     }
                 }
                 Some("input_audio") => {
