@@ -323,7 +323,10 @@ mod tests {
             Err(AddrClass::Loopback)
         );
         // A mapped form of an allowed address is the same address.
-        assert_eq!(check("::ffff:127.0.0.1".parse().unwrap(), false, &[one]), Ok(()));
+        assert_eq!(
+            check("::ffff:127.0.0.1".parse().unwrap(), false, &[one]),
+            Ok(())
+        );
         assert_eq!(check("8.8.8.8".parse().unwrap(), false, &[]), Ok(()));
         assert_eq!(
             check("ff02::1".parse().unwrap(), true, &[]),
@@ -346,7 +349,11 @@ mod tests {
         ] {
             assert!(is_local_name(n), "{n}");
         }
-        for n in ["example.com", "images.example.org.", "localhost.example.com"] {
+        for n in [
+            "example.com",
+            "images.example.org.",
+            "localhost.example.com",
+        ] {
             assert!(!is_local_name(n), "{n}");
         }
     }

@@ -64,7 +64,7 @@ pub mod ui_api;
 pub use acme_mode::{AcmeDeps, RenewTiming};
 pub use audit::AuditStats;
 pub use defence::{DefenceStats, Guard, SecurityDeps};
-pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
+pub use manager::{EgressEngines, ProxyDeps, ProxyManager, ReloadOutcome, StopTarget};
 pub use retention::RetentionTiming;
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).

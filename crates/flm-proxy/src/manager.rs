@@ -71,6 +71,30 @@ struct Instance {
     servers: Vec<JoinHandle<()>>,
     grace: Duration,
     router: Arc<Router>,
+    /// The served certificate and its files (TLS modes), for [`ProxyManager::reload`].
+    tls: Option<(
+        Arc<flm_tls::ReloadableResolver>,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    )>,
+}
+
+/// What `flm proxy reload` did on one running proxy.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    /// Handle id.
+    pub handle_id: String,
+    /// HTTP port.
+    pub port: u16,
+    /// What was re-read: `api_keys`, `security_policy` (policy and IP blocklist),
+    /// `certificate` (TLS modes).
+    pub reloaded: Vec<String>,
+    /// The served certificate changed (a renewed or replaced file).
+    #[serde(default)]
+    pub certificate_changed: bool,
+    /// What failed; the previous state stays in force for it.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 struct Shared {
@@ -497,6 +521,13 @@ impl ProxyManager {
         ));
         let app = app::build(state);
         let id = format!("proxy-{}", local.port());
+        let tls_files = tls.as_ref().map(|t| {
+            (
+                t.resolver.clone(),
+                std::path::PathBuf::from(&t.info.cert_path),
+                t.key_path.clone(),
+            )
+        });
         let (https_port, endpoints, tls_info) = match (https_listener, https_local, tls) {
             (Some(https), Some(https_local), Some(tls)) => {
                 let server_config = match tls.resolver.server_config() {
@@ -617,6 +648,7 @@ impl ProxyManager {
                     servers,
                     grace,
                     router: router.clone(),
+                    tls: tls_files,
                 },
             );
         }
@@ -813,6 +845,111 @@ impl ProxyManager {
         self.shared.key_lookup.budgets().flush().await;
         self.shared.changed.notify_waiters();
         Ok(stopped)
+    }
+
+    /// Re-reads what can change without a restart (spec 30-proxy §13) for the proxies
+    /// matching `target` (all without one): API keys, the security policy and IP
+    /// blocklist, and — in TLS modes — the certificate files, swapped in for new
+    /// handshakes while open connections keep theirs. Nothing is closed. What fails
+    /// keeps its previous state and is reported per proxy. No matching running proxy
+    /// is an error.
+    pub async fn reload(&self, target: &StopTarget) -> Result<Vec<ReloadOutcome>, CoreError> {
+        type TlsFiles = Option<(
+            Arc<flm_tls::ReloadableResolver>,
+            std::path::PathBuf,
+            std::path::PathBuf,
+        )>;
+        let chosen: Vec<(String, u16, TlsFiles)> = self
+            .shared
+            .instances
+            .lock()
+            .map(|inst| {
+                inst.values()
+                    .filter(|i| {
+                        target.port.is_none_or(|p| i.handle.port == p)
+                            && target.handle_id.as_ref().is_none_or(|h| &i.handle.id == h)
+                    })
+                    .map(|i| (i.handle.id.clone(), i.handle.port, i.tls.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if chosen.is_empty() {
+            let what = target
+                .port
+                .map(|p| format!(" on port {p}"))
+                .or_else(|| {
+                    target
+                        .handle_id
+                        .as_ref()
+                        .map(|h| format!(" with handle {h}"))
+                })
+                .unwrap_or_default();
+            return Err(ProxyError::NotRunning(format!("no proxy runs{what}")).into());
+        }
+        // Keys and policy are shared by every instance of this manager.
+        let mut shared_done = Vec::new();
+        let mut shared_errors = Vec::new();
+        match self.reload_keys().await {
+            Ok(_) => shared_done.push("api_keys".to_owned()),
+            Err(e) => shared_errors.push(format!("api_keys: {e}")),
+        }
+        match self.shared.guard.reload().await {
+            Ok(()) => shared_done.push("security_policy".to_owned()),
+            Err(e) => shared_errors.push(format!("security_policy: {e}")),
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for (id, port, tls) in chosen {
+            let mut o = ReloadOutcome {
+                handle_id: id.clone(),
+                port,
+                reloaded: shared_done.clone(),
+                certificate_changed: false,
+                errors: shared_errors.clone(),
+            };
+            if let Some((resolver, cert, key)) = tls {
+                let (c, k) = (cert.clone(), key.clone());
+                let loaded =
+                    tokio::task::spawn_blocking(move || flm_tls::load_bundle(&c, &k)).await;
+                match loaded {
+                    Ok(Ok(bundle)) => {
+                        let changed = bundle.sha256_fingerprint != resolver.fingerprint();
+                        let swapped = if changed {
+                            resolver.reload(&bundle)
+                        } else {
+                            Ok(())
+                        };
+                        match swapped {
+                            Ok(()) => {
+                                o.reloaded.push("certificate".into());
+                                o.certificate_changed = changed;
+                                if changed {
+                                    self.update_handle(&id, |h| {
+                                        if let Some(t) = h.tls.as_mut() {
+                                            t.fingerprint_sha256 =
+                                                bundle.sha256_fingerprint.clone();
+                                            t.not_after = bundle.not_after.to_rfc3339();
+                                            t.sans = bundle
+                                                .sans
+                                                .iter()
+                                                .map(ToString::to_string)
+                                                .collect();
+                                        }
+                                    });
+                                }
+                            }
+                            Err(e) => o.errors.push(format!("certificate: {e}")),
+                        }
+                    }
+                    Ok(Err(e)) => o.errors.push(format!(
+                        "certificate: {e}; the previous certificate stays in use"
+                    )),
+                    Err(e) => o.errors.push(format!("certificate: {e}")),
+                }
+            }
+            tracing::info!(handle = %o.handle_id, reloaded = ?o.reloaded, errors = ?o.errors, "proxy reloaded");
+            out.push(o);
+        }
+        Ok(out)
     }
 
     /// Resolves once no instance runs (after at least one change).

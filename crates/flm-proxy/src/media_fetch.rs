@@ -82,8 +82,7 @@ impl Resolve for GuardedResolver {
         let refused = self.refused.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await
-            {
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
                 Ok(a) => a.collect(),
                 Err(_) => Vec::new(),
             };
@@ -121,7 +120,11 @@ fn check_url(url: &Url, policy: &MediaFetchPolicy, via_socks: bool) -> Result<()
     let Some(host) = url.host_str() else {
         return Err(FetchError::BadUrl("the image URL has no host".into()));
     };
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return literal(ip, policy);
     }
     if via_socks && ssrf::is_local_name(host) && !policy.allow_private {
@@ -221,10 +224,7 @@ pub(crate) async fn fetch_image(
         check_url(&url, policy, socks.is_some())?;
         let sent = http
             .get(url.clone())
-            .header(
-                reqwest::header::ACCEPT,
-                "image/png, image/jpeg, image/webp",
-            )
+            .header(reqwest::header::ACCEPT, "image/png, image/jpeg, image/webp")
             .send()
             .await;
         let resp = match sent {
@@ -264,9 +264,9 @@ pub(crate) async fn fetch_image(
                     policy.max_redirects
                 )));
             }
-            url = url
-                .join(loc)
-                .map_err(|_| FetchError::Failed("the image server redirected to an invalid URL".into()))?;
+            url = url.join(loc).map_err(|_| {
+                FetchError::Failed("the image server redirected to an invalid URL".into())
+            })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(FetchError::Forbidden);
             }
@@ -295,9 +295,12 @@ pub(crate) async fn fetch_image(
         "image/png" | "image/jpeg" | "image/jpg" | "image/webp"
     ) {
         return Err(FetchError::NotImage(if declared.is_empty() {
-            "the image server sent no Content-Type: only PNG, JPEG and WebP images are accepted".into()
+            "the image server sent no Content-Type: only PNG, JPEG and WebP images are accepted"
+                .into()
         } else {
-            format!("the image URL serves `{declared}`: only PNG, JPEG and WebP images are accepted")
+            format!(
+                "the image URL serves `{declared}`: only PNG, JPEG and WebP images are accepted"
+            )
         }));
     }
     if let Some(n) = resp.content_length() {
@@ -396,15 +399,30 @@ mod tests {
             "http://100.64.1.1/",
         ] {
             let url = Url::parse(u).unwrap();
-            assert_eq!(check_url(&url, &p, false), Err(FetchError::Forbidden), "{u}");
+            assert_eq!(
+                check_url(&url, &p, false),
+                Err(FetchError::Forbidden),
+                "{u}"
+            );
         }
-        for u in ["file:///etc/passwd", "gopher://example.com/", "http://u:p@example.com/"] {
+        for u in [
+            "file:///etc/passwd",
+            "gopher://example.com/",
+            "http://u:p@example.com/",
+        ] {
             let url = Url::parse(u).unwrap();
-            assert!(matches!(check_url(&url, &p, false), Err(FetchError::BadUrl(_))), "{u}");
+            assert!(
+                matches!(check_url(&url, &p, false), Err(FetchError::BadUrl(_))),
+                "{u}"
+            );
         }
         let url = Url::parse("http://localhost/x.png").unwrap();
         assert_eq!(check_url(&url, &p, true), Err(FetchError::Forbidden));
-        assert_eq!(check_url(&url, &p, false), Ok(()), "resolved and judged later");
+        assert_eq!(
+            check_url(&url, &p, false),
+            Ok(()),
+            "resolved and judged later"
+        );
         assert_eq!(
             check_url(&Url::parse("https://example.com/a.png").unwrap(), &p, true),
             Ok(())

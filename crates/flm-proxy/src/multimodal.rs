@@ -120,7 +120,11 @@ pub(crate) async fn prepare(
         )
     })??;
     for (&(i, j), img) in remote.iter().zip(fetched) {
-        let data_url = format!("data:{};base64,{}", img.mime, media_fetch::base64(&img.bytes));
+        let data_url = format!(
+            "data:{};base64,{}",
+            img.mime,
+            media_fetch::base64(&img.bytes)
+        );
         if let Some(part) = body
             .get_mut("messages")
             .and_then(|m| m.get_mut(i))
@@ -191,7 +195,9 @@ fn check_audio(p: &Value, i: usize, j: usize, max: u32) -> Result<(), ApiError> 
         )));
     };
     let Some(data) = a.get("data").and_then(Value::as_str) else {
-        return Err(bad(format!("{at}.input_audio.data must be a Base64 string")));
+        return Err(bad(format!(
+            "{at}.input_audio.data must be a Base64 string"
+        )));
     };
     let format = a.get("format").and_then(Value::as_str).unwrap_or("");
     if !AUDIO_FORMATS.contains(&format) {

@@ -26,7 +26,8 @@ const PNG: &[u8] = &[
     0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
     0x42, 0x60, 0x82,
 ];
-const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAACklEQVR4nGMAAQAABQABDQottAAAAABJRU5ErkJggg==";
+const PNG_B64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAACklEQVR4nGMAAQAABQABDQottAAAAABJRU5ErkJggg==";
 
 fn python() -> String {
     if let Ok(p) = std::env::var("FLM_PYTHON") {
@@ -93,7 +94,9 @@ async fn image_server() -> SocketAddr {
         )
         .route(
             "/page.html",
-            get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html></html>").into_response() }),
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/html")], "<html></html>").into_response()
+            }),
         )
         .route(
             "/fake.png",
@@ -127,7 +130,9 @@ impl Trap {
     fn assert_untouched(&self, what: &str) {
         match self.0.accept() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Ok((_, peer)) => panic!("{what}: the proxy connected to the forbidden address (from {peer})"),
+            Ok((_, peer)) => {
+                panic!("{what}: the proxy connected to the forbidden address (from {peer})")
+            }
             Err(e) => panic!("{what}: {e}"),
         }
     }
@@ -219,7 +224,10 @@ print(json.dumps({"done": True}))
         String::from_utf8_lossy(&out.stderr)
     );
     // The last successful chat is the one with the image (the refused one never left).
-    let body = lms.control().last_chat_body().expect("the engine got the chat");
+    let body = lms
+        .control()
+        .last_chat_body()
+        .expect("the engine got the chat");
     let part = &body["messages"][0]["content"][1];
     assert_eq!(part["type"], "image_url");
     assert_eq!(
@@ -252,7 +260,11 @@ async fn ssrf_guard_refuses_before_connecting() {
         format!("https://127.0.0.1:{p}/x.png"),
     ] {
         let (status, v) = h.chat(image_chat(model, &[url.clone()])).await;
-        assert_eq!((status, code(&v)), (400, "image_url_forbidden"), "{url}: {v}");
+        assert_eq!(
+            (status, code(&v)),
+            (400, "image_url_forbidden"),
+            "{url}: {v}"
+        );
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(
             !msg.contains("127.0.0.1") && !msg.contains("::1"),
@@ -281,23 +293,41 @@ async fn ssrf_guard_refuses_before_connecting() {
     ] {
         let t = Instant::now();
         let (status, v) = h.chat(image_chat(model, &[url.to_owned()])).await;
-        assert_eq!((status, code(&v)), (400, "image_url_forbidden"), "{url}: {v}");
-        assert!(t.elapsed() < Duration::from_secs(2), "{url} took {:?}", t.elapsed());
+        assert_eq!(
+            (status, code(&v)),
+            (400, "image_url_forbidden"),
+            "{url}: {v}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{url} took {:?}",
+            t.elapsed()
+        );
     }
     // A name that does not resolve gets the same answer as a forbidden one (no oracle
     // for internal names).
     let (status, v) = h
-        .chat(image_chat(model, &["http://no-such-host.invalid/x.png".into()]))
+        .chat(image_chat(
+            model,
+            &["http://no-such-host.invalid/x.png".into()],
+        ))
         .await;
     assert_eq!((status, code(&v)), (400, "image_url_forbidden"), "{v}");
     // Other schemes and credentials.
     // (llama-server reads `file://` with --media-path: never relayed.)
-    for url in ["file:///etc/passwd", "ftp://example.com/x.png", "gopher://x/"] {
+    for url in [
+        "file:///etc/passwd",
+        "ftp://example.com/x.png",
+        "gopher://x/",
+    ] {
         let (status, v) = h.chat(image_chat(model, &[url.to_owned()])).await;
         assert_eq!((status, code(&v)), (400, "invalid_media_url"), "{url}: {v}");
     }
     let (status, v) = h
-        .chat(image_chat(model, &[format!("http://user:pw@127.0.0.1:{p}/x.png")]))
+        .chat(image_chat(
+            model,
+            &[format!("http://user:pw@127.0.0.1:{p}/x.png")],
+        ))
         .await;
     assert_eq!((status, code(&v)), (400, "invalid_media_url"), "{v}");
     trap.assert_untouched("credentials");
@@ -308,15 +338,25 @@ async fn ssrf_guard_refuses_before_connecting() {
         .await;
     let trap2 = Trap::bind("127.0.0.2:0").unwrap();
     let inner = format!("http://127.0.0.2:{}/secret.png", trap2.port());
-    let via = format!("http://{img}/to?u={}", inner.replace(':', "%3A").replace('/', "%2F"));
+    let via = format!(
+        "http://{img}/to?u={}",
+        inner.replace(':', "%3A").replace('/', "%2F")
+    );
     let (status, v) = h.chat(image_chat(model, &[via])).await;
     assert_eq!((status, code(&v)), (400, "image_url_forbidden"), "{v}");
     trap2.assert_untouched("redirect into 127.0.0.2");
     // Redirect into a metadata address and into another scheme.
     for target in ["http://169.254.169.254/latest/", "file:///etc/passwd"] {
-        let via = format!("http://{img}/to?u={}", target.replace(':', "%3A").replace('/', "%2F"));
+        let via = format!(
+            "http://{img}/to?u={}",
+            target.replace(':', "%3A").replace('/', "%2F")
+        );
         let (status, v) = h.chat(image_chat(model, &[via])).await;
-        assert_eq!((status, code(&v)), (400, "image_url_forbidden"), "{target}: {v}");
+        assert_eq!(
+            (status, code(&v)),
+            (400, "image_url_forbidden"),
+            "{target}: {v}"
+        );
     }
     // The allowance is exact: the trap on 127.0.0.1 (another port, same address) would
     // be reachable, a neighbour is not.
@@ -329,7 +369,12 @@ async fn ssrf_guard_refuses_before_connecting() {
         .chat(image_chat(model, &[format!("http://{img}/cat.png")]))
         .await;
     assert_eq!(status, 200, "{v}");
-    assert!(lms.control().last_chat_body().unwrap().to_string().contains(PNG_B64));
+    assert!(lms
+        .control()
+        .last_chat_body()
+        .unwrap()
+        .to_string()
+        .contains(PNG_B64));
     h.stop().await;
 }
 
@@ -369,9 +414,18 @@ async fn media_fetch_limits() {
         .chat(image_chat(model, &[u("/pad.png"), u("/pad.png")]))
         .await;
     assert_eq!((status, code(&v)), (400, "image_too_large"), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("max_total_bytes"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_total_bytes"),
+        "{v}"
+    );
     let (status, v) = h
-        .chat(image_chat(model, &[u("/cat.png"), u("/cat.png"), u("/cat.png")]))
+        .chat(image_chat(
+            model,
+            &[u("/cat.png"), u("/cat.png"), u("/cat.png")],
+        ))
         .await;
     assert_eq!((status, code(&v)), (400, "too_many_images"), "{v}");
     let (status, v) = h.chat(image_chat(model, &[u("/cat.png")])).await;
@@ -414,21 +468,33 @@ async fn capabilities_are_checked_before_the_engine() {
     for model in ["flm://llama/tiny-llama", "flm://lms/text-only"] {
         let before = lms.control().chat_requests();
         let (status, v) = h.chat(image_chat(model, &[inline.clone()])).await;
-        assert_eq!((status, code(&v)), (400, "model_not_multimodal"), "{model}: {v}");
+        assert_eq!(
+            (status, code(&v)),
+            (400, "model_not_multimodal"),
+            "{model}: {v}"
+        );
         assert_eq!(lms.control().chat_requests(), before);
     }
     let wav = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
     for model in ["flm://llama/tiny-llama", "flm://lms/llava-tiny"] {
         let (status, v) = h.chat(audio_chat(model, "wav", wav)).await;
-        assert_eq!((status, code(&v)), (400, "model_no_audio_input"), "{model}: {v}");
+        assert_eq!(
+            (status, code(&v)),
+            (400, "model_no_audio_input"),
+            "{model}: {v}"
+        );
     }
     // vLLM does not report modalities: the parts go through and the engine decides.
-    let (status, v) = h.chat(audio_chat("flm://vllm/test-model", "wav", wav)).await;
+    let (status, v) = h
+        .chat(audio_chat("flm://vllm/test-model", "wav", wav))
+        .await;
     assert_eq!(status, 200, "{v}");
     let got = vllm.control().last_chat_body().unwrap();
     assert_eq!(got["messages"][0]["content"][1]["input_audio"]["data"], wav);
     // Malformed audio parts.
-    let (status, v) = h.chat(audio_chat("flm://vllm/test-model", "aiff", wav)).await;
+    let (status, v) = h
+        .chat(audio_chat("flm://vllm/test-model", "aiff", wav))
+        .await;
     assert_eq!((status, code(&v)), (400, "unsupported_audio_format"), "{v}");
     let (status, v) = h
         .chat(audio_chat("flm://vllm/test-model", "wav", "not base64!"))
@@ -437,7 +503,9 @@ async fn capabilities_are_checked_before_the_engine() {
     h.set_policy(&json!({"media_fetch": {"max_audio_bytes": 1024}}))
         .await;
     let big = "A".repeat(4096);
-    let (status, v) = h.chat(audio_chat("flm://vllm/test-model", "wav", &big)).await;
+    let (status, v) = h
+        .chat(audio_chat("flm://vllm/test-model", "wav", &big))
+        .await;
     assert_eq!((status, code(&v)), (400, "audio_too_large"), "{v}");
     // A vision model with an inline image still works.
     let (status, v) = h.chat(image_chat("flm://lms/llava-tiny", &[inline])).await;

@@ -1,13 +1,16 @@
 //! One function per command: call the core service, print the result.
 
 mod api_keys;
+mod certificates;
 mod chat;
+mod chat_inputs;
 mod check;
 mod config;
 mod engines;
 mod firewall;
 mod models;
 mod proxy;
+mod proxy_reload;
 mod security;
 mod ui;
 mod usage;

@@ -24,6 +24,7 @@ pub(crate) async fn run(app: &App, cmd: ProxyCmd, printer: &Printer) -> Result<(
         ProxyCmd::Start(args) => start(app, args, printer).await,
         ProxyCmd::Stop(args) => stop(app, args, printer).await,
         ProxyCmd::Status => status(app, printer).await,
+        ProxyCmd::Reload(args) => super::proxy_reload::run(app, args, printer).await,
     }
 }
 

@@ -343,7 +343,10 @@ fn media_fetch_section() {
     )
     .unwrap_err();
     let fields: Vec<&str> = e.0.iter().map(|p| p.field.as_str()).collect();
-    assert!(fields.contains(&"media_fetch.allowed_cidrs[0]"), "{fields:?}");
+    assert!(
+        fields.contains(&"media_fetch.allowed_cidrs[0]"),
+        "{fields:?}"
+    );
     assert!(fields.contains(&"media_fetch.timeout_secs"), "{fields:?}");
     assert!(fields.contains(&"media_fetch.allow_privat"), "{fields:?}");
 }
