@@ -259,7 +259,7 @@ async fn ssrf_guard_refuses_before_connecting() {
         format!("http://[::1]:{p}/x.png"),
         format!("https://127.0.0.1:{p}/x.png"),
     ] {
-        let (status, v) = h.chat(image_chat(model, &[url.clone()])).await;
+        let (status, v) = h.chat(image_chat(model, std::slice::from_ref(&url))).await;
         assert_eq!(
             (status, code(&v)),
             (400, "image_url_forbidden"),
@@ -467,7 +467,9 @@ async fn capabilities_are_checked_before_the_engine() {
     // The real llama-server's tiny model reports `modalities.vision: false`.
     for model in ["flm://llama/tiny-llama", "flm://lms/text-only"] {
         let before = lms.control().chat_requests();
-        let (status, v) = h.chat(image_chat(model, &[inline.clone()])).await;
+        let (status, v) = h
+            .chat(image_chat(model, std::slice::from_ref(&inline)))
+            .await;
         assert_eq!(
             (status, code(&v)),
             (400, "model_not_multimodal"),
