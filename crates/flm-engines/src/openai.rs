@@ -272,10 +272,16 @@ fn openai_message(m: &ChatMessage) -> Value {
     }
     let mut parts = vec![json!({"type": "text", "text": m.content})];
     for a in &m.attachments {
-        parts.push(json!({
-            "type": "image_url",
-            "image_url": {"url": format!("data:{};base64,{}", a.mime_type, a.data_base64)}
-        }));
+        parts.push(match a.mime_type.strip_prefix("audio/") {
+            Some(format) => json!({
+                "type": "input_audio",
+                "input_audio": {"data": a.data_base64, "format": format}
+            }),
+            None => json!({
+                "type": "image_url",
+                "image_url": {"url": format!("data:{};base64,{}", a.mime_type, a.data_base64)}
+            }),
+        });
     }
     json!({"role": role_str(m.role), "content": parts})
 }

@@ -439,6 +439,15 @@ async fn media_fetch_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_are_checked_before_the_engine() {
     let llama = common::llama(TinyModel::Chat);
+    let ollama = Emulator::start(
+        EmulatedKind::Ollama,
+        EmulatorOptions::with_models([
+            EmulatedModel::chat("gemma-audio").with_audio(),
+            EmulatedModel::chat("llama3.2"),
+        ]),
+    )
+    .await
+    .unwrap();
     let (lms, vllm, h) = {
         let (lms, vllm, _) = (
             Emulator::start(
@@ -456,6 +465,7 @@ async fn capabilities_are_checked_before_the_engine() {
             (),
         );
         let h = common::harness(&[
+            (EngineKind::Ollama, ollama.base_url(), "ollama"),
             (EngineKind::LlamaCpp, llama.base_url(), "llama"),
             (EngineKind::LmStudio, lms.base_url(), "lms"),
             (EngineKind::Vllm, vllm.base_url(), "vllm"),
@@ -486,6 +496,17 @@ async fn capabilities_are_checked_before_the_engine() {
             "{model}: {v}"
         );
     }
+    // Ollama reports `audio` in /api/show: its native API gets the audio as media.
+    let (status, v) = h
+        .chat(audio_chat("flm://ollama/gemma-audio:latest", "wav", wav))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let got = ollama.control().last_chat_body().unwrap();
+    assert_eq!(got["messages"][0]["images"][0], wav, "{got}");
+    let (status, v) = h
+        .chat(audio_chat("flm://ollama/llama3.2:latest", "wav", wav))
+        .await;
+    assert_eq!((status, code(&v)), (400, "model_no_audio_input"), "{v}");
     // vLLM does not report modalities: the parts go through and the engine decides.
     let (status, v) = h
         .chat(audio_chat("flm://vllm/test-model", "wav", wav))
