@@ -35,10 +35,26 @@ pub(crate) async fn prepare(
     body: &mut Map<String, Value>,
     resolved: &mut Resolved,
 ) -> Result<(), ApiError> {
+    // The common case (text only) costs one scan and no policy read.
+    let has_media = messages(body).iter().any(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    matches!(
+                        p.get("type").and_then(Value::as_str),
+                        Some("image_url" | "input_image" | "input_audio")
+                    )
+                })
+            })
+    });
+    if !has_media {
+        return Ok(());
+    }
+    let policy = st.guard.policies().raw.media_fetch.clone();
     let mut images = 0usize;
     let mut remote: Vec<PartAt> = Vec::new();
     let mut audio = 0usize;
-    let policy = st.guard.policies().raw.media_fetch.clone();
     for (i, m) in messages(body).iter().enumerate() {
         let Some(parts) = m.get("content").and_then(Value::as_array) else {
             continue;
