@@ -535,3 +535,112 @@ async fn capabilities_are_checked_before_the_engine() {
     assert_eq!(status, 200, "{v}");
     h.stop().await;
 }
+
+/// With a SOCKS5 egress (Debian's real `microsocks`), remote images are fetched
+/// through it — the SOCKS server resolves names — and the guard still refuses
+/// forbidden literals and local-looking names before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_images_follow_the_socks5_egress() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncBufReadExt;
+
+    let img = image_server().await;
+    let (_lms, _vllm, h) = lms_harness().await;
+    let socks_port = common::free_port();
+    let mut child = tokio::process::Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &socks_port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("microsocks is installed (Debian package microsocks)");
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    for out in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(out).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                log.lock().unwrap().push(l);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", socks_port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "microsocks did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = common::free_port();
+    h.manager
+        .start(flm_core::proxy::ProxyConfig {
+            port,
+            egress: flm_core::proxy::EgressConfig {
+                mode: flm_core::proxy::EgressMode::Socks5,
+                socks5_endpoint: Some(format!("127.0.0.1:{socks_port}")),
+                fail_open: false,
+            },
+            ..flm_core::proxy::ProxyConfig::default()
+        })
+        .await
+        .unwrap();
+    h.set_policy(&json!({"media_fetch": {"allowed_cidrs": ["127.0.0.1"]}}))
+        .await;
+    let chat = |body: Value| {
+        let http = h.http.clone();
+        let key = h.key.clone();
+        async move {
+            let r = http
+                .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let model = "flm://lms/llava-tiny";
+    let saw = |what: &str| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&format!("connected to {what}")))
+    };
+    // The allowed address is fetched through the SOCKS server.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, v) = chat(image_chat(model, &[format!("http://{img}/cat.png")])).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(saw(&img.to_string()), "{:?}", log.lock().unwrap());
+    // A local name is refused by its spelling; a private literal by its address;
+    // neither reaches the SOCKS server.
+    for url in [
+        format!("http://localhost:{}/cat.png", img.port()),
+        format!("http://printer.local:{}/cat.png", img.port()),
+        "http://10.0.0.1/cat.png".to_owned(),
+        "http://[::ffff:169.254.169.254]/".to_owned(),
+    ] {
+        let (status, v) = chat(image_chat(model, std::slice::from_ref(&url))).await;
+        assert_eq!(
+            (status, code(&v)),
+            (400, "image_url_forbidden"),
+            "{url}: {v}"
+        );
+    }
+    assert!(!saw("localhost") && !saw("printer.local") && !saw("10.0.0.1"));
+    h.stop().await;
+    child.kill().await.unwrap();
+}
