@@ -25,6 +25,11 @@ use crate::routing::Resolved;
 /// Audio formats accepted in `input_audio.format`.
 const AUDIO_FORMATS: &[&str] = &["wav", "mp3", "flac", "ogg", "m4a", "webm", "pcm16"];
 
+/// Requests fetching remote images at the same time, process-wide: each may hold up
+/// to `media_fetch.max_total_bytes` (and its Base64 copy) in memory. Waiting for a
+/// slot counts towards `media_fetch.timeout_secs`.
+static FETCH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+
 /// Where a remote image sits: message index, part index.
 type PartAt = (usize, usize);
 
@@ -107,6 +112,10 @@ pub(crate) async fn prepare(
     let socks = st.media_egress.as_deref();
     let limit = Duration::from_secs(u64::from(policy.timeout_secs));
     let fetched = tokio::time::timeout(limit, async {
+        let _slot = FETCH_SLOTS
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("the image fetch slots are closed"))?;
         let mut remaining = u64::from(policy.max_total_bytes);
         let mut out = Vec::with_capacity(remote.len());
         for &(i, j) in &remote {
