@@ -84,6 +84,12 @@ const METADATA_V4: &[Ipv4Addr] = &[
 ];
 const METADATA_V6: &[Ipv6Addr] = &[Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254)];
 
+/// Whether `net` contains a known cloud metadata address.
+pub fn covers_metadata(net: &IpNet) -> bool {
+    METADATA_V4.iter().any(|a| net.contains(IpAddr::V4(*a)))
+        || METADATA_V6.iter().any(|a| net.contains(IpAddr::V6(*a)))
+}
+
 /// Classifies an address.
 pub fn classify(ip: IpAddr) -> AddrClass {
     match ip {
@@ -314,6 +320,9 @@ mod tests {
         // allow_private never opens metadata; listing it does.
         assert_eq!(check(md, true, &[]), Err(AddrClass::Metadata));
         let listed: IpNet = "169.254.169.254".parse().unwrap();
+        assert!(covers_metadata(&listed));
+        assert!(covers_metadata(&"169.254.0.0/16".parse().unwrap()));
+        assert!(!covers_metadata(&"10.0.0.0/8".parse().unwrap()));
         assert_eq!(check(md, false, &[listed]), Ok(()));
         // An exact allowance does not open its neighbours.
         let one: IpNet = "127.0.0.1".parse().unwrap();
