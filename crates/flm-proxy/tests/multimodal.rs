@@ -275,6 +275,24 @@ async fn ssrf_guard_refuses_before_connecting() {
             t.assert_untouched(&url);
         }
     }
+    // Refusals are audited with medium severity (probing the network behind the proxy).
+    h.manager.guard().flush().await;
+    let audit = h
+        .store
+        .audit()
+        .list(&flm_core::security::AuditFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|r| r.severity == "medium"
+            && r.details
+                .as_deref()
+                .is_some_and(|d| d.contains("image_url_forbidden"))),
+        "{audit:?}"
+    );
     // Unroutable private ranges: a connection attempt would hang until the timeout,
     // so a prompt answer shows that none was made.
     for url in [
