@@ -54,3 +54,32 @@ pub fn describe_certificate(path: &Path) -> Result<CertSummary> {
         is_ca: info.is_ca,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code
+    use super::*;
+
+    #[test]
+    fn describes_a_self_signed_certificate_and_its_ca() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let now = Utc::now();
+        let b = crate::ensure_self_signed(dir.path(), &crate::server_sans(&[]), now).unwrap();
+        let d = describe_certificate(&b.cert_path).unwrap();
+        assert!(d.self_signed && !d.is_ca);
+        assert!(d.subject.contains("CN="), "{}", d.subject);
+        assert!(d.sans.iter().any(|s| s == "localhost"), "{:?}", d.sans);
+        assert_eq!(d.sha256_fingerprint, b.sha256_fingerprint);
+        assert_eq!(d.not_after, b.not_after);
+        let ca = crate::ensure_local_ca(&dir.path().join("ca"), now).unwrap();
+        let c = describe_certificate(ca.cert_path()).unwrap();
+        assert!(c.is_ca && c.self_signed);
+        let server = crate::issue_server_cert(&ca, &crate::server_sans(&[]), now).unwrap();
+        let s = describe_certificate(&server.cert_path).unwrap();
+        assert!(!s.self_signed && !s.is_ca);
+        assert_eq!(s.issuer, c.subject);
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "nope").unwrap();
+        assert!(describe_certificate(&bad).is_err());
+    }
+}
