@@ -57,6 +57,8 @@ pub struct AppState {
     pub first_check_wait: Duration,
     /// Usage metering (`None`: not recorded).
     pub usage: Option<Arc<crate::telemetry::UsageMeter>>,
+    /// Model profiles and prompt templates (shared by the instances of a manager).
+    pub(crate) profiles: crate::profiles::SharedProfiles,
 }
 
 /// Shared state handle.

@@ -47,6 +47,7 @@ pub mod manager;
 mod openai_req;
 mod passthrough;
 pub mod policy_rules;
+pub(crate) mod profiles;
 mod relay;
 mod request_id;
 mod resources;
