@@ -400,6 +400,10 @@ fn app_api_routers(app: &App) -> Vec<axum::Router> {
             app.store.api_keys(),
         )),
         flm_proxy::ui_api::setup::router(),
+        flm_proxy::ui_api::profiles::router(flm_proxy::ui_api::profiles::ProfilesApiDeps::new(
+            app.store.profiles(),
+            app.store.api_keys(),
+        )),
     ]
 }
 
