@@ -48,16 +48,13 @@ pub(crate) async fn apply(
     request: &mut Map<String, Value>,
 ) -> Result<(), ApiError> {
     let set = st.profiles.load();
-    if set.is_empty() {
-        return Ok(());
-    }
-    let Some(model) = request
-        .get("model")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
+    let Some(model) = request.get("model").and_then(Value::as_str) else {
         return Ok(()); // the request's validation reports the missing model
     };
+    if set.is_empty() && !model.starts_with(PROFILE_PREFIX) {
+        return Ok(());
+    }
+    let model = model.to_owned();
     let routes = st.router.routes(st.first_check_wait).await;
     if let Some(found) = set.profile_for(&model) {
         let profile = usable_profile(&routes, grant, &model, found)?;

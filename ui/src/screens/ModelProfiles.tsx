@@ -66,7 +66,11 @@ export default function ModelProfiles() {
   const remove = async () => {
     if (!deleting) return;
     const target = deleting;
-    if ((await action.run(() => api.deleteProfile(target.id))) !== undefined) {
+    // A 204 has no body: the action's result is `true` once it succeeded.
+    if ((await action.run(async () => {
+      await api.deleteProfile(target.id);
+      return true;
+    })) === true) {
       setDeleting(null);
       res.reload();
     }

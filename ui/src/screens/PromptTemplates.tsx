@@ -80,7 +80,11 @@ export default function PromptTemplates() {
   const remove = async () => {
     if (!deleting) return;
     const target = deleting;
-    if ((await action.run(() => api.deletePrompt(target.api_id))) !== undefined) {
+    // A 204 has no body: the action's result is `true` once it succeeded.
+    if ((await action.run(async () => {
+      await api.deletePrompt(target.api_id);
+      return true;
+    })) === true) {
       setDeleting(null);
       res.reload();
     }
