@@ -1,7 +1,7 @@
 //! `flm model-profiles list|save|delete` and `flm api prompts list|show|set|delete`:
 //! every subcommand with good and bad input (real `flm` binary, JSON envelope), and a
-//! running daemon that applies a saved profile, a template and their removal within
-//! a second (a vLLM emulator records the body the engine receives).
+//! running daemon and a `--no-daemon` proxy that apply a saved profile, a template and
+//! their removal within a second (a vLLM emulator records the body the engine receives).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
@@ -539,42 +539,22 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
-    let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
-        .await
-        .unwrap();
-    let ctl = vllm.control();
-    let env = Env::new();
-    let _guard = env.guard();
-    env.flm(&[
-        "engines",
-        "add",
-        "--kind",
-        "vllm",
-        "--url",
-        &vllm.base_url(),
-    ])
-    .await
-    .ok();
-    let k = env
-        .flm(&["api-keys", "create", "--label", "app", "--format", "json"])
-        .await
-        .ok();
-    let key = k["key"].as_str().unwrap().to_owned();
-    let port = free_port();
-    env.flm(&["proxy", "start", "--port", &port.to_string()])
-        .await
-        .ok();
-    let base = format!("http://127.0.0.1:{port}");
+/// Saves and deletes a profile and a template with the CLI while a proxy at `base`
+/// runs; each change must apply within [`WITHIN`].
+async fn follows_profile_changes(
+    env: &Env,
+    ctl: &flm_testkit::EmulatorControl,
+    base: &str,
+    key: &str,
+) {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     // The engine is up once a plain request works.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while chat(&http, &base, &key, "test-model").await != 200 {
+    while chat(&http, base, key, "test-model").await != 200 {
         assert!(Instant::now() < deadline, "the engine never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(chat(&http, &base, &key, "profile/fast").await, 404);
+    assert_eq!(chat(&http, base, key, "profile/fast").await, 404);
 
     env.flm(&[
         "model-profiles",
@@ -590,7 +570,7 @@ async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
     .ok();
     let at = Instant::now();
     within("model-profiles save", at, || async {
-        chat(&http, &base, &key, "profile/fast").await == 200
+        chat(&http, base, key, "profile/fast").await == 200
             && ctl
                 .last_chat_body()
                 .is_some_and(|b| b["temperature"] == 0.25)
@@ -609,7 +589,7 @@ async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
     .ok();
     let at = Instant::now();
     within("api prompts set", at, || async {
-        chat(&http, &base, &key, "test-model").await == 200
+        chat(&http, base, key, "test-model").await == 200
             && ctl.last_chat_body().is_some_and(|b| {
                 b["messages"][0] == json!({"role": "system", "content": "Live rules."})
             })
@@ -621,7 +601,7 @@ async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
         .ok();
     let at = Instant::now();
     within("api prompts delete", at, || async {
-        chat(&http, &base, &key, "test-model").await == 200
+        chat(&http, base, key, "test-model").await == 200
             && ctl
                 .last_chat_body()
                 .is_some_and(|b: Value| b["messages"].as_array().is_some_and(|m| m.len() == 1))
@@ -633,8 +613,90 @@ async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
         .ok();
     let at = Instant::now();
     within("model-profiles delete", at, || async {
-        chat(&http, &base, &key, "profile/fast").await == 404
+        chat(&http, base, key, "profile/fast").await == 404
     })
     .await;
+}
+
+async fn vllm_env() -> (Env, Emulator) {
+    let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let env = Env::new();
+    env.flm(&[
+        "engines",
+        "add",
+        "--kind",
+        "vllm",
+        "--url",
+        &vllm.base_url(),
+    ])
+    .await
+    .ok();
+    (env, vllm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
+    let (env, vllm) = vllm_env().await;
+    let _guard = env.guard();
+    let k = env
+        .flm(&["api-keys", "create", "--label", "app", "--format", "json"])
+        .await
+        .ok();
+    let port = free_port();
+    env.flm(&["proxy", "start", "--port", &port.to_string()])
+        .await
+        .ok();
+    let base = format!("http://127.0.0.1:{port}");
+    follows_profile_changes(&env, &vllm.control(), &base, k["key"].as_str().unwrap()).await;
     env.flm(&["proxy", "stop"]).await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_proxy_applies_profile_and_template_changes_within_a_second() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (env, vllm) = vllm_env().await;
+    let port = free_port();
+    let mut child = env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stderr.next_line().await.unwrap() {
+                Some(l) if l.starts_with("listening on ") => return,
+                Some(_) => continue,
+                None => panic!("flm exited before listening"),
+            }
+        }
+    })
+    .await
+    .expect("listening within 20 s");
+    let started: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(started["data"]["daemon"], false, "{started}");
+    let key = started["data"]["api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    let base = format!("http://127.0.0.1:{port}");
+    follows_profile_changes(&env, &vllm.control(), &base, &key).await;
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("stopped within 15 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
