@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::cli_profiles::{ApiCmd, ModelProfilesCmd};
 pub use crate::cli_security::{CheckArgs, SecurityCmd};
 
 /// FLM — one secure, OpenAI-compatible endpoint for the LLM engines on this machine.
@@ -74,6 +75,13 @@ pub enum Command {
     Usage(UsageArgs),
     /// Open the FLM app in the browser, logged in (starts the daemon if needed).
     Ui(UiArgs),
+    /// Named parameter sets for an engine model; clients use profile/<label> as the
+    /// model id.
+    #[command(subcommand)]
+    ModelProfiles(ModelProfilesCmd),
+    /// API settings of the proxy: system prompt templates.
+    #[command(subcommand)]
+    Api(ApiCmd),
 }
 
 /// Options of `flm usage`.

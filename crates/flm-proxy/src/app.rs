@@ -60,6 +60,8 @@ pub struct AppState {
     /// The SOCKS5 endpoint remote media is fetched through (the instance's egress);
     /// `None`: direct, with the SSRF guard's own resolution.
     pub media_egress: Option<String>,
+    /// Model profiles and prompt templates (shared by the instances of a manager).
+    pub(crate) profiles: crate::profiles::SharedProfiles,
 }
 
 /// Shared state handle.

@@ -49,6 +49,7 @@ mod multimodal;
 mod openai_req;
 mod passthrough;
 pub mod policy_rules;
+pub(crate) mod profiles;
 mod relay;
 mod request_id;
 mod resources;

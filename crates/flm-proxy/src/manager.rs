@@ -87,7 +87,7 @@ pub struct ReloadOutcome {
     /// HTTP port.
     pub port: u16,
     /// What was re-read: `api_keys`, `security_policy` (policy and IP blocklist),
-    /// `certificate` (TLS modes).
+    /// `profiles` (model profiles and prompt templates), `certificate` (TLS modes).
     pub reloaded: Vec<String>,
     /// The served certificate changed (a renewed or replaced file).
     #[serde(default)]
@@ -113,6 +113,10 @@ struct Shared {
     /// Usage metering and health history, once [`ProxyManager::start_telemetry`] ran.
     usage: Mutex<Option<Arc<crate::telemetry::UsageMeter>>>,
     health: Mutex<Option<Arc<crate::telemetry::HealthWriter>>>,
+    /// Model profiles and prompt templates, in memory (see [`crate::profiles`]).
+    profiles: crate::profiles::SharedProfiles,
+    /// Where they are stored, once [`ProxyManager::use_profiles`] ran.
+    profile_service: Mutex<Option<flm_core::profiles::ProfileService>>,
 }
 
 /// Hosts proxy instances (in the daemon, or in the CLI with `--no-daemon`).
@@ -151,6 +155,8 @@ impl ProxyManager {
                 acme_renewal: Mutex::new(crate::acme_mode::RenewTiming::default()),
                 usage: Mutex::new(None),
                 health: Mutex::new(None),
+                profiles: Arc::default(),
+                profile_service: Mutex::new(None),
             }),
         }
     }
@@ -210,6 +216,34 @@ impl ProxyManager {
         if let Ok(mut h) = self.shared.health.lock() {
             *h = Some(crate::telemetry::HealthWriter::new(health));
         }
+    }
+
+    /// Serves the model profiles and prompt templates of `repo` (loaded now, then
+    /// followed through the `profiles` change marker like keys). Without this call
+    /// the proxy has none.
+    pub async fn use_profiles(&self, repo: Arc<dyn flm_core::profiles::ProfileRepository>) {
+        let service = flm_core::profiles::ProfileService::new(repo);
+        if let Ok(mut s) = self.shared.profile_service.lock() {
+            *s = Some(service);
+        }
+        if let Err(e) = self.reload_profiles().await {
+            tracing::warn!(error = %e, "could not load the model profiles and prompt templates");
+        }
+    }
+
+    /// Re-reads the model profiles and prompt templates now.
+    pub async fn reload_profiles(&self) -> Result<(), CoreError> {
+        let service = self
+            .shared
+            .profile_service
+            .lock()
+            .ok()
+            .and_then(|s| s.clone());
+        if let Some(service) = service {
+            let set = service.snapshot().await?;
+            self.shared.profiles.store(Arc::new(set));
+        }
+        Ok(())
     }
 
     /// Writes the usage counted so far now (also done every 10 s and at stop).
@@ -273,6 +307,7 @@ impl ProxyManager {
     async fn follow_changes(self) {
         let mut seen_keys: Option<u64> = None;
         let mut seen_security: Option<(u64, u64)> = None;
+        let mut seen_profiles: Option<u64> = None;
         let mut markers_failing = false;
         let mut reload_failing = false;
         let mut fingerprint = String::new();
@@ -309,6 +344,17 @@ impl ProxyManager {
                         Err(e) => failed = Some(e.to_string()),
                     }
                 }
+                if seen_profiles != Some(now.profiles) {
+                    match self.reload_profiles().await {
+                        Ok(()) => {
+                            if seen_profiles.is_some() {
+                                tracing::info!("model profiles or prompt templates changed in the store: reloaded");
+                            }
+                            seen_profiles = Some(now.profiles);
+                        }
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
                 let security = (now.policy, now.blocklist);
                 if seen_security != Some(security) {
                     match self.shared.guard.reload().await {
@@ -338,6 +384,9 @@ impl ProxyManager {
                     },
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not check API keys"),
+                }
+                if let Err(e) = self.reload_profiles().await {
+                    tracing::warn!(error = %e, "could not reload the model profiles");
                 }
             }
             self.shared.key_lookup.budgets().flush_if_due().await;
@@ -511,6 +560,7 @@ impl ProxyManager {
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
             usage: self.shared.usage.lock().ok().and_then(|u| u.clone()),
             media_egress: egress.endpoint(),
+            profiles: self.shared.profiles.clone(),
         });
         tokio::spawn(router.clone().monitor(
             engines,
@@ -896,6 +946,10 @@ impl ProxyManager {
         match self.shared.guard.reload().await {
             Ok(()) => shared_done.push("security_policy".to_owned()),
             Err(e) => shared_errors.push(format!("security_policy: {e}")),
+        }
+        match self.reload_profiles().await {
+            Ok(()) => shared_done.push("profiles".to_owned()),
+            Err(e) => shared_errors.push(format!("profiles: {e}")),
         }
         let mut out = Vec::with_capacity(chosen.len());
         for (id, port, tls) in chosen {

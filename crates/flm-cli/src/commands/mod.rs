@@ -9,6 +9,7 @@ mod config;
 mod engines;
 mod firewall;
 mod models;
+mod profiles;
 mod proxy;
 mod proxy_reload;
 mod security;
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Check(args) => check::run(&app, args, printer).await,
         Command::Usage(args) => usage::run(&app, args, printer).await,
         Command::Ui(args) => ui::run(&app, args, printer).await,
+        Command::ModelProfiles(cmd) => profiles::run_profiles(&app, cmd, printer).await,
+        Command::Api(cmd) => profiles::run_api(&app, cmd, printer).await,
     };
     app.store.close().await;
     result

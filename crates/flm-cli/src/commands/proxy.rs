@@ -207,6 +207,7 @@ async fn foreground(
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
     manager.start_telemetry(app.store.usage(), app.store.health_log());
+    manager.use_profiles(app.store.profiles()).await;
     let handle = manager.start(config).await?;
     print_started(&handle, new_key, false, printer)?;
     // One plain line, in every format: scripts wait for it.
