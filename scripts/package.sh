@@ -15,6 +15,9 @@
 #   --out DIR               output directory [dist]
 #   --lint                  run lintian on the package (installed with apt when missing)
 #                           and fail on any error
+#   --profile P             cargo profile [release]. `dev` packages the debug binaries
+#                           that `cargo test` already built (no release build, not
+#                           optimised): for testing the package in CI only, never a release
 #
 # Needs: cargo, dpkg-deb and dpkg-shlibdeps (dpkg-dev), gzip; Node.js >= 20.19 when the
 # app (ui/dist) is not built yet. Nothing is downloaded beyond crates and npm packages.
@@ -29,13 +32,15 @@ skip_build=0
 suffix=""
 out=dist
 lint=0
+profile=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
     --version-suffix) suffix=${2:?--version-suffix needs a value}; shift ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --lint) lint=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --profile) profile=${2:?--profile needs a name}; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -65,10 +70,13 @@ if [ "$skip_build" = 0 ]; then
     log "building the app (ui/dist)"
     scripts/build-ui.sh >&2
   fi
-  log "cargo build --release"
-  cargo build --release --locked -p flm-cli --bins >&2
+  log "cargo build --profile $profile"
+  cargo build --profile "$profile" --locked -p flm-cli --bins >&2
 fi
-BIN=target/release
+case "$profile" in
+  dev) BIN=target/debug; log "dev profile: unoptimised binaries, for tests only (not a release)" ;;
+  *) BIN=target/$profile ;;
+esac
 for b in flm flm-proxy; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run without --skip-build)"
 done

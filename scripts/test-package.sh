@@ -17,8 +17,11 @@
 #   8. leaves the machine as it was (trap), and checks it did
 #
 # Refuses to run when FLM is already installed here or its paths exist. Options:
-#   --dist DIR   use the packages already built in DIR (flm_<v>_amd64.deb and
-#                flm_<v>+test1_amd64.deb) instead of building them
+#   --dist DIR     use the packages already built in DIR (flm_<v>_amd64.deb and
+#                  flm_<v>+test1_amd64.deb) instead of building them
+#   --profile dev  package the debug binaries `cargo test` built instead of a release
+#                  build (scripts/test.sh does this to stay within CI's time; the
+#                  packaging is the same, only the binaries are unoptimised)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,9 +39,11 @@ check() { # check "what" command…
 }
 
 dist=""
+profile=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --dist) dist=${2:?--dist needs a directory}; shift ;;
+    --profile) profile=${2:?--profile needs a name}; shift ;;
     *) die "unknown option $1" ;;
   esac
   shift
@@ -92,12 +97,16 @@ trap cleanup EXIT INT TERM
 # 1. Build (or take) the packages; sign them with a throwaway key.
 if [ -z "$dist" ]; then
   dist=$tmp/dist
+  build=()
+  if [ "$profile" = dev ] && [ -x target/debug/flm ] && [ -x target/debug/flm-proxy ]; then
+    build=(--skip-build)
+  fi
   t0=$(date +%s)
-  scripts/package.sh --out "$dist" --lint >/dev/null
+  scripts/package.sh --profile "$profile" "${build[@]}" --out "$dist" --lint >/dev/null
   t1=$(date +%s)
-  scripts/package.sh --skip-build --version-suffix +test1 --out "$dist" >/dev/null
+  scripts/package.sh --profile "$profile" --skip-build --version-suffix +test1 --out "$dist" >/dev/null
   t2=$(date +%s)
-  log "package.sh: $((t1 - t0)) s (release build, .deb, lintian); the +test1 build: $((t2 - t1)) s"
+  log "package.sh ($profile): $((t1 - t0)) s (build, .deb, lintian); the +test1 build: $((t2 - t1)) s"
   ok "lintian reports no error"
 fi
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
@@ -220,7 +229,7 @@ stop_unit() { # SIGTERM to the main process, as `systemctl stop` sends
   return "$rc"
 }
 start_unit "$tmp/run1" || die "the unit's ExecStart did not start listening"
-check "the proxy runs as flm" pgrep -u flm -x flm
+check "the proxy runs as flm" pgrep -u flm -x flm >/dev/null
 key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["api_key"]["key"])' "$tmp/run1.stdout")
 check "the first start prints an API key once (journal)" test -n "$key"
 base=http://127.0.0.1:$port
