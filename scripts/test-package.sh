@@ -11,7 +11,9 @@
 #      EnvironmentFile= (setpriv, umask 0077, cwd /) and proves it serves: /health,
 #      /v1/models and a chat through it to the real llama-server
 #   4. FLM's local root CA into the system trust store (`flm security install-ca`)
-#   5. upgrade to the +test1 build: data, API key and the edited conffile kept
+#   5. upgrade to the +test1 build: data, API key and the edited conffile kept; the same
+#      upgrade and a removal again with a running systemd (simulated in a private mount
+#      namespace, systemctl a recording stand-in): services restarted / stopped
 #   6. dpkg -r: binaries gone, data, conffile and CA kept
 #   7. dpkg --purge: data, conffile and the CA (file and system bundle) gone
 #   8. leaves the machine as it was (trap), and checks it did
@@ -257,6 +259,37 @@ in_bundle() { tr -d '\n' </etc/ssl/certs/ca-certificates.crt | grep -qF "$ca_bod
 check "flm security install-ca put FLM's CA in the trust store" test -f "$CA_ANCHOR"
 check "update-ca-certificates added it to the system bundle" in_bundle
 
+
+# The maintainer scripts with a running systemd. systemd cannot run here (PID 1 is not
+# systemd), so dpkg runs in a private mount namespace where /run/systemd/system exists
+# (what the scripts test) and `systemctl` is a stand-in on PATH that answers like
+# systemd 252 with one logged-in user (UID 1000) whose flm.service is enabled and
+# active, and records every call. deb-systemd-helper and deb-systemd-invoke are the
+# real ones. Nothing outside the namespace sees the directory.
+mkdir -p "$tmp/stub"
+cat >"$tmp/stub/systemctl" <<'STUB'
+#!/bin/sh
+echo "$*" >>"$SYSTEMCTL_LOG"
+case "$*" in
+  *--version*) echo "systemd 252 (252.39-1~deb12u2)" ;;
+  *list-units*) echo "user@1000.service loaded active running User Manager for UID 1000" ;;
+  *is-enabled*) echo enabled ;;
+esac
+exit 0
+STUB
+chmod 755 "$tmp/stub/systemctl"
+with_systemd() { # with_systemd LOG dpkg-args…
+  local logf=$1
+  shift
+  : >"$logf"
+  # A container's /usr/sbin/policy-rc.d (Docker's says "exit 101": never touch services)
+  # is hidden too, as on an ordinary Debian machine.
+  SYSTEMCTL_LOG=$logf PATH="$tmp/stub:$PATH" unshare --mount --propagation private \
+    sh -c 'mount -t tmpfs flm-test /run/systemd && mkdir /run/systemd/system &&
+      if [ -e /usr/sbin/policy-rc.d ]; then mount --bind /dev/null /usr/sbin/policy-rc.d; fi &&
+      exec dpkg "$@"' sh "$@"
+}
+
 # 5. Upgrade to a newer build of the same version.
 dpkg -i "$deb2" >"$tmp/dpkg-upgrade.log" 2>&1 || { cat "$tmp/dpkg-upgrade.log" >&2; die "upgrade failed"; }
 check "upgraded to $version+test1" \
@@ -270,6 +303,18 @@ check "after the upgrade the same API key works" \
 check "after the upgrade the chat still works" chat
 check "SIGTERM stops the upgraded proxy cleanly" stop_unit
 
+# 5b. The same upgrade with a running systemd: the services are restarted.
+with_systemd "$tmp/sd-upgrade.log" -i "$deb2" >"$tmp/dpkg-sd-upgrade.log" 2>&1 \
+  || { cat "$tmp/dpkg-sd-upgrade.log" >&2; die "upgrade with systemd failed"; }
+check "upgrade with systemd: daemon-reload" grep -qx -- '--system daemon-reload' "$tmp/sd-upgrade.log"
+check "upgrade with systemd: the system service is restarted if it runs" \
+  grep -qx -- 'try-restart flm.service' "$tmp/sd-upgrade.log"
+check "upgrade with systemd: the user service of logged-in users is restarted" \
+  grep -qx -- '--quiet --user --machine 1000@ restart flm.service' "$tmp/sd-upgrade.log"
+check "upgrade with systemd: nothing is stopped, enabled or started otherwise" \
+  bash -c "! grep -E '(^| )(stop|enable|start|disable) ' '$tmp/sd-upgrade.log'"
+check "upgrade with systemd: data kept" test -f /var/lib/flm/security.db
+
 # 6. Remove: binaries gone, data kept.
 dpkg -r flm >"$tmp/dpkg-remove.log" 2>&1 || { cat "$tmp/dpkg-remove.log" >&2; die "dpkg -r failed"; }
 check "dpkg -r removes /usr/bin/flm" test ! -e /usr/bin/flm
@@ -277,6 +322,22 @@ check "dpkg -r removes the units" test ! -e /usr/lib/systemd/system/flm.service
 check "dpkg -r keeps /var/lib/flm" test -f /var/lib/flm/security.db
 check "dpkg -r keeps /etc/default/flm" test -f /etc/default/flm
 check "dpkg -r keeps the CA" test -f "$CA_ANCHOR"
+check "dpkg -r (no systemd) calls no systemctl" bash -c "! grep -q systemctl '$tmp/dpkg-remove.log'"
+
+# 6b. Reinstall (without systemd), then remove with a running systemd: both services
+# are stopped first.
+dpkg -i "$deb2" >"$tmp/dpkg-reinstall.log" 2>&1 || { cat "$tmp/dpkg-reinstall.log" >&2; die "reinstall failed"; }
+check "a reinstall after remove finds the kept data" test -f /var/lib/flm/security.db
+with_systemd "$tmp/sd-remove.log" -r flm >"$tmp/dpkg-sd-remove.log" 2>&1 \
+  || { cat "$tmp/dpkg-sd-remove.log" >&2; die "remove with systemd failed"; }
+check "remove with systemd: the system service is stopped" grep -qx -- 'stop flm.service' "$tmp/sd-remove.log"
+check "remove with systemd: every user's service is stopped" \
+  grep -qx -- '--quiet --user --machine 1000@ stop flm.service' "$tmp/sd-remove.log"
+check "remove with systemd: daemon-reload after the services are stopped" \
+  awk '$0 == "stop flm.service" { s = NR } $0 == "--system daemon-reload" && s { r = NR } END { exit !(s && r > s) }' \
+  "$tmp/sd-remove.log"
+check "remove with systemd: data kept" test -f /var/lib/flm/security.db
+[ "$fail" = 0 ] || { echo "systemctl calls on remove:" >&2; cat "$tmp/sd-remove.log" >&2; }
 
 # 7. Purge: data and CA gone.
 dpkg --purge flm >"$tmp/dpkg-purge.log" 2>&1 || { cat "$tmp/dpkg-purge.log" >&2; die "dpkg --purge failed"; }
