@@ -274,11 +274,12 @@ case "$*" in
   *--version*) echo "systemd 252 (252.39-1~deb12u2)" ;;
   *list-units*) echo "user@1000.service loaded active running User Manager for UID 1000" ;;
   *is-enabled*) echo enabled ;;
+  *is-active*) echo active ;;
 esac
 exit 0
 STUB
 chmod 755 "$tmp/stub/systemctl"
-with_systemd() { # with_systemd LOG dpkg-args…
+with_systemd() { # with_systemd LOG command…
   local logf=$1
   shift
   : >"$logf"
@@ -287,8 +288,27 @@ with_systemd() { # with_systemd LOG dpkg-args…
   SYSTEMCTL_LOG=$logf PATH="$tmp/stub:$PATH" unshare --mount --propagation private \
     sh -c 'mount -t tmpfs flm-test /run/systemd && mkdir /run/systemd/system &&
       if [ -e /usr/sbin/policy-rc.d ]; then mount --bind /dev/null /usr/sbin/policy-rc.d; fi &&
-      exec dpkg "$@"' sh "$@"
+      exec "$@"' sh "$@"
 }
+
+# `flm service` (the user unit for binaries installed without the package) with a
+# running systemd: the systemctl --user calls it makes.
+svc_home=$tmp/svc-home
+mkdir -p "$svc_home"
+svc() { HOME=$svc_home with_systemd "$tmp/sd-service.log" /usr/bin/flm --format json service "$@"; }
+svc install --port "$port" >"$tmp/svc-install.json"
+check "flm service install with systemd: daemon-reload, enable, restart" \
+  test "$(tr '\n' '|' <"$tmp/sd-service.log")" = "--user daemon-reload|--user enable flm.service|--user restart flm.service|"
+check "flm service install wrote the user unit" grep -q "^ExecStart=/usr/bin/flm proxy start --no-daemon --format json --port $port$" \
+  "$svc_home/.config/systemd/user/flm.service"
+svc status >"$tmp/svc-status.json"
+check "flm service status with systemd: enabled and active from systemctl --user" \
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["data"]; sys.exit(0 if (d["enabled"], d["active"], d["systemd_running"]) == ("enabled", "active", True) else 1)' \
+  "$tmp/svc-status.json"
+svc uninstall >"$tmp/svc-uninstall.json"
+check "flm service uninstall with systemd: disable --now, then daemon-reload" \
+  test "$(tr '\n' '|' <"$tmp/sd-service.log")" = "--user disable --now flm.service|--user daemon-reload|"
+check "flm service uninstall removed the unit" test ! -e "$svc_home/.config/systemd/user/flm.service"
 
 # 5. Upgrade to a newer build of the same version.
 dpkg -i "$deb2" >"$tmp/dpkg-upgrade.log" 2>&1 || { cat "$tmp/dpkg-upgrade.log" >&2; die "upgrade failed"; }
@@ -304,7 +324,7 @@ check "after the upgrade the chat still works" chat
 check "SIGTERM stops the upgraded proxy cleanly" stop_unit
 
 # 5b. The same upgrade with a running systemd: the services are restarted.
-with_systemd "$tmp/sd-upgrade.log" -i "$deb2" >"$tmp/dpkg-sd-upgrade.log" 2>&1 \
+with_systemd "$tmp/sd-upgrade.log" dpkg -i "$deb2" >"$tmp/dpkg-sd-upgrade.log" 2>&1 \
   || { cat "$tmp/dpkg-sd-upgrade.log" >&2; die "upgrade with systemd failed"; }
 check "upgrade with systemd: daemon-reload" grep -qx -- '--system daemon-reload' "$tmp/sd-upgrade.log"
 check "upgrade with systemd: the system service is restarted if it runs" \
@@ -328,7 +348,7 @@ check "dpkg -r (no systemd) calls no systemctl" bash -c "! grep -q systemctl '$t
 # are stopped first.
 dpkg -i "$deb2" >"$tmp/dpkg-reinstall.log" 2>&1 || { cat "$tmp/dpkg-reinstall.log" >&2; die "reinstall failed"; }
 check "a reinstall after remove finds the kept data" test -f /var/lib/flm/security.db
-with_systemd "$tmp/sd-remove.log" -r flm >"$tmp/dpkg-sd-remove.log" 2>&1 \
+with_systemd "$tmp/sd-remove.log" dpkg -r flm >"$tmp/dpkg-sd-remove.log" 2>&1 \
   || { cat "$tmp/dpkg-sd-remove.log" >&2; die "remove with systemd failed"; }
 check "remove with systemd: the system service is stopped" grep -qx -- 'stop flm.service' "$tmp/sd-remove.log"
 check "remove with systemd: every user's service is stopped" \
