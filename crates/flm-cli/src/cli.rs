@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::cli_profiles::{ApiCmd, ModelProfilesCmd};
 pub use crate::cli_security::{CheckArgs, SecurityCmd};
+pub use crate::cli_service::ServiceCmd;
 
 /// FLM — one secure, OpenAI-compatible endpoint for the LLM engines on this machine.
 ///
@@ -17,7 +18,7 @@ pub use crate::cli_security::{CheckArgs, SecurityCmd};
 /// when piped; choose with --format. Exit codes: 0 success, 1 user error, 2 internal
 /// error.
 #[derive(Debug, Parser)]
-#[command(name = "flm", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "flm", version = crate::build_info::VERSION, propagate_version = true, max_term_width = 100)]
 #[command(
     after_help = "Examples:\n  flm engines detect\n  flm models list --format json\n  flm engines add --kind vllm --url http://gpu-box.lan:8000\n  flm proxy start\n  flm chat --model flm://ollama-default/llama3.2:latest --prompt \"Hello\"\n  flm api-keys create --label laptop\n  flm config set engine.health_latency_threshold_ms 800"
 )]
@@ -82,6 +83,9 @@ pub enum Command {
     /// API settings of the proxy: system prompt templates.
     #[command(subcommand)]
     Api(ApiCmd),
+    /// Run the proxy as a systemd user service (install, uninstall, status).
+    #[command(subcommand)]
+    Service(ServiceCmd),
 }
 
 /// Options of `flm usage`.

@@ -43,7 +43,7 @@ pub const CLI_KEY_ID: &str = "key_local-cli";
 /// behind a loopback admin API (bearer token) and publishes how to reach it in
 /// <data-dir>/run/proxy-daemon.json. Logs: <data-dir>/logs/proxy.log.
 #[derive(Debug, Parser)]
-#[command(name = "flm-proxy", version, max_term_width = 100)]
+#[command(name = "flm-proxy", version = crate::build_info::VERSION, max_term_width = 100)]
 pub struct DaemonCli {
     /// Run as the daemon (required).
     #[arg(long)]
