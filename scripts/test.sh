@@ -20,8 +20,11 @@ pkgs=()
 # iproute2: network-namespace tests; nftables, ufw: the firewall scripts applied in a
 # namespace (ufw is installed disabled and only ever enabled inside that namespace,
 # over a private copy of /etc/ufw); chromium: the browser tests (Debian's build, no
-# browser download); fonts-ipafont-gothic: Japanese glyphs in the app's screenshots.
-for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 nftables ufw chromium fonts-ipafont-gothic; do
+# browser download); fonts-ipafont-gothic: Japanese glyphs in the app's screenshots;
+# dpkg-dev, lintian, gnupg, systemd, adduser, ca-certificates: building, checking,
+# signing and installing the Debian package (scripts/test-package.sh).
+for p in cmake g++ make python3-venv curl sqlite3 pebble microsocks iproute2 nftables ufw chromium fonts-ipafont-gothic \
+  dpkg-dev lintian gnupg systemd adduser ca-certificates; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -52,4 +55,12 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
+if [ "$(id -u)" = 0 ]; then
+  # The .deb from the debug binaries cargo test just built (a release build would add
+  # ~20 minutes); scripts/package.sh makes the release package the same way.
+  log "the Debian package: lintian, signing, dpkg -i, the system unit serving, upgrade, remove, purge"
+  scripts/test-package.sh --profile dev
+else
+  log "skipping scripts/test-package.sh: it needs root (dpkg -i)"
+fi
 log "all tests passed"

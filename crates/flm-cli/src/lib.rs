@@ -9,8 +9,11 @@
 //!   state file and talk to it with [`client`].
 
 pub mod app;
+pub mod build_info;
 pub mod cli;
+pub mod cli_profiles;
 pub mod cli_security;
+pub mod cli_service;
 pub mod client;
 mod commands;
 pub mod daemon;
@@ -29,6 +32,9 @@ use crate::output::{CliError, Printer};
 /// Entry point of the `flm` binary.
 pub fn flm_main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == cli_service::GENERATE_DOCS) {
+        return commands::service::generate_docs_main(&args[1..]);
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e, &args),

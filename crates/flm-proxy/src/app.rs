@@ -59,6 +59,11 @@ pub struct AppState {
     pub usage: Option<Arc<crate::telemetry::UsageMeter>>,
     /// Stored `/v1/responses` answers (`previous_response_id`, `GET /v1/responses/{id}`).
     pub(crate) responses: Arc<crate::responses::ResponseStore>,
+    /// The SOCKS5 endpoint remote media is fetched through (the instance's egress);
+    /// `None`: direct, with the SSRF guard's own resolution.
+    pub media_egress: Option<String>,
+    /// Model profiles and prompt templates (shared by the instances of a manager).
+    pub(crate) profiles: crate::profiles::SharedProfiles,
 }
 
 /// Shared state handle.

@@ -236,13 +236,17 @@ async fn proxy_error(resp: reqwest::Response) -> CliError {
     }
 }
 
-pub(crate) async fn run(app: &App, args: ChatArgs, printer: &Printer) -> Result<(), CliError> {
+pub(crate) async fn run(app: &App, mut args: ChatArgs, printer: &Printer) -> Result<(), CliError> {
     // Everything that can be checked locally is checked before any request.
-    let images = args
+    args.prompt = super::chat_inputs::prompt(&args)?;
+    let mut images = args
         .image
         .iter()
         .map(|p| load_image(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for u in &args.image_url {
+        images.push(super::chat_inputs::check_image_url(u)?);
+    }
     let body = body(&args, &images)?;
     let (body, path) = if args.responses {
         (chat_responses::body(&args, &images), "/v1/responses")

@@ -1,15 +1,20 @@
 //! One function per command: call the core service, print the result.
 
 mod api_keys;
+mod certificates;
 mod chat;
+mod chat_inputs;
 mod chat_responses;
 mod check;
 mod config;
 mod engines;
 mod firewall;
 mod models;
+mod profiles;
 mod proxy;
+mod proxy_reload;
 mod security;
+pub(crate) mod service;
 mod ui;
 mod usage;
 
@@ -23,9 +28,14 @@ use crate::output::{CliError, Printer};
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
+    // Needs no database: must not create a data directory.
+    let command = match cli.command {
+        Command::Service(cmd) => return service::run(cmd, cli.data_dir, printer).await,
+        other => other,
+    };
     let data_dir = resolve_data_dir(cli.data_dir, &process_env())?;
     let app = App::open(data_dir).await?;
-    let result = match cli.command {
+    let result = match command {
         Command::Engines(cmd) => engines::run(&app, cmd, printer).await,
         Command::Models(cmd) => models::run(&app, cmd, printer).await,
         Command::Config(cmd) => config::run(&app, cmd, printer).await,
@@ -36,6 +46,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Check(args) => check::run(&app, args, printer).await,
         Command::Usage(args) => usage::run(&app, args, printer).await,
         Command::Ui(args) => ui::run(&app, args, printer).await,
+        Command::ModelProfiles(cmd) => profiles::run_profiles(&app, cmd, printer).await,
+        Command::Api(cmd) => profiles::run_api(&app, cmd, printer).await,
+        Command::Service(_) => Ok(()),
     };
     app.store.close().await;
     result
