@@ -447,3 +447,46 @@ async fn scopes_dead_engines_broken_streams_and_quotas() {
     assert_eq!(r.json::<Value>().await.unwrap()["id"], first["id"]);
     h.stop().await;
 }
+
+/// The bridge enters the chat path where profiles and prompt templates apply: a
+/// profile id works as a Responses model, and the template comes before the
+/// request's `instructions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_and_templates_apply_through_the_bridge() {
+    use flm_core::profiles::{ProfileDraft, ProfileService, PromptScope};
+    let lms = Emulator::start(EmulatedKind::LmStudio, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let h = common::harness(&[(EngineKind::LmStudio, lms.base_url(), "lms")]).await;
+    h.manager.use_profiles(h.store.profiles()).await;
+    let svc = ProfileService::new(h.store.profiles());
+    svc.save_profile(&ProfileDraft {
+        model: "flm://lms/test-model".into(),
+        label: "precise".into(),
+        parameters: json!({"temperature": 0.2, "max_tokens": 50})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    svc.set_prompt(PromptScope::Default, "House rules.")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = create(
+        &h,
+        json!({"model": "profile/precise", "instructions": "Client system.", "input": "hi", "temperature": 0.7}),
+    )
+    .await;
+    assert_eq!(r["model"], "profile/precise");
+    let sent = lms.control().last_chat_body().unwrap();
+    assert_eq!(sent["model"], "test-model");
+    assert_eq!(sent["temperature"], 0.7, "the client's value wins");
+    assert_eq!(sent["max_tokens"], 50);
+    assert_eq!(roles(&sent), ["system", "system", "user"], "{sent}");
+    assert_eq!(sent["messages"][0]["content"], "House rules.");
+    assert_eq!(sent["messages"][1]["content"], "Client system.");
+    h.stop().await;
+}
