@@ -134,7 +134,6 @@ fn template_in<'a>(
 /// (a client model id; a `profile/<label>` id is looked through to its model), for
 /// routes that carry it another way (the native `/v1/responses` relay sends it as
 /// `instructions`). `None` when no template applies.
-#[allow(dead_code)] // wired by the /v1/responses relay
 pub(crate) async fn template_for(
     st: &SharedState,
     grant: &KeyGrant,

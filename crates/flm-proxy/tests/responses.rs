@@ -490,3 +490,57 @@ async fn profiles_and_templates_apply_through_the_bridge() {
     assert_eq!(sent["messages"][1]["content"], "Client system.");
     h.stop().await;
 }
+
+/// On the native relay the template is sent as the first part of `instructions`
+/// (the client's own follow it), and the answer shows the client what it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_reach_the_native_relay_as_instructions() {
+    use flm_core::profiles::{ProfileService, PromptScope};
+    let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let h = common::harness(&[(EngineKind::Vllm, vllm.base_url(), "vllm")]).await;
+    h.manager.use_profiles(h.store.profiles()).await;
+    let svc = ProfileService::new(h.store.profiles());
+    svc.set_prompt(PromptScope::Default, "House rules.")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = create(
+        &h,
+        json!({"model": "flm://vllm/test-model", "instructions": "Client system.", "input": "hi"}),
+    )
+    .await;
+    let sent = vllm.control().last_chat_body().unwrap();
+    assert_eq!(sent["instructions"], "House rules.\n\nClient system.", "{sent}");
+    assert_eq!(r["instructions"], "Client system.", "{r}");
+    let r = create(&h, json!({"model": "flm://vllm/test-model", "input": "hi"})).await;
+    let sent = vllm.control().last_chat_body().unwrap();
+    assert_eq!(sent["instructions"], "House rules.", "{sent}");
+    assert!(r["instructions"].is_null(), "{r}");
+    h.stop().await;
+}
+
+/// A remote image for a natively served model goes through the bridge, where the
+/// SSRF guard applies: vLLM is never asked to fetch an internal address itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_for_native_engines_pass_the_ssrf_guard() {
+    let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let h = common::harness(&[(EngineKind::Vllm, vllm.base_url(), "vllm")]).await;
+    let r = post(
+        &h,
+        &h.key,
+        json!({"model": "flm://vllm/test-model", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "what is this?"},
+            {"type": "input_image", "image_url": "http://169.254.169.254/latest/meta-data"}
+        ]}]}),
+    )
+    .await;
+    let (status, code) = error(r).await;
+    assert_eq!((status, code.as_str()), (400, "image_url_forbidden"));
+    assert_eq!(vllm.control().route_requests("/v1/responses"), 0);
+    assert_eq!(vllm.control().route_requests("/v1/chat/completions"), 0);
+    h.stop().await;
+}

@@ -125,8 +125,21 @@ pub async fn create(
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %parsed.model, stream = parsed.stream, "responses request");
     let mut items = previous_items(&st, &key.0, parsed.previous_response_id.as_deref())?;
     items.extend(parsed.input.iter().cloned());
-    if let Some((candidates, model)) = native_candidates(&st, &parsed.model, &access).await {
-        return native(&st, &rid, &key, &parsed, &obj, items, &candidates, model).await;
+    // Media goes through the bridge, where the chat path's SSRF guard, size limits and
+    // capability checks apply: an engine relayed natively would fetch remote URLs
+    // itself, from inside the network FLM protects.
+    let native = if carries_media(&items) {
+        None
+    } else {
+        native_candidates(&st, &parsed.model, &access).await
+    };
+    if let Some((candidates, model)) = native {
+        let template = crate::profiles::template_for(&st, &access.0, &parsed.model).await;
+        let native_req = NativeRequest {
+            obj: &obj,
+            template: template.as_deref(),
+        };
+        return native(&st, &rid, &key, &parsed, native_req, items, &candidates, model).await;
     }
     let chat = bridge::chat_body(&parsed, &items);
     let resp = match handlers::chat_entry(&st, &rid, &key, &access, chat).await {
@@ -199,6 +212,10 @@ pub(crate) struct Shown {
     pub model: String,
     pub previous_response_id: Option<String>,
     pub store: bool,
+    /// The client's own `instructions`: an engine echoes what it received, which
+    /// includes FLM's prompt template, and the client is shown what it sent (as on
+    /// the bridge).
+    pub instructions: Value,
 }
 
 impl Shown {
@@ -210,21 +227,57 @@ impl Shown {
                 json!(self.previous_response_id),
             );
             o.insert("store".into(), json!(self.store));
+            if o.contains_key("instructions") {
+                o.insert("instructions".into(), self.instructions.clone());
+            }
         }
     }
 }
 
+/// Whether any input item carries an image, audio or file part.
+fn carries_media(items: &[Value]) -> bool {
+    items.iter().any(|item| {
+        item.get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    matches!(
+                        p.get("type").and_then(Value::as_str),
+                        Some("input_image" | "input_audio" | "input_file" | "image_url")
+                    )
+                })
+            })
+    })
+}
+
+/// What the client asked of a native `/v1/responses` engine, with the prompt template
+/// that applies to the key and model.
+#[derive(Clone, Copy)]
+pub(crate) struct NativeRequest<'a> {
+    pub obj: &'a Map<String, Value>,
+    pub template: Option<&'a str>,
+}
+
 /// The body sent to an engine that serves `/v1/responses` itself: the client's body
-/// with the engine's model name; on a follow-up, the conversation of
-/// `previous_response_id` (which FLM resolved from its own store) spelled out in
-/// `input` (`conversation`: earlier turns, then this one).
+/// with the engine's model name; the prompt template goes first in `instructions`
+/// (the client's own instructions follow it, as a client's system message follows the
+/// template on chat); on a follow-up, the conversation of `previous_response_id`
+/// (which FLM resolved from its own store) spelled out in `input` (`conversation`:
+/// earlier turns, then this one).
 pub(crate) fn native_request_body(
-    obj: &Map<String, Value>,
+    req: NativeRequest<'_>,
     model: &str,
     conversation: Option<&[Value]>,
 ) -> Map<String, Value> {
-    let mut body = obj.clone();
+    let mut body = req.obj.clone();
     body.insert("model".into(), Value::String(model.to_owned()));
+    if let Some(template) = req.template {
+        let instructions = match body.get("instructions").and_then(Value::as_str) {
+            Some(own) if !own.is_empty() => format!("{template}\n\n{own}"),
+            _ => template.to_owned(),
+        };
+        body.insert("instructions".into(), Value::String(instructions));
+    }
     if let Some(items) = conversation {
         body.remove("previous_response_id");
         body.insert("input".into(), Value::Array(items.to_vec()));
@@ -238,7 +291,7 @@ async fn native(
     rid: &RequestId,
     key: &KeyId,
     parsed: &bridge::Parsed,
-    obj: &Map<String, Value>,
+    req: NativeRequest<'_>,
     items: Vec<Value>,
     candidates: &[Arc<EngineEntry>],
     model: String,
@@ -252,7 +305,7 @@ async fn native(
         let key = key.0.clone();
         async move {
             let conversation = parsed.previous_response_id.as_ref().map(|_| &items[..]);
-            let body = native_request_body(obj, &model, conversation);
+            let body = native_request_body(req, &model, conversation);
             let raw = match serde_json::to_vec(&body) {
                 Ok(b) => b,
                 Err(e) => return Attempt::Done(Err(ApiError::internal(e.to_string()))),
@@ -267,6 +320,7 @@ async fn native(
                 model: parsed.model.clone(),
                 previous_response_id: parsed.previous_response_id.clone(),
                 store: parsed.store,
+                instructions: req.obj.get("instructions").cloned().unwrap_or(Value::Null),
             };
             let store = parsed.store;
             if parsed.stream {

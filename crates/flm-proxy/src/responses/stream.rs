@@ -712,6 +712,7 @@ mod tests {
                     model: "flm://e/m".into(),
                     previous_response_id: None,
                     store: true,
+                    instructions: Value::Null,
                 },
                 Box::new(|_| panic!("not completed")),
             ),
