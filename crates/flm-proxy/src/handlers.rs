@@ -489,7 +489,7 @@ fn completion_support(
     if params.suffix.is_some() {
         match entry.kind {
             EngineKind::LlamaCpp | EngineKind::Ollama | EngineKind::OpenAi => {}
-            EngineKind::Vllm | EngineKind::LmStudio => {
+            EngineKind::Vllm | EngineKind::LmStudio | EngineKind::WhisperCpp => {
                 return Err(ApiError::bad_request(
                     "suffix_not_supported",
                     format!(

@@ -44,6 +44,8 @@ pub mod error;
 mod handlers;
 mod keys;
 pub mod manager;
+mod media;
+mod multipart;
 mod openai_req;
 mod passthrough;
 pub mod policy_rules;
