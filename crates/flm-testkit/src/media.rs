@@ -233,19 +233,20 @@ async fn speech(State(st): State<Shared>, body: Bytes) -> Response {
             .get("response_format")
             .and_then(Value::as_str)
             .unwrap_or("wav");
-        let (with_header, content_type) =
-            match format {
-                "wav" => (true, "audio/wav"),
-                "pcm" => (false, "audio/pcm"),
-                other => return Err(error(
+        let (with_header, content_type) = match format {
+            "wav" => (true, "audio/wav"),
+            "pcm" => (false, "audio/pcm"),
+            other => {
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     &format!(
                         "response_format `{other}` is not supported by this server; use wav or pcm"
                     ),
                     Some("response_format"),
                     "unsupported_response_format",
-                )),
-            };
+                ))
+            }
+        };
         // One chunk per word: a quiet square wave, sent as it is "synthesised".
         let words = input.split_whitespace().count().max(1);
         let mut chunks: Vec<Result<Bytes, io::Error>> = Vec::new();
