@@ -299,15 +299,15 @@ pub struct KeyLimitArgs {
 /// Options of `flm chat`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream"
+    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream\n  flm chat --model whisper-1 --audio meeting.wav"
 )]
 pub struct ChatArgs {
     /// Model: flm://{engine_id}/{model} as listed by `flm models list`, or a bare
     /// model name.
     #[arg(long)]
     pub model: String,
-    /// The message to send.
-    #[arg(long)]
+    /// The message to send (with --audio: optional text that guides the transcription).
+    #[arg(long, required_unless_present = "audio", default_value = "")]
     pub prompt: String,
     /// Print the answer as it is generated.
     #[arg(long)]
@@ -318,6 +318,10 @@ pub struct ChatArgs {
     /// Attach an image (PNG, JPEG or WebP, at most 8 MB); repeatable.
     #[arg(long, value_name = "FILE")]
     pub image: Vec<PathBuf>,
+    /// Transcribe this audio file (WAV, MP3, FLAC, OGG or M4A, at most 25 MB) with
+    /// --model through POST /v1/audio/transcriptions and print the text.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Option<PathBuf>,
     /// Sampling temperature (0.0-2.0).
     #[arg(long)]
     pub temperature: Option<f64>,
@@ -387,7 +391,8 @@ pub struct HealthHistoryArgs {
 /// Options of `flm engines detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Only this engine kind (ollama, vllm, lmstudio, llamacpp, openai) or engine id.
+    /// Only this engine kind (ollama, vllm, lmstudio, llamacpp, openai, whispercpp) or
+    /// engine id.
     #[arg(long, value_name = "KIND|ID")]
     pub engine: Option<String>,
     /// Ignore the cache and probe again.
@@ -398,8 +403,8 @@ pub struct DetectArgs {
 /// Options of `flm engines add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// Engine kind: ollama, vllm, lmstudio, llamacpp or openai (any other
-    /// OpenAI-compatible server).
+    /// Engine kind: ollama, vllm, lmstudio, llamacpp, openai (any other
+    /// OpenAI-compatible server) or whispercpp (whisper.cpp's whisper-server).
     #[arg(long)]
     pub kind: String,
     /// Base URL of the engine's API, e.g. http://gpu-box.lan:8000 (a trailing /v1 is

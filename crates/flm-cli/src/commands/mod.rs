@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod chat;
+mod chat_audio;
 mod check;
 mod config;
 mod engines;
