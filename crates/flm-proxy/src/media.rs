@@ -175,7 +175,7 @@ fn served(mut resp: Response, entry: &EngineEntry, model: &str) -> Response {
 fn unreachable(modality: Modality, entry: &EngineEntry) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "engine_unavailable",
+        "engine_unreachable",
         "server_error",
         format!(
             "engine `{}` ({}) cannot be reached for POST {}",

@@ -475,7 +475,7 @@ async fn uploads_are_streamed_and_refused_precisely() {
     let (s, v) = send(&h, &key, t, &ct, body).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
-        (502, Some("engine_unavailable")),
+        (502, Some("engine_unreachable")),
         "{v}"
     );
     let shown = v.to_string();
@@ -579,7 +579,7 @@ async fn json_media_routes_refuse_bad_requests() {
     )
     .await;
     assert!(
-        s == 502 && v["error"]["code"] == "engine_unavailable"
+        s == 502 && v["error"]["code"] == "engine_unreachable"
             // The monitor may have taken the engine out of routing first.
             || s == 404,
         "{s} {v}"
