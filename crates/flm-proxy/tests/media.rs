@@ -382,6 +382,26 @@ async fn uploads_are_streamed_and_refused_precisely() {
         (400, Some("invalid_multipart")),
         "{v}"
     );
+    // A body that breaks off after the file started streaming to the engine: the
+    // engine request is aborted and the client hears about its own body.
+    let (ct, body) = form(
+        &[("model", "flm://vllm/whisper-large-v3")],
+        Some(("jfk.wav", &wav)),
+    );
+    let cut = body[..body.len() - 40].to_vec();
+    let (s, v) = send(&h, &key, t, &ct, cut).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_multipart")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("closing boundary"),
+        "{v}"
+    );
     let (ct, body) = form(
         &[("model", "whisper-1"), ("temperature", "warm")],
         Some(("jfk.wav", &wav)),
