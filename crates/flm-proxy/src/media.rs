@@ -242,9 +242,17 @@ async fn answer(
             .map_err(|e| ApiError::engine(modality.error_code(), &e))?;
         return Err(upstream_error(modality, status, &body, entry));
     }
-    let content_type = header_of(&resp, "content-type")
-        .and_then(|v| HeaderValue::from_str(v).ok())
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    // The API never serves HTML: whisper.cpp labels its plain-text answers
+    // (`response_format=text`) `text/html`.
+    let content_type = match header_of(&resp, "content-type") {
+        Some(v) if v.trim_start().to_ascii_lowercase().starts_with("text/html") => {
+            HeaderValue::from_static("text/plain; charset=utf-8")
+        }
+        Some(v) => {
+            HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+        }
+        None => HeaderValue::from_static("application/octet-stream"),
+    };
     let body = resp
         .body
         .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));

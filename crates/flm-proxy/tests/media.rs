@@ -324,6 +324,23 @@ async fn uploads_are_streamed_and_refused_precisely() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["duration"], 11.0, "{v}");
 
+    // whisper.cpp's plain-text answer is served as text, never as HTML.
+    let (ct, body) = form(
+        &[("model", "whisper-1"), ("response_format", "text")],
+        Some(("jfk.wav", &wav)),
+    );
+    let r = h
+        .http
+        .post(format!("{}{t}", h.base))
+        .bearer_auth(&key)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+
     // A chunked upload (no Content-Length), in small pieces: streamed through.
     let (ct, body) = form(
         &[("model", "flm://vllm/whisper-large-v3")],
