@@ -365,6 +365,36 @@ async fn uploads_are_streamed_and_refused_precisely() {
         "{v}"
     );
 
+    // whisper.cpp serves speech-to-text only: chat and completions on it are refused.
+    let (s, v) = h
+        .chat(json!({"model": "flm://whisper/whisper-1", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("chat_error")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("speech-to-text"),
+        "{v}"
+    );
+    let (s, v) = send(
+        &h,
+        &key,
+        "/v1/completions",
+        "application/json",
+        json!({"model": "flm://whisper/whisper-1", "prompt": "hi"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("completions_not_supported")),
+        "{v}"
+    );
+
     // No file, no model, wrong content type, malformed body, bad fields.
     let (ct, body) = form(&[("model", "whisper-1")], None);
     let (s, v) = send(&h, &key, t, &ct, body).await;
