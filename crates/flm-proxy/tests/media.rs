@@ -657,3 +657,86 @@ async fn json_media_routes_refuse_bad_requests() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_requests_are_metered_per_engine_and_model() {
+    let vllm = Emulator::start(
+        EmulatedKind::Vllm,
+        EmulatorOptions::with_models([EmulatedModel::asr("whisper-large-v3")]),
+    )
+    .await
+    .unwrap();
+    let media = MediaServer::start().await.unwrap();
+    let h = common::harness_with_telemetry(&[
+        (EngineKind::Vllm, vllm.base_url(), "vllm"),
+        (EngineKind::OpenAi, media.base_url(), "media"),
+    ])
+    .await;
+    let key = h.key.clone();
+    let from = chrono::Utc::now().timestamp() - 60;
+    let (ct, body) = form(&[("model", "whisper-large-v3")], Some(("a.wav", b"RIFF")));
+    assert_eq!(
+        send(&h, &key, "/v1/audio/transcriptions", &ct, body)
+            .await
+            .0,
+        200
+    );
+    let image = json!({"model": "flm://media/tiny-image", "prompt": "x"}).to_string();
+    assert_eq!(
+        send(
+            &h,
+            &key,
+            "/v1/images/generations",
+            "application/json",
+            image
+        )
+        .await
+        .0,
+        200
+    );
+    let speech = json!({"model": "flm://media/tiny-tts", "input": "a b", "voice": "v"}).to_string();
+    let (s, _) = send(&h, &key, "/v1/audio/speech", "application/json", speech).await;
+    assert_eq!(s, 200);
+    let refused = json!({"model": "flm://vllm/whisper-large-v3", "prompt": "x"}).to_string();
+    assert_eq!(
+        send(
+            &h,
+            &key,
+            "/v1/images/generations",
+            "application/json",
+            refused
+        )
+        .await
+        .0,
+        400
+    );
+    let store = h.store.clone();
+    // Stopping writes what the meter still holds.
+    h.stop().await;
+    let to = chrono::Utc::now().timestamp() + 60;
+    let by_model = store
+        .usage()
+        .groups(from, to, flm_core::usage::UsageGroupBy::Model)
+        .await
+        .unwrap();
+    let count = |m: &str| {
+        by_model
+            .iter()
+            .find(|(g, _)| g == m)
+            .map(|(_, c)| (c.requests, c.errors))
+    };
+    assert_eq!(
+        count("flm://vllm/whisper-large-v3"),
+        Some((1, 0)),
+        "{by_model:?}"
+    );
+    assert_eq!(
+        count("flm://media/tiny-image"),
+        Some((1, 0)),
+        "{by_model:?}"
+    );
+    assert_eq!(count("flm://media/tiny-tts"), Some((1, 0)), "{by_model:?}");
+    let total: u64 = by_model.iter().map(|(_, c)| c.requests).sum();
+    let errors: u64 = by_model.iter().map(|(_, c)| c.errors).sum();
+    assert_eq!((total, errors), (4, 1), "{by_model:?}");
+}
