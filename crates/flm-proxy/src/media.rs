@@ -456,7 +456,7 @@ struct FieldMap {
 }
 
 impl FieldMap {
-    /// The part as sent (`None`: left out); `model` carries the engine's name.
+    /// Whether a part is sent to the engine (`model` is, with the engine's name).
     fn keep(&self, name: &str) -> bool {
         !(self.whisper && WHISPER_DROPPED.contains(&name))
     }
@@ -523,7 +523,8 @@ async fn upload(
             ),
         ));
     };
-    if file.head.filename.is_none() && !head.file_streaming && file.data.is_empty() {
+    // (A streamed file's size is only known as it passes.)
+    if !head.file_streaming && file.data.iter().all(Bytes::is_empty) {
         return Err(ApiError::bad_request(
             "missing_file",
             "the `file` part is empty",
