@@ -16,6 +16,8 @@ const ModelComparison = lazy(() => import('./screens/ModelComparison'));
 const Settings = lazy(() => import('./screens/Settings'));
 const SetupWizard = lazy(() => import('./screens/SetupWizard'));
 const AlertSettings = lazy(() => import('./screens/AlertSettings'));
+const ModelProfiles = lazy(() => import('./screens/ModelProfiles'));
+const PromptTemplates = lazy(() => import('./screens/PromptTemplates'));
 
 function LoginRequired() {
   const { t } = useTranslation();
@@ -70,6 +72,8 @@ export default function App() {
             <Route path="security/ip-blocklist" element={<Blocklist />} />
             <Route path="security/ip-whitelist" element={<Allowlist />} />
             <Route path="usage" element={<Usage />} />
+            <Route path="models/profiles" element={<ModelProfiles />} />
+            <Route path="prompts" element={<PromptTemplates />} />
             <Route path="models/comparison" element={<ModelComparison />} />
             <Route path="settings" element={<Settings />} />
             <Route path="setup" element={<SetupWizard />} />

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::cli_profiles::{ApiCmd, ModelProfilesCmd};
 pub use crate::cli_security::{CheckArgs, SecurityCmd};
 
 /// FLM — one secure, OpenAI-compatible endpoint for the LLM engines on this machine.
@@ -74,6 +75,13 @@ pub enum Command {
     Usage(UsageArgs),
     /// Open the FLM app in the browser, logged in (starts the daemon if needed).
     Ui(UiArgs),
+    /// Named parameter sets for an engine model; clients use profile/<label> as the
+    /// model id.
+    #[command(subcommand)]
+    ModelProfiles(ModelProfilesCmd),
+    /// API settings of the proxy: system prompt templates.
+    #[command(subcommand)]
+    Api(ApiCmd),
 }
 
 /// Options of `flm usage`.
@@ -109,6 +117,12 @@ pub enum ProxyCmd {
     Stop(StopArgs),
     /// Show the running proxies.
     Status,
+    /// Re-read API keys, the security policy (IP allow list, rate limits, CORS,
+    /// `media_fetch`…), the IP blocklist and renewed TLS certificate files in the
+    /// running proxies, without restarting them or dropping connections. Port, mode and
+    /// bind address need a restart.
+    #[command(after_help = "Examples:\n  flm proxy reload --all\n  flm proxy reload --port 8780")]
+    Reload(ReloadArgs),
 }
 
 /// TLS modes of `flm proxy start --mode`.
@@ -213,6 +227,21 @@ pub struct StopArgs {
     pub handle_id: Option<String>,
 }
 
+/// Options of `flm proxy reload`: exactly one target.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ReloadArgs {
+    /// Reload the proxy on this port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Reload the proxy with this handle id (see `flm proxy status`).
+    #[arg(long, value_name = "ID")]
+    pub handle_id: Option<String>,
+    /// Reload every running proxy.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// `flm api-keys …`
 #[derive(Debug, Subcommand)]
 pub enum ApiKeysCmd {
@@ -299,16 +328,20 @@ pub struct KeyLimitArgs {
 /// Options of `flm chat`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream\n  flm chat --model whisper-1 --audio meeting.wav"
+    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream\n  flm chat --model llava --prompt \"What is this?\" --image-url https://example.com/cat.png\n  git diff | flm chat --model llama3.2 --prompt-file -\n  flm chat --model whisper-1 --audio meeting.wav"
 )]
 pub struct ChatArgs {
     /// Model: flm://{engine_id}/{model} as listed by `flm models list`, or a bare
     /// model name.
     #[arg(long)]
     pub model: String,
-    /// The message to send (with --audio: optional text that guides the transcription).
-    #[arg(long, required_unless_present = "audio", default_value = "")]
+    /// The message to send (or --prompt-file); with --audio, optional text that guides
+    /// the transcription.
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub prompt: String,
+    /// Read the message from a file (UTF-8, line breaks kept); `-` reads standard input.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
     /// Print the answer as it is generated.
     #[arg(long)]
     pub stream: bool,
@@ -318,6 +351,10 @@ pub struct ChatArgs {
     /// Attach an image (PNG, JPEG or WebP, at most 8 MB); repeatable.
     #[arg(long, value_name = "FILE")]
     pub image: Vec<PathBuf>,
+    /// Attach a remote image by URL (http/https), fetched by the proxy within its
+    /// `media_fetch` policy; repeatable, mixable with --image.
+    #[arg(long, value_name = "URL")]
+    pub image_url: Vec<String>,
     /// Transcribe this audio file (WAV, MP3, FLAC, OGG or M4A, at most 25 MB) with
     /// --model through POST /v1/audio/transcriptions and print the text.
     #[arg(long, value_name = "FILE")]

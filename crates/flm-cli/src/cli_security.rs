@@ -26,6 +26,10 @@ pub enum SecurityCmd {
     /// Current rate-limit windows the proxy persisted (per API key id, and per client
     /// IP as `ip:<address>`).
     RateLimits(RateLimitsArgs),
+    /// The TLS certificates FLM manages (self-signed, local CA, packaged-ca server
+    /// certificate, ACME): subject, SANs, expiry and files.
+    #[command(subcommand)]
+    Certificates(CertificatesCmd),
     /// Add FLM's local root CA (created on first use) to this machine's trust store,
     /// so browsers and tools trust `--mode packaged-ca` without warnings. Needs root.
     InstallCa {
@@ -48,6 +52,14 @@ pub enum SecurityCmd {
         after_help = "Examples:\n  flm security firewall-script --target ufw --output flm-firewall-ufw.sh\n  flm security firewall-script --target nftables --port 8780 --port 8781 --format text\n  flm security firewall-script --target powershell --rollback --output flm-firewall-rollback.ps1"
     )]
     FirewallScript(FirewallScriptArgs),
+}
+
+/// `flm security certificates …`
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCmd {
+    /// List the certificates with subject, SANs, expiry (`is_expired`, `days_left`)
+    /// and the certificate and key files.
+    List,
 }
 
 /// Firewall tools `flm security firewall-script` writes for.

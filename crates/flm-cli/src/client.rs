@@ -290,6 +290,30 @@ impl Daemon {
         Ok(l.url)
     }
 
+    /// `POST /admin/reload` (`flm proxy reload`).
+    pub async fn reload(
+        &self,
+        target: &StopTarget,
+    ) -> Result<Vec<flm_proxy::ReloadOutcome>, CliError> {
+        #[derive(Deserialize)]
+        struct Reloaded {
+            #[serde(default)]
+            reloaded: Vec<flm_proxy::ReloadOutcome>,
+        }
+        let body = serde_json::to_value(target).map_err(|e| {
+            CliError::internal("INTERNAL", format!("cannot encode the target: {e}"))
+        })?;
+        let r: Reloaded = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/reload",
+                Some(body),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(r.reloaded)
+    }
+
     /// `POST /admin/reload-keys`.
     pub async fn reload_keys(&self) -> Result<(), CliError> {
         let _: Value = self

@@ -275,6 +275,7 @@ async fn serve(
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
     manager.start_telemetry(app.store.usage(), app.store.health_log());
+    manager.use_profiles(app.store.profiles()).await;
     let now = chrono::Utc::now();
     let (_, cli_key) = flm_core::keys::generate("local cli", now)?;
     manager.add_ephemeral_key(CLI_KEY_ID, &cli_key)?;
@@ -399,6 +400,10 @@ fn app_api_routers(app: &App) -> Vec<axum::Router> {
             app.store.api_keys(),
         )),
         flm_proxy::ui_api::setup::router(),
+        flm_proxy::ui_api::profiles::router(flm_proxy::ui_api::profiles::ProfilesApiDeps::new(
+            app.store.profiles(),
+            app.store.api_keys(),
+        )),
     ]
 }
 

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cli_profiles;
 pub mod cli_security;
 pub mod client;
 mod commands;

@@ -348,6 +348,12 @@ pub struct ModelInfo {
     pub vision: bool,
     /// The model accepts audio.
     pub audio_inputs: bool,
+    /// Whether `vision` and `audio_inputs` come from the engine's own report (Ollama
+    /// `/api/show` capabilities, llama-server `/props` modalities, LM Studio's model
+    /// type). When false they are guesses (name hints), and the proxy lets the engine
+    /// decide instead of refusing images or audio itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub modalities_known: bool,
     /// The model can call tools.
     pub tools: bool,
     /// The model emits reasoning.
@@ -375,6 +381,7 @@ impl ModelInfo {
             supports_embeddings: false,
             vision: false,
             audio_inputs: false,
+            modalities_known: false,
             tools: false,
             reasoning: false,
             loaded: None,

@@ -30,6 +30,7 @@ pub mod ids;
 pub mod key_scope;
 pub mod keys;
 pub mod ports;
+pub mod profiles;
 pub mod proxy;
 pub mod security;
 pub mod services;

@@ -286,6 +286,9 @@ pub struct StoreGenerations {
     /// and failure counters it already holds in memory), so that a proxy under
     /// attack does not reload its blocklist after each of its own writes.
     pub blocklist: u64,
+    /// `model_profiles` and `api_prompts`: a profile or prompt template saved or
+    /// deleted.
+    pub profiles: u64,
 }
 
 /// A cheap change marker of the stores, polled by the proxy (several times a

@@ -210,6 +210,7 @@ impl LlmEngine for OllamaEngine {
                         m.tools = has("tools");
                         m.reasoning = has("thinking");
                         m.audio_inputs = has("audio");
+                        m.modalities_known = true;
                     } else {
                         crate::openai::apply_name_hints(&mut m);
                     }

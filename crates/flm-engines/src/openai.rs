@@ -104,6 +104,8 @@ impl OpenAiCompatEngine {
                 m.supports_streaming = false;
             }
             m.vision = ty == "vlm";
+            // The v0 type is LM Studio's own word on images; it documents no audio input.
+            m.modalities_known = true;
             m.tools = item
                 .get("capabilities")
                 .and_then(Value::as_array)
@@ -148,9 +150,18 @@ impl OpenAiCompatEngine {
                     .is_some_and(|c| c.iter().any(|x| x.as_str() == Some("multimodal")))
             })
         });
+        // `/props` modalities (or the router's capabilities) are the server's own report.
+        let known = props
+            .as_ref()
+            .is_some_and(|p| p.get("modalities").is_some_and(Value::is_object))
+            || v.get("models").and_then(Value::as_array).is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m.get("capabilities").is_some_and(Value::is_array))
+            });
         for m in &mut out {
             m.vision = vision || multimodal;
             m.audio_inputs = audio;
+            m.modalities_known = known;
             if runtime_ctx.is_some() {
                 m.context_length = runtime_ctx;
             }
@@ -261,10 +272,16 @@ fn openai_message(m: &ChatMessage) -> Value {
     }
     let mut parts = vec![json!({"type": "text", "text": m.content})];
     for a in &m.attachments {
-        parts.push(json!({
-            "type": "image_url",
-            "image_url": {"url": format!("data:{};base64,{}", a.mime_type, a.data_base64)}
-        }));
+        parts.push(match a.mime_type.strip_prefix("audio/") {
+            Some(format) => json!({
+                "type": "input_audio",
+                "input_audio": {"data": a.data_base64, "format": format}
+            }),
+            None => json!({
+                "type": "image_url",
+                "image_url": {"url": format!("data:{};base64,{}", a.mime_type, a.data_base64)}
+            }),
+        });
     }
     json!({"role": role_str(m.role), "content": parts})
 }

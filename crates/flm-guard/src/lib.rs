@@ -64,6 +64,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod resource;
 pub mod score;
+pub mod ssrf;
 
 pub use anomaly::{Anomaly, AnomalyConfig, AnomalyDetector, AnomalyKind, AnomalyReport};
 pub use blocklist::{
@@ -74,7 +75,7 @@ pub use intrusion::{
     RequestFacts,
 };
 pub use net::{client_ip, AllowList, IpNet, NetError};
-pub use policy::{EffectivePolicy, PolicyError, PolicyErrors, SecurityPolicy};
+pub use policy::{EffectivePolicy, MediaFetchPolicy, PolicyError, PolicyErrors, SecurityPolicy};
 pub use ratelimit::{Decision, Limit, RateLimiter, Tightening, TokenBudget};
 pub use resource::{Admission, CpuSample, MemSample, ResourceGuard, ResourceThresholds};
 pub use score::{Action, Ladder, Level, ScoreBoard, Verdict};

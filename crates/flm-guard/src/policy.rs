@@ -208,6 +208,45 @@ impl Default for ResourcePolicy {
     }
 }
 
+/// `media_fetch`: how the proxy fetches remote media (`image_url` parts with an
+/// `http(s)` URL) on a client's behalf, and which addresses it may reach (see
+/// [`crate::ssrf`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFetchPolicy {
+    /// Fetch loopback, RFC 1918, CGNAT, link-local and unique-local addresses too
+    /// (never cloud metadata addresses: list those in `allowed_cidrs` if you must).
+    pub allow_private: bool,
+    /// Networks the proxy may fetch from whatever their class.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Largest fetched image in bytes.
+    pub max_image_bytes: u32,
+    /// Largest sum of fetched image bytes in one request.
+    pub max_total_bytes: u32,
+    /// Most image parts in one request (inline and remote); 0 refuses images.
+    pub max_images: u32,
+    /// Time for all fetches of one request, in seconds.
+    pub timeout_secs: u32,
+    /// Most redirects followed per image; every hop is checked again.
+    pub max_redirects: u32,
+    /// Largest `input_audio` payload (decoded) in bytes.
+    pub max_audio_bytes: u32,
+}
+
+impl Default for MediaFetchPolicy {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            allowed_cidrs: Vec::new(),
+            max_image_bytes: 10 * 1024 * 1024,
+            max_total_bytes: 20 * 1024 * 1024,
+            max_images: 8,
+            timeout_secs: 10,
+            max_redirects: 3,
+            max_audio_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
 /// A validated security policy with defaults applied.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SecurityPolicy {
@@ -231,6 +270,8 @@ pub struct SecurityPolicy {
     pub acme_domain: Option<String>,
     /// `trusted_proxy_ips`.
     pub trusted_proxy_ips: Vec<IpNet>,
+    /// `media_fetch`.
+    pub media_fetch: MediaFetchPolicy,
     /// Unknown root keys, kept for forward compatibility.
     pub extra: Map<String, Value>,
 }
@@ -293,6 +334,7 @@ impl SecurityPolicy {
             resource_protection: v.resource(root.get("resource_protection")),
             acme_domain: None,
             trusted_proxy_ips: v.ip_list(root.get("trusted_proxy_ips"), "trusted_proxy_ips"),
+            media_fetch: v.media_fetch(root.get("media_fetch")),
             extra: Map::new(),
         };
         match root.get("acme_domain") {
@@ -417,6 +459,27 @@ impl SecurityPolicy {
             root.insert("acme_domain".into(), Value::String(dom.clone()));
         }
         root.insert("trusted_proxy_ips".into(), ips(&self.trusted_proxy_ips));
+        // Written only when it differs from the defaults, so documents that never
+        // mention it keep their normalised form.
+        let m = &self.media_fetch;
+        if m != &MediaFetchPolicy::default() {
+            root.insert(
+                "media_fetch".into(),
+                section(
+                    None,
+                    vec![
+                        ("allow_private", m.allow_private.into()),
+                        ("allowed_cidrs", ips(&m.allowed_cidrs)),
+                        ("max_image_bytes", m.max_image_bytes.into()),
+                        ("max_total_bytes", m.max_total_bytes.into()),
+                        ("max_images", m.max_images.into()),
+                        ("timeout_secs", m.timeout_secs.into()),
+                        ("max_redirects", m.max_redirects.into()),
+                        ("max_audio_bytes", m.max_audio_bytes.into()),
+                    ],
+                ),
+            );
+        }
         Value::Object(root)
     }
 
@@ -501,6 +564,7 @@ const KNOWN_ROOT_KEYS: &[&str] = &[
     "resource_protection",
     "acme_domain",
     "trusted_proxy_ips",
+    "media_fetch",
 ];
 
 fn strings(v: &[String]) -> Value {
@@ -650,6 +714,40 @@ impl Validator {
             }
         }
         out
+    }
+
+    fn media_fetch(&mut self, v: Option<&Value>) -> MediaFetchPolicy {
+        let d = MediaFetchPolicy::default();
+        let Some(m) = self.section(
+            v,
+            "media_fetch",
+            &[
+                "allow_private",
+                "allowed_cidrs",
+                "max_image_bytes",
+                "max_total_bytes",
+                "max_images",
+                "timeout_secs",
+                "max_redirects",
+                "max_audio_bytes",
+            ],
+        ) else {
+            return d;
+        };
+        const GIB: u64 = 1024 * 1024 * 1024;
+        let s = "media_fetch";
+        MediaFetchPolicy {
+            allow_private: self
+                .boolean(m, s, "allow_private")
+                .unwrap_or(d.allow_private),
+            allowed_cidrs: self.ip_list(m.get("allowed_cidrs"), "media_fetch.allowed_cidrs"),
+            max_image_bytes: self.int(m, s, "max_image_bytes", d.max_image_bytes, 1024, GIB),
+            max_total_bytes: self.int(m, s, "max_total_bytes", d.max_total_bytes, 1024, GIB),
+            max_images: self.int(m, s, "max_images", d.max_images, 0, 256),
+            timeout_secs: self.int(m, s, "timeout_secs", d.timeout_secs, 1, 600),
+            max_redirects: self.int(m, s, "max_redirects", d.max_redirects, 0, 20),
+            max_audio_bytes: self.int(m, s, "max_audio_bytes", d.max_audio_bytes, 1024, GIB),
+        }
     }
 
     fn cors(&mut self, v: Option<&Value>) -> CorsPolicy {

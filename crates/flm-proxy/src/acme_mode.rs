@@ -163,6 +163,7 @@ pub async fn start(
                 tls: TlsSetup {
                     resolver,
                     info: info(bundle),
+                    key_path: bundle.key_path.clone(),
                 },
                 mode: ProxyMode::HttpsAcme,
                 last_error,

@@ -76,6 +76,7 @@ pub fn router_with_ui(
         .route("/admin/stop", post(stop))
         .route("/admin/reload-keys", post(reload_keys))
         .route("/admin/reload-security", post(reload_security))
+        .route("/admin/reload", post(reload))
         .route("/admin/ui/login-code", post(ui_login_code))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -280,6 +281,28 @@ async fn ui_login_code(State(st): State<Arc<AdminState>>) -> Response {
 async fn reload_keys(State(st): State<Arc<AdminState>>) -> Response {
     match st.manager.reload_keys().await {
         Ok(n) => Json(json!({"keys": n})).into_response(),
+        Err(e) => core_error(&e),
+    }
+}
+
+/// `POST /admin/reload` with `{port?, handle_id?}`: `flm proxy reload`.
+async fn reload(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Response {
+    let target: StopTarget = if body.is_empty() {
+        StopTarget::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(t) => t,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    &format!("invalid reload request: {e}"),
+                )
+            }
+        }
+    };
+    match st.manager.reload(&target).await {
+        Ok(r) => Json(json!({"reloaded": r})).into_response(),
         Err(e) => core_error(&e),
     }
 }

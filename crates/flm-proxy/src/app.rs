@@ -57,6 +57,11 @@ pub struct AppState {
     pub first_check_wait: Duration,
     /// Usage metering (`None`: not recorded).
     pub usage: Option<Arc<crate::telemetry::UsageMeter>>,
+    /// The SOCKS5 endpoint remote media is fetched through (the instance's egress);
+    /// `None`: direct, with the SSRF guard's own resolution.
+    pub media_egress: Option<String>,
+    /// Model profiles and prompt templates (shared by the instances of a manager).
+    pub(crate) profiles: crate::profiles::SharedProfiles,
 }
 
 /// Shared state handle.

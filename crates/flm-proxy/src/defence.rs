@@ -1725,6 +1725,13 @@ fn audit_event(
             AuditSeverity::Medium,
             json!({"method": method, "scope": "api_key", "reason": reason}),
         ),
+        // A remote image the SSRF guard refused: someone may be probing the network
+        // behind the proxy through it.
+        Some(code @ "image_url_forbidden") => (
+            None,
+            AuditSeverity::Medium,
+            json!({"method": method, "error": code}),
+        ),
         Some(code) if status >= 500 => (
             None,
             AuditSeverity::High,

@@ -30,7 +30,11 @@ pub async fn list_models(
     Extension(access): Extension<KeyAccess>,
 ) -> Response {
     let routes = st.router.routes(st.first_check_wait).await;
-    json_response(StatusCode::OK, routes.models_json_for(&access.0.scope))
+    let body = routes.models_json_for(&access.0.scope);
+    json_response(
+        StatusCode::OK,
+        crate::profiles::with_profiles(&st, &routes, &access.0, body),
+    )
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
@@ -203,10 +207,12 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let mut obj = parse_checked(&st, ip, &rid.0, "/v1/chat/completions", &bytes)?;
+    crate::profiles::apply(&st, &access.0, crate::profiles::Route::Chat, &mut obj).await?;
     let params = openai_req::validate_chat(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, "chat request");
     let routes = st.router.routes(st.first_check_wait).await;
-    let resolved = routes.resolve(&params.model, &access.0.scope)?;
+    let mut resolved = routes.resolve(&params.model, &access.0.scope)?;
+    crate::multimodal::prepare(&st, &mut obj, &mut resolved).await?;
     let model = resolved.model.clone();
     try_candidates(&st, "chat_error", &resolved.candidates, &model, |entry| {
         let st = st.clone();
@@ -429,6 +435,13 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let mut obj = parse_checked(&st, ip, &rid.0, "/v1/completions", &bytes)?;
+    crate::profiles::apply(
+        &st,
+        &access.0,
+        crate::profiles::Route::Completions,
+        &mut obj,
+    )
+    .await?;
     let params = openai_req::validate_completion(&mut obj)?;
     tracing::debug!(request_id = %rid.0, api_key_id = %key.0, model = %params.model, stream = params.stream, fim = params.suffix.is_some(), "completion request");
     let routes = st.router.routes(st.first_check_wait).await;

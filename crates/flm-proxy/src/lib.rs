@@ -45,10 +45,13 @@ mod handlers;
 mod keys;
 pub mod manager;
 mod media;
+mod media_fetch;
+mod multimodal;
 mod multipart;
 mod openai_req;
 mod passthrough;
 pub mod policy_rules;
+pub(crate) mod profiles;
 mod relay;
 mod request_id;
 mod resources;
@@ -64,7 +67,7 @@ pub mod ui_api;
 pub use acme_mode::{AcmeDeps, RenewTiming};
 pub use audit::AuditStats;
 pub use defence::{DefenceStats, Guard, SecurityDeps};
-pub use manager::{EgressEngines, ProxyDeps, ProxyManager, StopTarget};
+pub use manager::{EgressEngines, ProxyDeps, ProxyManager, ReloadOutcome, StopTarget};
 pub use retention::RetentionTiming;
 
 /// Resolves when a shutdown flag turns true (or its sender is gone).

@@ -71,6 +71,30 @@ struct Instance {
     servers: Vec<JoinHandle<()>>,
     grace: Duration,
     router: Arc<Router>,
+    /// The served certificate and its files (TLS modes), for [`ProxyManager::reload`].
+    tls: Option<(
+        Arc<flm_tls::ReloadableResolver>,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    )>,
+}
+
+/// What `flm proxy reload` did on one running proxy.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    /// Handle id.
+    pub handle_id: String,
+    /// HTTP port.
+    pub port: u16,
+    /// What was re-read: `api_keys`, `security_policy` (policy and IP blocklist),
+    /// `profiles` (model profiles and prompt templates), `certificate` (TLS modes).
+    pub reloaded: Vec<String>,
+    /// The served certificate changed (a renewed or replaced file).
+    #[serde(default)]
+    pub certificate_changed: bool,
+    /// What failed; the previous state stays in force for it.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 struct Shared {
@@ -89,6 +113,10 @@ struct Shared {
     /// Usage metering and health history, once [`ProxyManager::start_telemetry`] ran.
     usage: Mutex<Option<Arc<crate::telemetry::UsageMeter>>>,
     health: Mutex<Option<Arc<crate::telemetry::HealthWriter>>>,
+    /// Model profiles and prompt templates, in memory (see [`crate::profiles`]).
+    profiles: crate::profiles::SharedProfiles,
+    /// Where they are stored, once [`ProxyManager::use_profiles`] ran.
+    profile_service: Mutex<Option<flm_core::profiles::ProfileService>>,
 }
 
 /// Hosts proxy instances (in the daemon, or in the CLI with `--no-daemon`).
@@ -127,6 +155,8 @@ impl ProxyManager {
                 acme_renewal: Mutex::new(crate::acme_mode::RenewTiming::default()),
                 usage: Mutex::new(None),
                 health: Mutex::new(None),
+                profiles: Arc::default(),
+                profile_service: Mutex::new(None),
             }),
         }
     }
@@ -186,6 +216,34 @@ impl ProxyManager {
         if let Ok(mut h) = self.shared.health.lock() {
             *h = Some(crate::telemetry::HealthWriter::new(health));
         }
+    }
+
+    /// Serves the model profiles and prompt templates of `repo` (loaded now, then
+    /// followed through the `profiles` change marker like keys). Without this call
+    /// the proxy has none.
+    pub async fn use_profiles(&self, repo: Arc<dyn flm_core::profiles::ProfileRepository>) {
+        let service = flm_core::profiles::ProfileService::new(repo);
+        if let Ok(mut s) = self.shared.profile_service.lock() {
+            *s = Some(service);
+        }
+        if let Err(e) = self.reload_profiles().await {
+            tracing::warn!(error = %e, "could not load the model profiles and prompt templates");
+        }
+    }
+
+    /// Re-reads the model profiles and prompt templates now.
+    pub async fn reload_profiles(&self) -> Result<(), CoreError> {
+        let service = self
+            .shared
+            .profile_service
+            .lock()
+            .ok()
+            .and_then(|s| s.clone());
+        if let Some(service) = service {
+            let set = service.snapshot().await?;
+            self.shared.profiles.store(Arc::new(set));
+        }
+        Ok(())
     }
 
     /// Writes the usage counted so far now (also done every 10 s and at stop).
@@ -249,6 +307,7 @@ impl ProxyManager {
     async fn follow_changes(self) {
         let mut seen_keys: Option<u64> = None;
         let mut seen_security: Option<(u64, u64)> = None;
+        let mut seen_profiles: Option<u64> = None;
         let mut markers_failing = false;
         let mut reload_failing = false;
         let mut fingerprint = String::new();
@@ -285,6 +344,17 @@ impl ProxyManager {
                         Err(e) => failed = Some(e.to_string()),
                     }
                 }
+                if seen_profiles != Some(now.profiles) {
+                    match self.reload_profiles().await {
+                        Ok(()) => {
+                            if seen_profiles.is_some() {
+                                tracing::info!("model profiles or prompt templates changed in the store: reloaded");
+                            }
+                            seen_profiles = Some(now.profiles);
+                        }
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
                 let security = (now.policy, now.blocklist);
                 if seen_security != Some(security) {
                     match self.shared.guard.reload().await {
@@ -314,6 +384,9 @@ impl ProxyManager {
                     },
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not check API keys"),
+                }
+                if let Err(e) = self.reload_profiles().await {
+                    tracing::warn!(error = %e, "could not reload the model profiles");
                 }
             }
             self.shared.key_lookup.budgets().flush_if_due().await;
@@ -486,6 +559,8 @@ impl ProxyManager {
             exposed: !ip.is_loopback(),
             first_check_wait: engine_settings.detect_timeout + Duration::from_secs(2),
             usage: self.shared.usage.lock().ok().and_then(|u| u.clone()),
+            media_egress: egress.endpoint(),
+            profiles: self.shared.profiles.clone(),
         });
         tokio::spawn(router.clone().monitor(
             engines,
@@ -496,6 +571,13 @@ impl ProxyManager {
         ));
         let app = app::build(state);
         let id = format!("proxy-{}", local.port());
+        let tls_files = tls.as_ref().map(|t| {
+            (
+                t.resolver.clone(),
+                std::path::PathBuf::from(&t.info.cert_path),
+                t.key_path.clone(),
+            )
+        });
         let (https_port, endpoints, tls_info) = match (https_listener, https_local, tls) {
             (Some(https), Some(https_local), Some(tls)) => {
                 let server_config = match tls.resolver.server_config() {
@@ -616,6 +698,7 @@ impl ProxyManager {
                     servers,
                     grace,
                     router: router.clone(),
+                    tls: tls_files,
                 },
             );
         }
@@ -812,6 +895,115 @@ impl ProxyManager {
         self.shared.key_lookup.budgets().flush().await;
         self.shared.changed.notify_waiters();
         Ok(stopped)
+    }
+
+    /// Re-reads what can change without a restart (spec 30-proxy §13) for the proxies
+    /// matching `target` (all without one): API keys, the security policy and IP
+    /// blocklist, and — in TLS modes — the certificate files, swapped in for new
+    /// handshakes while open connections keep theirs. Nothing is closed. What fails
+    /// keeps its previous state and is reported per proxy. No matching running proxy
+    /// is an error.
+    pub async fn reload(&self, target: &StopTarget) -> Result<Vec<ReloadOutcome>, CoreError> {
+        type TlsFiles = Option<(
+            Arc<flm_tls::ReloadableResolver>,
+            std::path::PathBuf,
+            std::path::PathBuf,
+        )>;
+        let chosen: Vec<(String, u16, TlsFiles)> = self
+            .shared
+            .instances
+            .lock()
+            .map(|inst| {
+                inst.values()
+                    .filter(|i| {
+                        target.port.is_none_or(|p| i.handle.port == p)
+                            && target.handle_id.as_ref().is_none_or(|h| &i.handle.id == h)
+                    })
+                    .map(|i| (i.handle.id.clone(), i.handle.port, i.tls.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if chosen.is_empty() {
+            let what = target
+                .port
+                .map(|p| format!(" on port {p}"))
+                .or_else(|| {
+                    target
+                        .handle_id
+                        .as_ref()
+                        .map(|h| format!(" with handle {h}"))
+                })
+                .unwrap_or_default();
+            return Err(ProxyError::NotRunning(format!("no proxy runs{what}")).into());
+        }
+        // Keys and policy are shared by every instance of this manager.
+        let mut shared_done = Vec::new();
+        let mut shared_errors = Vec::new();
+        match self.reload_keys().await {
+            Ok(_) => shared_done.push("api_keys".to_owned()),
+            Err(e) => shared_errors.push(format!("api_keys: {e}")),
+        }
+        match self.shared.guard.reload().await {
+            Ok(()) => shared_done.push("security_policy".to_owned()),
+            Err(e) => shared_errors.push(format!("security_policy: {e}")),
+        }
+        match self.reload_profiles().await {
+            Ok(()) => shared_done.push("profiles".to_owned()),
+            Err(e) => shared_errors.push(format!("profiles: {e}")),
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for (id, port, tls) in chosen {
+            let mut o = ReloadOutcome {
+                handle_id: id.clone(),
+                port,
+                reloaded: shared_done.clone(),
+                certificate_changed: false,
+                errors: shared_errors.clone(),
+            };
+            if let Some((resolver, cert, key)) = tls {
+                let (c, k) = (cert.clone(), key.clone());
+                let loaded =
+                    tokio::task::spawn_blocking(move || flm_tls::load_bundle(&c, &k)).await;
+                match loaded {
+                    Ok(Ok(bundle)) => {
+                        let changed = bundle.sha256_fingerprint != resolver.fingerprint();
+                        let swapped = if changed {
+                            resolver.reload(&bundle)
+                        } else {
+                            Ok(())
+                        };
+                        match swapped {
+                            Ok(()) => {
+                                o.reloaded.push("certificate".into());
+                                o.certificate_changed = changed;
+                                if changed {
+                                    self.update_handle(&id, |h| {
+                                        if let Some(t) = h.tls.as_mut() {
+                                            t.fingerprint_sha256 =
+                                                bundle.sha256_fingerprint.clone();
+                                            t.not_after = bundle.not_after.to_rfc3339();
+                                            t.sans = bundle
+                                                .sans
+                                                .iter()
+                                                .map(ToString::to_string)
+                                                .collect();
+                                        }
+                                    });
+                                }
+                            }
+                            Err(e) => o.errors.push(format!("certificate: {e}")),
+                        }
+                    }
+                    Ok(Err(e)) => o.errors.push(format!(
+                        "certificate: {e}; the previous certificate stays in use"
+                    )),
+                    Err(e) => o.errors.push(format!("certificate: {e}")),
+                }
+            }
+            tracing::info!(handle = %o.handle_id, reloaded = ?o.reloaded, errors = ?o.errors, "proxy reloaded");
+            out.push(o);
+        }
+        Ok(out)
     }
 
     /// Resolves once no instance runs (after at least one change).

@@ -384,6 +384,9 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
                             }
                         }
                         Some("image_url" | "input_image") => msg.attachments.push(image_part(p)?),
+                        // Ollama's native API takes audio as media next to images, as its
+                        // own OpenAI layer does (checked by `multimodal::prepare`).
+                        Some("input_audio") => msg.attachments.push(audio_part(p)?),
                         Some(other) => {
                             return Err(ApiError::new(
                                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -505,6 +508,26 @@ fn image_part(p: &Value) -> Result<Attachment, ApiError> {
         } else {
             mime.into()
         },
+        data_base64: data.to_owned(),
+    })
+}
+
+fn audio_part(p: &Value) -> Result<Attachment, ApiError> {
+    let data = p
+        .pointer("/input_audio/data")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_input_audio",
+                "audio part without `input_audio.data`",
+            )
+        })?;
+    let format = p
+        .pointer("/input_audio/format")
+        .and_then(Value::as_str)
+        .unwrap_or("wav");
+    Ok(Attachment {
+        mime_type: format!("audio/{format}"),
         data_base64: data.to_owned(),
     })
 }

@@ -26,6 +26,9 @@ pub struct TlsSetup {
     pub resolver: Arc<ReloadableResolver>,
     /// What the handle reports.
     pub info: TlsInfo,
+    /// The private key file of the certificate in `info.cert_path` (for
+    /// `flm proxy reload`).
+    pub key_path: std::path::PathBuf,
 }
 
 fn tls_err(mode: ProxyMode, e: &flm_tls::TlsError) -> CoreError {
@@ -104,6 +107,7 @@ pub fn setup(
     Ok(TlsSetup {
         resolver,
         info: info(&bundle, trust),
+        key_path: bundle.key_path.clone(),
     })
 }
 

@@ -56,6 +56,7 @@ impl ChangeMarkers for SqliteChangeMarkers {
                 "api_keys" => g.api_keys = value,
                 "security_policies" => g.policy = value,
                 "ip_blocklist" => g.blocklist = value.wrapping_sub(*own),
+                "profiles" => g.profiles = value,
                 _ => {}
             }
         }

@@ -30,6 +30,8 @@ const SECURITY_TABLES: &[&str] = &[
     "audit_chain_head",
     "audit_archive_marker",
     "change_markers",
+    "model_profiles",
+    "api_prompts",
 ];
 
 /// Triggers that keep the audit log append-only, and those that tell a running
@@ -51,6 +53,12 @@ const SECURITY_TRIGGERS: &[&str] = &[
     "ip_blocklist_changed_insert",
     "ip_blocklist_changed_update",
     "ip_blocklist_changed_delete",
+    "model_profiles_changed_insert",
+    "model_profiles_changed_update",
+    "model_profiles_changed_delete",
+    "api_prompts_changed_insert",
+    "api_prompts_changed_update",
+    "api_prompts_changed_delete",
 ];
 
 /// Runs every storage check on an open store. Never fails: each problem becomes an

@@ -117,6 +117,7 @@ mod events;
 mod health_log;
 mod open;
 mod policy;
+mod profiles;
 mod rate_limits;
 mod settings;
 pub mod time;
@@ -336,6 +337,14 @@ impl Store {
         Arc::new(changes::SqliteChangeMarkers {
             db: Arc::clone(&self.inner.security),
             own: Arc::clone(&self.inner.own_blocklist_writes),
+        })
+    }
+
+    /// Model profiles and prompt templates (`security.db` → `model_profiles`,
+    /// `api_prompts`; their writes bump the `profiles` change marker).
+    pub fn profiles(&self) -> Arc<dyn flm_core::profiles::ProfileRepository> {
+        Arc::new(profiles::SqliteProfiles {
+            db: Arc::clone(&self.inner.security),
         })
     }
 

@@ -66,6 +66,7 @@
 
 mod bundle;
 mod ca;
+mod describe;
 mod error;
 mod fs;
 mod gen;
@@ -78,6 +79,7 @@ pub mod trust;
 
 pub use bundle::{load_bundle, load_bundle_at, CertBundle};
 pub use ca::{create_local_ca, ensure_local_ca, issue_server_cert, load_local_ca, LocalCa};
+pub use describe::{describe_certificate, CertSummary};
 pub use error::{Result, TlsError};
 pub use inspect::sha256_fingerprint;
 pub use record::{record_id, CertMode, CertificateRecord, LOCAL_CA_RECORD_ID};

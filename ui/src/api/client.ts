@@ -3,7 +3,8 @@
 // from the envelope, always with the request id the daemon gave them.
 import type {
   AllowEntryRequest, AllowList, AnomalyView, AuditView, BlockList, BlockRequest, BlockView, Cleared,
-  CreateKeyRequest, Dashboard, EngineList, ErrorEnvelope, EventFilters, FieldError, HealthHistory,
+  CreateKeyRequest, Dashboard, PreviewRequest, PreviewView, ProfileList, ProfileView, PromptList, PromptView,
+  SaveProfileRequest, SetPromptRequest, EngineList, ErrorEnvelope, EventFilters, FieldError, HealthHistory,
   IntrusionView, KeyCreated, KeyList, KeyRotated, KeyView, ModelList, Page, PolicyDoc, PolicyView,
   ProxyStartRequest, ProxyView, SecuritySummary, Session, SetSettingRequest, Setting, SettingList, Usage,
   UsageGroupBy, UsageRange, VerifyView,
@@ -165,6 +166,13 @@ export function createApi(base = '') {
     usage: (range: UsageRange, group_by: UsageGroupBy) => json<Usage>('GET', `/api/v1/usage${qs({ range, group_by })}`),
     healthHistory: (q: { hours: number; limit: number; engine_id?: string; model?: string }) =>
       json<HealthHistory>('GET', `/api/v1/engines/health-history${qs(q)}`),
+    profiles: () => json<ProfileList>('GET', '/api/v1/model-profiles'),
+    saveProfile: (req: SaveProfileRequest) => json<ProfileView>('POST', '/api/v1/model-profiles', req),
+    deleteProfile: (id: string) => json<void>('DELETE', `/api/v1/model-profiles/${enc(id)}`),
+    prompts: () => json<PromptList>('GET', '/api/v1/prompts'),
+    setPrompt: (req: SetPromptRequest) => json<PromptView>('PUT', '/api/v1/prompts', req),
+    deletePrompt: (apiId: string) => json<void>('DELETE', `/api/v1/prompts/${enc(apiId)}`),
+    previewPrompt: (req: PreviewRequest) => json<PreviewView>('POST', '/api/v1/prompts/preview', req),
   };
 }
 

@@ -13,6 +13,8 @@ export const KNOWN_ERROR_CODES = [
   'invalid_cursor', 'invalid_filter', 'invalid_query', 'key_revoked', 'not_blocked', 'not_in_allowlist', 'core_error',
   // the setup wizard's
   'invalid_firewall_request',
+  // model profiles and prompt templates
+  'profile_exists', 'invalid_model', 'invalid_parameters', 'invalid_target', 'invalid_template',
 ] as const;
 
 export type KnownErrorCode = (typeof KNOWN_ERROR_CODES)[number];

@@ -14,6 +14,8 @@ export const NAV: { to: string; key: string }[] = [
   { to: '/security/ip-blocklist', key: 'sidebar.ipBlocklist' },
   { to: '/security/ip-whitelist', key: 'sidebar.ipWhitelist' },
   { to: '/usage', key: 'sidebar.usage' },
+  { to: '/models/profiles', key: 'sidebar.modelProfiles' },
+  { to: '/prompts', key: 'sidebar.promptTemplates' },
   { to: '/models/comparison', key: 'sidebar.modelComparison' },
   { to: '/settings', key: 'sidebar.settings' },
 ];

@@ -1,5 +1,5 @@
 // The app's routes (spec §2 plus /api-setup and /usage).
-export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/comparison', '/settings', '/settings/alerts', '/setup'];
+export const ROUTES = ['/', '/api-setup', '/chat/tester', '/security/events', '/security/ip-blocklist', '/security/ip-whitelist', '/usage', '/models/profiles', '/prompts', '/models/comparison', '/settings', '/settings/alerts', '/setup'];
 
 /** A warning's fix_route if this build has that screen (the wizard `/setup` included). */
 export function fixRoute(route: string): string | null {

@@ -234,16 +234,24 @@ pub(super) async fn proxy_error(resp: reqwest::Response) -> CliError {
     }
 }
 
-pub(crate) async fn run(app: &App, args: ChatArgs, printer: &Printer) -> Result<(), CliError> {
-    if let Some(audio) = &args.audio {
-        return super::chat_audio::run(app, &args, audio, printer).await;
+pub(crate) async fn run(app: &App, mut args: ChatArgs, printer: &Printer) -> Result<(), CliError> {
+    if let Some(audio) = args.audio.clone() {
+        // With --audio the prompt is optional: a hint for the transcription.
+        if args.prompt_file.is_some() {
+            args.prompt = super::chat_inputs::prompt(&args)?;
+        }
+        return super::chat_audio::run(app, &args, &audio, printer).await;
     }
     // Everything that can be checked locally is checked before any request.
-    let images = args
+    args.prompt = super::chat_inputs::prompt(&args)?;
+    let mut images = args
         .image
         .iter()
         .map(|p| load_image(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for u in &args.image_url {
+        images.push(super::chat_inputs::check_image_url(u)?);
+    }
     let body = body(&args, &images)?;
     let (base, key, trust) = target(app, &args, printer).await?;
     let mut builder = reqwest::Client::builder()

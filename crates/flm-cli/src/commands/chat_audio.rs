@@ -85,10 +85,10 @@ pub(crate) async fn run(
     audio: &Path,
     printer: &Printer,
 ) -> Result<(), CliError> {
-    if args.stream || !args.image.is_empty() {
+    if args.stream || !args.image.is_empty() || !args.image_url.is_empty() {
         return Err(CliError::user(
             "INVALID_ARGUMENT",
-            "--audio transcribes a file: it cannot be combined with --stream or --image",
+            "--audio transcribes a file: it cannot be combined with --stream, --image or --image-url",
         ));
     }
     let (name, mime, bytes) = load_audio(audio)?;

@@ -15,6 +15,8 @@ use crate::output::{CliError, Printer};
 const POLICY_SEMANTICS: &str = "security_db.policy_semantics";
 /// Name of the trusted-proxy check (issue 14 point 7).
 const TRUSTED_PROXIES: &str = "security_db.policy_trusted_proxies";
+/// Name of the remote-media (SSRF) check.
+const MEDIA_FETCH: &str = "security_db.policy_media_fetch";
 
 pub(crate) async fn run(app: &App, args: CheckArgs, printer: &Printer) -> Result<(), CliError> {
     let mut report = flm_store::check(&app.store).await;
@@ -25,6 +27,8 @@ pub(crate) async fn run(app: &App, args: CheckArgs, printer: &Printer) -> Result
                     report.push(POLICY_SEMANTICS, CheckStatus::Ok, "every policy field is valid");
                     let (status, message) = trusted_loopback(&policy.trusted_proxy_ips, &local_users());
                     report.push(TRUSTED_PROXIES, status, message);
+                    let (status, message) = media_fetch(&policy.media_fetch);
+                    report.push(MEDIA_FETCH, status, message);
                 }
                 Err(errs) => report.push(
                     POLICY_SEMANTICS,
@@ -132,6 +136,46 @@ fn trusted_loopback(trusted: &[IpNet], other_users: &[u32]) -> (CheckStatus, Str
     )
 }
 
+/// The verdict on `media_fetch`: what a client with a key can make the proxy fetch
+/// for remote `image_url` parts. Opening the private networks, or listing a cloud
+/// metadata address, lets any key holder read from them through the proxy.
+fn media_fetch(m: &flm_guard::MediaFetchPolicy) -> (CheckStatus, String) {
+    let metadata: Vec<String> = m
+        .allowed_cidrs
+        .iter()
+        .filter(|n| flm_guard::ssrf::covers_metadata(n) || n.prefix_len() < 8)
+        .map(ToString::to_string)
+        .collect();
+    if !metadata.is_empty() {
+        return (
+            CheckStatus::Warning,
+            format!(
+                "media_fetch.allowed_cidrs opens a cloud metadata address or a huge range ({}): any API key can make the proxy fetch from it (instance credentials live there). Fix: list only the image servers' own addresses",
+                metadata.join(", ")
+            ),
+        );
+    }
+    if m.allow_private {
+        return (
+            CheckStatus::Warning,
+            "media_fetch.allow_private is on: any API key can make the proxy fetch images from this machine and the local network. Fix: list only the image servers in media_fetch.allowed_cidrs".to_owned(),
+        );
+    }
+    let msg = if m.allowed_cidrs.is_empty() {
+        "remote images are fetched from public addresses only".to_owned()
+    } else {
+        format!(
+            "remote images are fetched from public addresses and {}",
+            m.allowed_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    (CheckStatus::Ok, msg)
+}
+
 /// The user ids other than ours that own a process here (Linux `/proc`; empty
 /// elsewhere or when unreadable).
 fn local_users() -> Vec<u32> {
@@ -170,6 +214,23 @@ fn uid_of(status: &str) -> Option<u32> {
 mod tests {
     #![allow(clippy::unwrap_used)] // test code
     use super::*;
+
+    #[test]
+    fn media_fetch_verdicts() {
+        let mut m = flm_guard::MediaFetchPolicy::default();
+        assert_eq!(media_fetch(&m).0, CheckStatus::Ok);
+        m.allowed_cidrs = nets(&["192.168.1.20"]);
+        assert_eq!(media_fetch(&m).0, CheckStatus::Ok);
+        m.allow_private = true;
+        assert_eq!(media_fetch(&m).0, CheckStatus::Warning);
+        m.allow_private = false;
+        m.allowed_cidrs = nets(&["169.254.169.254"]);
+        assert!(media_fetch(&m).1.contains("metadata"));
+        m.allowed_cidrs = nets(&["169.254.0.0/16"]);
+        assert_eq!(media_fetch(&m).0, CheckStatus::Warning);
+        m.allowed_cidrs = nets(&["0.0.0.0/0"]);
+        assert_eq!(media_fetch(&m).0, CheckStatus::Warning);
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()

@@ -1,14 +1,18 @@
 //! One function per command: call the core service, print the result.
 
 mod api_keys;
+mod certificates;
 mod chat;
 mod chat_audio;
+mod chat_inputs;
 mod check;
 mod config;
 mod engines;
 mod firewall;
 mod models;
+mod profiles;
 mod proxy;
+mod proxy_reload;
 mod security;
 mod ui;
 mod usage;
@@ -36,6 +40,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Check(args) => check::run(&app, args, printer).await,
         Command::Usage(args) => usage::run(&app, args, printer).await,
         Command::Ui(args) => ui::run(&app, args, printer).await,
+        Command::ModelProfiles(cmd) => profiles::run_profiles(&app, cmd, printer).await,
+        Command::Api(cmd) => profiles::run_api(&app, cmd, printer).await,
     };
     app.store.close().await;
     result

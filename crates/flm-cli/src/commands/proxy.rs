@@ -24,6 +24,7 @@ pub(crate) async fn run(app: &App, cmd: ProxyCmd, printer: &Printer) -> Result<(
         ProxyCmd::Start(args) => start(app, args, printer).await,
         ProxyCmd::Stop(args) => stop(app, args, printer).await,
         ProxyCmd::Status => status(app, printer).await,
+        ProxyCmd::Reload(args) => super::proxy_reload::run(app, args, printer).await,
     }
 }
 
@@ -206,6 +207,7 @@ async fn foreground(
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
     manager.start_telemetry(app.store.usage(), app.store.health_log());
+    manager.use_profiles(app.store.profiles()).await;
     let handle = manager.start(config).await?;
     print_started(&handle, new_key, false, printer)?;
     // One plain line, in every format: scripts wait for it.

@@ -57,6 +57,9 @@ pub(crate) async fn run(app: &App, cmd: SecurityCmd, printer: &Printer) -> Resul
             trust_ca(app, ca, printer).await
         }
         SecurityCmd::FirewallScript(a) => super::firewall::run(app, a, printer).await,
+        SecurityCmd::Certificates(crate::cli_security::CertificatesCmd::List) => {
+            super::certificates::list(app, printer).await
+        }
     }
 }
 

@@ -323,3 +323,30 @@ fn domains() {
         assert!(!is_valid_domain(d), "{d}");
     }
 }
+
+#[test]
+fn media_fetch_section() {
+    let p = SecurityPolicy::from_json_str("{}").unwrap();
+    assert_eq!(p.media_fetch, MediaFetchPolicy::default());
+    assert!(p.to_value().get("media_fetch").is_none());
+    let p = SecurityPolicy::from_json_str(
+        r#"{"media_fetch":{"allow_private":true,"allowed_cidrs":["127.0.0.1","10.0.0.0/8"],"max_redirects":0}}"#,
+    )
+    .unwrap();
+    assert!(p.media_fetch.allow_private);
+    assert_eq!(p.media_fetch.allowed_cidrs.len(), 2);
+    assert_eq!(p.media_fetch.max_redirects, 0);
+    let again = SecurityPolicy::from_value(&p.to_value()).unwrap();
+    assert_eq!(again, p);
+    let e = SecurityPolicy::from_json_str(
+        r#"{"media_fetch":{"allowed_cidrs":["nope"],"timeout_secs":0,"allow_privat":true}}"#,
+    )
+    .unwrap_err();
+    let fields: Vec<&str> = e.0.iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"media_fetch.allowed_cidrs[0]"),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"media_fetch.timeout_secs"), "{fields:?}");
+    assert!(fields.contains(&"media_fetch.allow_privat"), "{fields:?}");
+}

@@ -3,6 +3,7 @@
 //! those of `ui/src/api/types.ts`; every error is a [`UiError`] envelope.
 
 pub mod error;
+pub mod profiles;
 pub mod security;
 pub mod setup;
 #[cfg(test)]

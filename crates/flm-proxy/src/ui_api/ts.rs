@@ -76,6 +76,13 @@ fn export(dir: &Path) -> Result<(), ExportError> {
         super::setup::PlatformView,
         flm_core::firewall::FirewallRequest,
         flm_core::firewall::FirewallScript,
+        // model profiles and prompt templates
+        super::profiles::ProfileList,
+        super::profiles::SaveProfileRequest,
+        super::profiles::PromptList,
+        super::profiles::SetPromptRequest,
+        super::profiles::PreviewRequest,
+        super::profiles::PreviewView,
         // alert rules (the `alert_rules` setting's document)
         flm_core::alerts::AlertRules,
     );
