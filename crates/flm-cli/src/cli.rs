@@ -332,14 +332,15 @@ pub struct KeyLimitArgs {
 /// Options of `flm chat`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream\n  flm chat --model llava --prompt \"What is this?\" --image-url https://example.com/cat.png\n  git diff | flm chat --model llama3.2 --prompt-file -"
+    after_help = "Examples:\n  flm chat --model flm://llamacpp-default/tiny-llama --prompt \"Hello\"\n  flm chat --model llama3.2 --prompt \"Describe this\" --image photo.jpg --stream\n  flm chat --model llava --prompt \"What is this?\" --image-url https://example.com/cat.png\n  git diff | flm chat --model llama3.2 --prompt-file -\n  flm chat --model whisper-1 --audio meeting.wav"
 )]
 pub struct ChatArgs {
     /// Model: flm://{engine_id}/{model} as listed by `flm models list`, or a bare
     /// model name.
     #[arg(long)]
     pub model: String,
-    /// The message to send (or --prompt-file).
+    /// The message to send (or --prompt-file); with --audio, optional text that guides
+    /// the transcription.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub prompt: String,
     /// Read the message from a file (UTF-8, line breaks kept); `-` reads standard input.
@@ -362,6 +363,10 @@ pub struct ChatArgs {
     /// `media_fetch` policy; repeatable, mixable with --image.
     #[arg(long, value_name = "URL")]
     pub image_url: Vec<String>,
+    /// Transcribe this audio file (WAV, MP3, FLAC, OGG or M4A, at most 25 MB) with
+    /// --model through POST /v1/audio/transcriptions and print the text.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Option<PathBuf>,
     /// Sampling temperature (0.0-2.0).
     #[arg(long)]
     pub temperature: Option<f64>,
@@ -431,7 +436,8 @@ pub struct HealthHistoryArgs {
 /// Options of `flm engines detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Only this engine kind (ollama, vllm, lmstudio, llamacpp, openai) or engine id.
+    /// Only this engine kind (ollama, vllm, lmstudio, llamacpp, openai, whispercpp) or
+    /// engine id.
     #[arg(long, value_name = "KIND|ID")]
     pub engine: Option<String>,
     /// Ignore the cache and probe again.
@@ -442,8 +448,8 @@ pub struct DetectArgs {
 /// Options of `flm engines add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// Engine kind: ollama, vllm, lmstudio, llamacpp or openai (any other
-    /// OpenAI-compatible server).
+    /// Engine kind: ollama, vllm, lmstudio, llamacpp, openai (any other
+    /// OpenAI-compatible server) or whispercpp (whisper.cpp's whisper-server).
     #[arg(long)]
     pub kind: String,
     /// Base URL of the engine's API, e.g. http://gpu-box.lan:8000 (a trailing /v1 is

@@ -27,20 +27,24 @@ pub enum EngineKind {
     /// Any other OpenAI-compatible server (configured explicitly, never auto-detected).
     #[serde(rename = "openai")]
     OpenAi,
+    /// whisper.cpp's `whisper-server` (speech-to-text only; configured explicitly).
+    #[serde(rename = "whispercpp")]
+    WhisperCpp,
 }
 
 impl EngineKind {
     /// Every kind, in detection order.
-    pub const ALL: [EngineKind; 5] = [
+    pub const ALL: [EngineKind; 6] = [
         EngineKind::Ollama,
         EngineKind::Vllm,
         EngineKind::LmStudio,
         EngineKind::LlamaCpp,
         EngineKind::OpenAi,
+        EngineKind::WhisperCpp,
     ];
 
     /// The slug used on the command line and in JSON (`ollama`, `vllm`, `lmstudio`,
-    /// `llamacpp`, `openai`).
+    /// `llamacpp`, `openai`, `whispercpp`).
     pub fn slug(self) -> &'static str {
         match self {
             EngineKind::Ollama => "ollama",
@@ -48,6 +52,7 @@ impl EngineKind {
             EngineKind::LmStudio => "lmstudio",
             EngineKind::LlamaCpp => "llamacpp",
             EngineKind::OpenAi => "openai",
+            EngineKind::WhisperCpp => "whispercpp",
         }
     }
 
@@ -59,6 +64,7 @@ impl EngineKind {
             EngineKind::LmStudio => "LM Studio",
             EngineKind::LlamaCpp => "llama.cpp",
             EngineKind::OpenAi => "OpenAI-compatible",
+            EngineKind::WhisperCpp => "whisper.cpp",
         }
     }
 
@@ -70,6 +76,7 @@ impl EngineKind {
             EngineKind::LmStudio => "Cannot connect to the LM Studio API",
             EngineKind::LlamaCpp => "llama.cpp HTTP server is not running",
             EngineKind::OpenAi => "Cannot connect to the engine API",
+            EngineKind::WhisperCpp => "whisper.cpp server is not running",
         }
     }
 
@@ -91,8 +98,11 @@ impl EngineKind {
                 max_audio_bytes: Some(25 * 1024 * 1024),
                 ..base
             },
+            // vLLM serves `/v1/audio/transcriptions` and `/translations` when it runs
+            // an ASR (Whisper-family) model; with another model it refuses them itself.
             EngineKind::Vllm => EngineCapabilities {
                 tools: true,
+                transcription: true,
                 ..base
             },
             EngineKind::LmStudio => EngineCapabilities {
@@ -100,7 +110,21 @@ impl EngineKind {
                 max_image_bytes: Some(4 * 1024 * 1024),
                 ..base
             },
-            EngineKind::LlamaCpp | EngineKind::OpenAi => base,
+            EngineKind::LlamaCpp => base,
+            // A configured OpenAI-compatible server (LocalAI, vLLM-Omni…) is offered
+            // every OpenAI route; it refuses those it lacks itself.
+            EngineKind::OpenAi => EngineCapabilities {
+                transcription: true,
+                image_generation: true,
+                audio_outputs: true,
+                ..base
+            },
+            // Speech-to-text only: no chat, no embeddings.
+            EngineKind::WhisperCpp => EngineCapabilities {
+                transcription: true,
+                max_audio_bytes: Some(25 * 1024 * 1024),
+                ..EngineCapabilities::default()
+            },
         }
     }
 }
@@ -125,8 +149,9 @@ impl FromStr for EngineKind {
             "lmstudio" => Ok(EngineKind::LmStudio),
             "llamacpp" | "llamaserver" => Ok(EngineKind::LlamaCpp),
             "openai" | "openaicompatible" => Ok(EngineKind::OpenAi),
+            "whispercpp" | "whisperserver" | "whisper" => Ok(EngineKind::WhisperCpp),
             _ => Err(CoreError::InvalidInput(format!(
-                "unknown engine kind `{s}`: expected one of ollama, vllm, lmstudio, llamacpp, openai"
+                "unknown engine kind `{s}`: expected one of ollama, vllm, lmstudio, llamacpp, openai, whispercpp"
             ))),
         }
     }
@@ -152,8 +177,12 @@ pub struct EngineCapabilities {
     pub vision_inputs: bool,
     /// Audio as chat input.
     pub audio_inputs: bool,
-    /// Audio in responses.
+    /// Audio in responses, and text-to-speech (`/v1/audio/speech`).
     pub audio_outputs: bool,
+    /// Speech-to-text: `/v1/audio/transcriptions` and `/v1/audio/translations`.
+    pub transcription: bool,
+    /// Image generation: `/v1/images/generations`.
+    pub image_generation: bool,
     /// Largest image the engine accepts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_image_bytes: Option<u64>,
@@ -376,6 +405,10 @@ mod tests {
             EngineKind::LlamaCpp
         );
         assert_eq!("vLLM".parse::<EngineKind>().unwrap(), EngineKind::Vllm);
+        assert_eq!(
+            "whisper.cpp".parse::<EngineKind>().unwrap(),
+            EngineKind::WhisperCpp
+        );
         assert!("gpt".parse::<EngineKind>().is_err());
         for k in EngineKind::ALL {
             assert_eq!(k.slug().parse::<EngineKind>().unwrap(), k);

@@ -52,6 +52,21 @@ pub trait LlmEngine: Send + Sync {
             self.id()
         )))
     }
+
+    /// Like [`LlmEngine::relay`], but the request body is a stream sent as it arrives
+    /// (`request.body` is ignored): an upload (multipart audio) goes to the engine
+    /// without being buffered whole. The body stream failing aborts the request.
+    async fn relay_stream(
+        &self,
+        request: RawRequest,
+        body: RawBody,
+    ) -> Result<RawResponse, EngineError> {
+        let _ = (request, body);
+        Err(EngineError::Unsupported(format!(
+            "engine `{}` does not support streamed uploads",
+            self.id()
+        )))
+    }
 }
 
 /// Builds engine adapters for detected targets (the engine registry).

@@ -98,6 +98,22 @@ impl BinaryFinder {
                 }
                 vec![exe("lms")]
             }
+            EngineKind::WhisperCpp => {
+                if let Some(p) = (self.env)("WHISPER_CPP_PATH") {
+                    let p = PathBuf::from(p);
+                    if p.is_file() {
+                        return Some(p.display().to_string());
+                    }
+                    dirs.push(p.join("bin"));
+                    dirs.push(p);
+                }
+                dirs.extend(self.path_dirs());
+                dirs.extend(["/usr/local/bin", "/usr/bin"].map(PathBuf::from));
+                if let Some(h) = &home {
+                    dirs.push(h.join(".local").join("bin"));
+                }
+                ["whisper-server", "whisper-cpp-server"].map(exe).to_vec()
+            }
             EngineKind::OpenAi => return None,
         };
         for dir in dirs {

@@ -7,6 +7,8 @@
 //! - [`openai`]: the OpenAI-compatible API shared by vLLM, LM Studio, llama.cpp's
 //!   `llama-server` and any other OpenAI-compatible server, with per-kind model
 //!   metadata (LM Studio `/api/v0/models`, llama.cpp `/props`, vLLM `max_model_len`);
+//! - [`whisper`]: whisper.cpp's `whisper-server` (speech-to-text only, reached by
+//!   the proxy's audio routes at its `/inference` path);
 //! - [`probe`]: detection probes that confirm an engine's *identity* before trusting
 //!   it (llama-server answers some Ollama routes; LM Studio answers 200 with error
 //!   bodies; FLM's own proxy must never be taken for an engine);
@@ -26,6 +28,7 @@ pub mod openai;
 pub mod probe;
 pub mod relay;
 pub mod sse;
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,12 @@ impl EngineFactory for Registry {
     fn build(&self, target: &EngineTarget, request_timeout: Duration) -> Arc<dyn LlmEngine> {
         match target.kind {
             EngineKind::Ollama => Arc::new(ollama::OllamaEngine::new(
+                target.id.clone(),
+                &target.base_url,
+                self.client.clone(),
+                request_timeout,
+            )),
+            EngineKind::WhisperCpp => Arc::new(whisper::WhisperEngine::new(
                 target.id.clone(),
                 &target.base_url,
                 self.client.clone(),

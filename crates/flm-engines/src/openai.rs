@@ -450,6 +450,14 @@ impl LlmEngine for OpenAiCompatEngine {
         crate::relay::relay(&self.client, &self.base_url, request).await
     }
 
+    async fn relay_stream(
+        &self,
+        request: flm_core::ports::RawRequest,
+        body: flm_core::ports::RawBody,
+    ) -> Result<flm_core::ports::RawResponse, EngineError> {
+        crate::relay::relay_stream(&self.client, &self.base_url, request, body).await
+    }
+
     async fn embeddings(
         &self,
         request: EmbeddingRequest,

@@ -3,7 +3,8 @@
 //! Ports are shared by many servers (8000 and 8080 above all), so a port that answers
 //! proves nothing. Each kind has an identity check taken from the engines' own APIs
 //! (reference §5.1): Ollama's `GET /` text, llama.cpp's `Server: llama.cpp` header,
-//! vLLM's `GET /version`, LM Studio's `/api/v0/models` and `X-Powered-By: Express`.
+//! vLLM's `GET /version`, LM Studio's `/api/v0/models` and `X-Powered-By: Express`,
+//! whisper.cpp's `Server: whisper.cpp` header on `GET /health`.
 //! Any response carrying [`flm_core::FLM_SERVER_HEADER`] is FLM's own proxy and is
 //! never accepted as an engine.
 
@@ -51,6 +52,11 @@ impl Resp {
     fn is_llamacpp(&self) -> bool {
         self.header("server")
             .is_some_and(|s| s.contains("llama.cpp"))
+    }
+
+    fn is_whispercpp(&self) -> bool {
+        self.header("server")
+            .is_some_and(|s| s.contains("whisper.cpp"))
     }
 
     fn is_express(&self) -> bool {
@@ -175,6 +181,8 @@ impl Ctx<'_> {
 fn describe(r: &Resp) -> String {
     if r.is_llamacpp() {
         "llama.cpp".into()
+    } else if r.is_whispercpp() {
+        "whisper.cpp".into()
     } else if r.is_express() {
         "LM Studio".into()
     } else if r.text() == "Ollama is running" {
@@ -459,6 +467,32 @@ async fn probe_lmstudio(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     Ok(answered(&models, None, data.len(), None, caps))
 }
 
+/// whisper.cpp's `whisper-server`: `GET /health` (a read-only route that loads
+/// nothing) must carry `Server: whisper.cpp`; 503 means its model is still loading.
+/// It serves exactly one model.
+async fn probe_whispercpp(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
+    let health = cx.get("/health").await?;
+    if !health.is_whispercpp() {
+        return Ok(ProbeOutcome::WrongIdentity {
+            found: identify(cx, &health).await,
+        });
+    }
+    let caps = EngineKind::WhisperCpp.default_capabilities();
+    let url = cx.url("/health");
+    if health.status == 503 {
+        let detail =
+            crate::http::upstream_message(&health.body).unwrap_or_else(|| "loading model".into());
+        return Ok(answered(&health, None, 0, Some(detail), caps));
+    }
+    if health.status != 200 {
+        return Ok(non_ok(&health, &url));
+    }
+    if let Err(bad) = parse_json(&health, &url) {
+        return Ok(bad);
+    }
+    Ok(answered(&health, None, 1, None, caps))
+}
+
 async fn probe_openai(cx: &Ctx<'_>) -> Result<ProbeOutcome, Stop> {
     let models = cx.get("/v1/models").await?;
     let url = cx.url("/v1/models");
@@ -523,6 +557,7 @@ impl EngineProber for HttpProber {
                 EngineKind::Vllm => probe_vllm(&cx).await,
                 EngineKind::LmStudio => probe_lmstudio(&cx).await,
                 EngineKind::OpenAi => probe_openai(&cx).await,
+                EngineKind::WhisperCpp => probe_whispercpp(&cx).await,
             }
         };
         // The per-request timeouts already use the remaining budget; this outer bound

@@ -2,7 +2,7 @@
 //! `/engine/{id}/*` pass-through: the request goes out as given, the response comes
 //! back unparsed with its body streamed as it arrives.
 
-use flm_core::ports::{RawRequest, RawResponse};
+use flm_core::ports::{RawBody, RawRequest, RawResponse};
 use flm_core::EngineError;
 use futures::StreamExt;
 
@@ -41,6 +41,53 @@ pub async fn relay(
         rb = rb.body(req.body);
     }
     let resp = rb.send().await.map_err(|e| transport_error(&e, &url))?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let body = resp.bytes_stream().map(move |r| {
+        r.map_err(|e| {
+            EngineError::Network(format!(
+                "the answer of {url} broke off: {}",
+                crate::http::root_cause(&e)
+            ))
+        })
+    });
+    Ok(RawResponse {
+        status,
+        headers,
+        body: Box::pin(body),
+    })
+}
+
+/// Sends `req` to `base_url` with `body` streamed as the request body (chunked), and
+/// returns the streamed response. `req.body` is ignored.
+pub async fn relay_stream(
+    client: &HttpClient,
+    base_url: &str,
+    req: RawRequest,
+    body: RawBody,
+) -> Result<RawResponse, EngineError> {
+    let url = format!("{base_url}{}", req.path_and_query);
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+        EngineError::Unsupported(format!("HTTP method `{}` is not supported", req.method))
+    })?;
+    let mut rb = client.raw().request(method, &url);
+    for (k, v) in &req.headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let resp = rb
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| transport_error(&e, &url))?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

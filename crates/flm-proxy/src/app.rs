@@ -107,6 +107,34 @@ pub fn build(state: SharedState) -> axum::Router {
             )),
         )
         .route(
+            "/v1/audio/transcriptions",
+            post(crate::media::transcriptions).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
+            "/v1/audio/translations",
+            post(crate::media::translations).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
+            "/v1/audio/speech",
+            post(crate::media::speech).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
+            "/v1/images/generations",
+            post(crate::media::image_generations).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::telemetry::meter,
+            )),
+        )
+        .route(
             "/engine/{engine_id}/{*path}",
             any(crate::passthrough::passthrough),
         )

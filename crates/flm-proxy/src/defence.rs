@@ -1347,7 +1347,10 @@ impl Guard {
                         &RequestObservation {
                             method: m.method,
                             path: m.path,
-                            body_bytes: content_length(req.headers()),
+                            body_bytes: crate::media::anomaly_body_bytes(
+                                m.path,
+                                content_length(req.headers()),
+                            ),
                             header_count: req.headers().len(),
                             user_agent: req
                                 .headers()

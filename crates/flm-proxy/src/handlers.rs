@@ -517,13 +517,13 @@ fn completion_support(
     {
         return Err(ApiError::bad_request(
             "completions_not_supported",
-            format!("model `{id}` only serves embeddings: it cannot answer /v1/completions (see GET /v1/models, `flm.chat`)"),
+            format!("model `{id}` does not generate text (it serves embeddings or speech-to-text only): it cannot answer /v1/completions (see GET /v1/models, `flm.chat`)"),
         ));
     }
     if params.suffix.is_some() {
         match entry.kind {
             EngineKind::LlamaCpp | EngineKind::Ollama | EngineKind::OpenAi => {}
-            EngineKind::Vllm | EngineKind::LmStudio => {
+            EngineKind::Vllm | EngineKind::LmStudio | EngineKind::WhisperCpp => {
                 return Err(ApiError::bad_request(
                     "suffix_not_supported",
                     format!(

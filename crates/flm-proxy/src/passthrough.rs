@@ -219,6 +219,13 @@ const OPENAI: AllowList = AllowList {
     post: &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"],
 };
 
+/// whisper.cpp's server: its health check and its inference route (never `/load`,
+/// which swaps the model).
+const WHISPER_CPP: AllowList = AllowList {
+    read: &["/health"],
+    post: &["/inference"],
+};
+
 fn allow_list(kind: EngineKind) -> &'static AllowList {
     match kind {
         EngineKind::Ollama => &OLLAMA,
@@ -226,6 +233,7 @@ fn allow_list(kind: EngineKind) -> &'static AllowList {
         EngineKind::Vllm => &VLLM,
         EngineKind::LmStudio => &LM_STUDIO,
         EngineKind::OpenAi => &OPENAI,
+        EngineKind::WhisperCpp => &WHISPER_CPP,
     }
 }
 

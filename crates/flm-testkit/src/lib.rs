@@ -31,14 +31,17 @@
 mod chat;
 mod emulator;
 mod fake;
+mod form;
 pub mod llama;
 mod lmstudio;
+pub mod media;
 mod ollama;
 mod openai;
 mod responses;
 mod server;
 mod stream;
 mod vllm;
+pub mod whisper;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -46,6 +49,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use emulator::{Emulator, EmulatorControl, RecordedRequest, KEPT_PER_ROUTE};
+pub use form::FormPart;
 
 /// `http` types used in the public API (for [`EmulatorControl::last_headers`]).
 pub use axum::http;
@@ -154,6 +158,9 @@ pub struct EmulatedModel {
     pub thinking: bool,
     /// Fill-in-the-middle (Ollama's `insert` capability: `suffix` accepted).
     pub insert: bool,
+    /// A speech-recognition (Whisper-family) model: vLLM serves
+    /// `/v1/audio/transcriptions` and `/v1/audio/translations` with it.
+    pub transcription: bool,
 }
 
 impl EmulatedModel {
@@ -170,6 +177,15 @@ impl EmulatedModel {
         Self {
             name: name.into(),
             embedding: true,
+            ..Self::default()
+        }
+    }
+
+    /// A speech-recognition model (vLLM's audio routes accept it; no chat).
+    pub fn asr(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            transcription: true,
             ..Self::default()
         }
     }

@@ -30,6 +30,8 @@ const KIND: EmulatedKind = EmulatedKind::Vllm;
 const V1_CHAT: &str = "/v1/chat/completions";
 const V1_EMBEDDINGS: &str = "/v1/embeddings";
 const V1_COMPLETIONS: &str = "/v1/completions";
+const V1_TRANSCRIPTIONS: &str = "/v1/audio/transcriptions";
+const V1_TRANSLATIONS: &str = "/v1/audio/translations";
 
 pub(crate) fn classify(path: &str) -> RouteClass {
     match path {
@@ -37,7 +39,7 @@ pub(crate) fn classify(path: &str) -> RouteClass {
         "/v1/models" => RouteClass::Listing,
         V1_CHAT | V1_COMPLETIONS | V1_RESPONSES => RouteClass::Chat,
         V1_EMBEDDINGS => RouteClass::Embeddings,
-        "/metrics" | "/load" => RouteClass::Other,
+        "/metrics" | "/load" | V1_TRANSCRIPTIONS | V1_TRANSLATIONS => RouteClass::Other,
         _ => RouteClass::Unknown,
     }
 }
@@ -54,6 +56,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route(V1_COMPLETIONS, post(completions_handler))
         .route(V1_RESPONSES, post(responses_handler))
         .route(V1_EMBEDDINGS, post(embeddings_handler))
+        .route(V1_TRANSCRIPTIONS, post(transcriptions_handler))
+        .route(V1_TRANSLATIONS, post(translations_handler))
         .fallback(not_found_handler)
         .method_not_allowed_fallback(method_not_allowed_handler)
 }
@@ -199,6 +203,101 @@ fn served_model<'a>(
                 &format!("The model `{name}` does not exist."),
             )
         }),
+    }
+}
+
+async fn transcriptions_handler(
+    State(st): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    audio(&st, V1_TRANSCRIPTIONS, &headers, &body).unwrap_or_else(|e| e)
+}
+
+async fn translations_handler(
+    State(st): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    audio(&st, V1_TRANSLATIONS, &headers, &body).unwrap_or_else(|e| e)
+}
+
+/// vLLM's speech-to-text routes (`serving_transcription.py`): a multipart form with
+/// `file` and `model` (optional: the first served model), `language`, `prompt`,
+/// `temperature`, `response_format` (`json`, `text`, `verbose_json`). A model that is
+/// not a speech-recognition model is refused with 400. The emulated answer names the
+/// model and the number of audio bytes received, so a relay can be checked byte-exact.
+fn audio(
+    st: &Shared,
+    path: &'static str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> HandlerResult {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let form = crate::form::parse(ct, body)
+        .map_err(|e| bad_request(path, &format!("There was an error parsing the body: {e}")))?;
+    let field = |name: &str| form.iter().find(|p| p.name == name);
+    let file = field("file").ok_or_else(|| {
+        bad_request(
+            path,
+            "[{'type': 'missing', 'loc': ('body', 'file'), 'msg': 'Field required', 'input': None}]",
+        )
+    })?;
+    let model_json = match field("model") {
+        Some(m) => json!({"model": m.text()}),
+        None => json!({}),
+    };
+    let model = served_model(st, path, &model_json)?;
+    if !model.transcription {
+        return Err(bad_request(
+            path,
+            &format!(
+                "The model does not support {} API",
+                if path == V1_TRANSCRIPTIONS {
+                    "Transcriptions"
+                } else {
+                    "Translations"
+                }
+            ),
+        ));
+    }
+    let format = field("response_format").map_or_else(|| "json".to_owned(), |f| f.text());
+    let verb = if path == V1_TRANSCRIPTIONS {
+        "transcribed"
+    } else {
+        "translated"
+    };
+    let text = format!(
+        "Hello from vllm {}: {verb} {} bytes of {}",
+        model.name,
+        file.data.len(),
+        file.filename.as_deref().unwrap_or("audio")
+    );
+    match format.as_str() {
+        "json" => Ok(json_response(StatusCode::OK, &json!({"text": text}))),
+        "verbose_json" => Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "task": if path == V1_TRANSCRIPTIONS { "transcribe" } else { "translate" },
+                "language": field("language").map_or_else(|| "en".to_owned(), |f| f.text()),
+                "duration": 1.0,
+                "text": text,
+                "segments": [],
+            }),
+        )),
+        "text" => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+            text,
+        )
+            .into_response()),
+        other => Err(bad_request(
+            path,
+            &format!("Currently only support response_format `text`, `json` or `verbose_json`, got `{other}`"),
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 // (a newer daemon) stay as they are, marked as data.
 import type { TFunction } from 'i18next';
 
-export const CAPABILITIES = ['chat', 'chat_stream', 'embeddings', 'moderation', 'tools', 'reasoning', 'vision_inputs', 'audio_inputs', 'audio_outputs'] as const;
+export const CAPABILITIES = ['chat', 'chat_stream', 'embeddings', 'moderation', 'tools', 'reasoning', 'vision_inputs', 'audio_inputs', 'audio_outputs', 'transcription', 'image_generation'] as const;
 
 /** Settings whose help text the app translates (`values.settingHelp.<key>`); others show the daemon's English help. */
 export const HELPED_SETTINGS = [

@@ -172,7 +172,7 @@ fn explicit_key(args: &ChatArgs, printer: &Printer) -> Result<Option<String>, Cl
 
 /// Base URL and key: `--port` or the daemon's first proxy; the key the user gave
 /// ([`explicit_key`]), else the daemon's key for this machine.
-async fn target(
+pub(super) async fn target(
     app: &App,
     args: &ChatArgs,
     printer: &Printer,
@@ -219,7 +219,7 @@ async fn target(
 }
 
 /// A non-2xx answer of the proxy as an error with the proxy's own code.
-async fn proxy_error(resp: reqwest::Response) -> CliError {
+pub(super) async fn proxy_error(resp: reqwest::Response) -> CliError {
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -237,6 +237,13 @@ async fn proxy_error(resp: reqwest::Response) -> CliError {
 }
 
 pub(crate) async fn run(app: &App, mut args: ChatArgs, printer: &Printer) -> Result<(), CliError> {
+    if let Some(audio) = args.audio.clone() {
+        // With --audio the prompt is optional: a hint for the transcription.
+        if args.prompt_file.is_some() {
+            args.prompt = super::chat_inputs::prompt(&args)?;
+        }
+        return super::chat_audio::run(app, &args, &audio, printer).await;
+    }
     // Everything that can be checked locally is checked before any request.
     args.prompt = super::chat_inputs::prompt(&args)?;
     let mut images = args

@@ -3,6 +3,7 @@
 mod api_keys;
 mod certificates;
 mod chat;
+mod chat_audio;
 mod chat_inputs;
 mod chat_responses;
 mod check;

@@ -441,7 +441,7 @@ fn check_filter(filter: &str, targets: &[EngineTarget]) -> Result<(), CoreError>
     }
     let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
     Err(EngineError::NotFound(format!(
-        "`{filter}` is neither an engine kind (ollama, vllm, lmstudio, llamacpp, openai) nor a known engine id ({})",
+        "`{filter}` is neither an engine kind (ollama, vllm, lmstudio, llamacpp, openai, whispercpp) nor a known engine id ({})",
         ids.join(", ")
     ))
     .into())

@@ -7,7 +7,8 @@
 //!   engine kind;
 //! - [`identity`]: a probe never takes one engine (or FLM's own proxy) for another;
 //! - [`loading`]: engines that are up but not ready are reported as degraded;
-//! - [`failures`]: every bad path ends in a precise error, bounded in time, no panic.
+//! - [`failures`]: every bad path ends in a precise error, bounded in time, no panic;
+//! - [`whisper`]: the real whisper.cpp server: identity, listing, streamed uploads.
 
 // The workspace denies these lints; its allow-in-tests setting only covers `#[test]`
 // functions, not the helpers of an integration test crate. A failed expectation here is
@@ -19,3 +20,4 @@ mod failures;
 mod identity;
 mod loading;
 mod story;
+mod whisper;

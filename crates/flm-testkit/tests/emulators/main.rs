@@ -10,5 +10,6 @@ mod binary;
 mod common;
 mod completions;
 mod lmstudio;
+mod media;
 mod ollama;
 mod vllm;

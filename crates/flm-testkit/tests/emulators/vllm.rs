@@ -218,3 +218,95 @@ async fn loading_and_api_key() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], 503);
 }
+
+fn audio_form(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
+    let b = "emu-audio";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some(data) = file {
+        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+#[tokio::test]
+async fn audio_routes_serve_speech_recognition_models_only() {
+    let emu = start(
+        KIND,
+        EmulatorOptions::with_models([
+            EmulatedModel::asr("openai/whisper-large-v3"),
+            EmulatedModel::chat("chat-model"),
+        ]),
+    )
+    .await;
+    let c = client();
+    let base = emu.base_url();
+    let send = |path: &'static str, (ct, body): (String, Vec<u8>)| {
+        let c = c.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let wav = b"RIFF0000WAVEdata".as_slice();
+    let (s, body) = send(
+        "/v1/audio/transcriptions",
+        audio_form(&[("model", "openai/whisper-large-v3")], Some(wav)),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"text": "Hello from vllm openai/whisper-large-v3: transcribed 16 bytes of a.wav"})
+    );
+    let (s, body) = send(
+        "/v1/audio/translations",
+        audio_form(&[("response_format", "text")], Some(wav)),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("translated 16 bytes"), "{body}");
+    // A chat model refuses, with vLLM's nested error.
+    let (s, body) = send(
+        "/v1/audio/transcriptions",
+        audio_form(&[("model", "chat-model")], Some(wav)),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["code"], 400);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not support Transcriptions API"));
+    let (s, body) = send(
+        "/v1/audio/transcriptions",
+        audio_form(&[("model", "openai/whisper-large-v3")], None),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("'file'"), "{body}");
+    let (s, _) = send(
+        "/v1/audio/transcriptions",
+        audio_form(&[("model", "nope")], Some(wav)),
+    )
+    .await;
+    assert_eq!(s, 404);
+}

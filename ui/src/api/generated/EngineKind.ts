@@ -3,4 +3,4 @@
 /**
  * The engine families FLM knows how to talk to.
  */
-export type EngineKind = "ollama" | "vllm" | "lmstudio" | "llamacpp" | "openai";
+export type EngineKind = "ollama" | "vllm" | "lmstudio" | "llamacpp" | "openai" | "whispercpp";
