@@ -364,7 +364,13 @@ async fn require_key(State(state): State<SharedState>, mut req: Request, next: N
             let admitted = if stored_response {
                 Ok(None)
             } else {
-                budgets.admit(&grant, class, request_bytes).await
+                let upload = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/"));
+                let sides = crate::budget::Sides::of(class, upload);
+                budgets.admit(&grant, class, request_bytes, sides).await
             };
             let charge = match admitted {
                 Ok(c) => c,

@@ -9,7 +9,8 @@
 //!   bucket of `tpm` tokens refilled continuously; `429 token_rate_limit_exceeded`);
 //! - **after** the response body ended (or the client went away): the tokens are the
 //!   engine's `usage` (`prompt_tokens + completion_tokens`); without one, an estimate
-//!   of (request bytes + response bytes) / 4. The reservation is settled with that
+//!   of (request bytes + response bytes) / 4 — on the audio and image routes only the
+//!   text side counts ([`Sides`]). The reservation is settled with that
 //!   number (debt delays the next requests; a smaller use is refunded) and the month's
 //!   count grows by it. Failed requests (status ≥ 400) count no tokens.
 //!
@@ -70,6 +71,32 @@ pub(crate) struct Charge {
     month: String,
     reservation: Option<Reservation>,
     request_bytes: u64,
+    /// Which side of the exchange is text, when the engine reports no usage.
+    sides: Sides,
+}
+
+/// The sides of an exchange whose bytes estimate its tokens: audio and images are
+/// not text, so an upload counts by its transcript and a generated image or speech
+/// by its prompt (an 11 s recording is not 88,000 tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sides {
+    /// Request and response (chat, completions, embeddings, responses).
+    Both,
+    /// The request only (speech, image generation: the answer is media).
+    Request,
+    /// The response only (transcription, translation: the request is an upload).
+    Response,
+}
+
+impl Sides {
+    /// The sides of a request of `class`; `upload`: its body is `multipart/form-data`.
+    pub(crate) fn of(class: Option<RouteClass>, upload: bool) -> Sides {
+        match class {
+            Some(RouteClass::Audio | RouteClass::Images) if upload => Sides::Response,
+            Some(RouteClass::Audio | RouteClass::Images) => Sides::Request,
+            _ => Sides::Both,
+        }
+    }
 }
 
 /// Whether requests of this class spend tokens.
@@ -112,7 +139,13 @@ impl Budgets {
         grant: &KeyGrant,
         class: Option<RouteClass>,
         request_bytes: u64,
+        sides: Sides,
     ) -> Result<Option<Charge>, Response> {
+        let request_bytes = if sides == Sides::Response {
+            0
+        } else {
+            request_bytes
+        };
         let budget = grant.budget;
         if budget.is_unlimited() || !spends_tokens(class) {
             return Ok(None);
@@ -166,6 +199,7 @@ impl Budgets {
             month,
             reservation,
             request_bytes,
+            sides,
         }))
     }
 
@@ -296,9 +330,14 @@ impl Counted {
         } else if let Some((p, c)) = self.usage {
             p.saturating_add(c)
         } else {
+            let response_bytes = if charge.sides == Sides::Request {
+                0
+            } else {
+                self.response_bytes
+            };
             charge
                 .request_bytes
-                .saturating_add(self.response_bytes)
+                .saturating_add(response_bytes)
                 .div_ceil(4)
         };
         self.budgets.settle(charge, tokens);
@@ -410,20 +449,20 @@ mod tests {
         let chat = Some(RouteClass::Chat);
         // No budget, or a route that spends nothing: nothing to settle.
         assert!(b
-            .admit(&grant(None, None), chat, 10)
+            .admit(&grant(None, None), chat, 10, Sides::Both)
             .await
             .unwrap()
             .is_none());
         assert!(b
-            .admit(&g, Some(RouteClass::Models), 10)
+            .admit(&g, Some(RouteClass::Models), 10, Sides::Both)
             .await
             .unwrap()
             .is_none());
-        let c = b.admit(&g, chat, 40).await.unwrap().unwrap();
+        let c = b.admit(&g, chat, 40, Sides::Both).await.unwrap().unwrap();
         b.settle(c, 60);
-        let c = b.admit(&g, chat, 40).await.unwrap().unwrap();
+        let c = b.admit(&g, chat, 40, Sides::Both).await.unwrap().unwrap();
         b.settle(c, 50);
-        let refused = b.admit(&g, chat, 40).await.unwrap_err();
+        let refused = b.admit(&g, chat, 40, Sides::Both).await.unwrap_err();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.headers().contains_key(header::RETRY_AFTER));
         assert_eq!(
@@ -435,10 +474,10 @@ mod tests {
         let month = month_of(Utc::now());
         assert_eq!(repo.month_tokens("key_1", &month).await.unwrap(), 110);
         let again = Budgets::new(repo.clone());
-        assert!(again.admit(&g, chat, 1).await.is_err());
+        assert!(again.admit(&g, chat, 1, Sides::Both).await.is_err());
         // A larger quota admits again.
         assert!(again
-            .admit(&grant(None, Some(200)), chat, 1)
+            .admit(&grant(None, Some(200)), chat, 1, Sides::Both)
             .await
             .unwrap()
             .is_some());
@@ -449,9 +488,9 @@ mod tests {
         let b = Budgets::new(Arc::new(Counts::default()));
         let g = grant(Some(60), None); // one token per second
         let chat = Some(RouteClass::Chat);
-        let c = b.admit(&g, chat, 8).await.unwrap().unwrap();
+        let c = b.admit(&g, chat, 8, Sides::Both).await.unwrap().unwrap();
         b.settle(c, 60); // the whole minute
-        let refused = b.admit(&g, chat, 8).await.unwrap_err();
+        let refused = b.admit(&g, chat, 8, Sides::Both).await.unwrap_err();
         assert_eq!(
             refused.extensions().get::<ApiError>().unwrap().code,
             "token_rate_limit_exceeded"
@@ -464,8 +503,48 @@ mod tests {
         assert!((1..=61).contains(&retry), "{retry}");
         // Failed requests and refunds: a small use gives back the reservation.
         let g2 = grant(Some(6000), None);
-        let c = b.admit(&g2, chat, 4000).await.unwrap().unwrap();
+        let c = b
+            .admit(&g2, chat, 4000, Sides::Both)
+            .await
+            .unwrap()
+            .unwrap();
         b.settle(c, 0);
-        assert!(b.admit(&g2, chat, 4000).await.is_ok());
+        assert!(b.admit(&g2, chat, 4000, Sides::Both).await.is_ok());
+    }
+
+    /// Audio and images count only their text side when the engine gives no usage:
+    /// an upload by its transcript, a generated image or speech by its prompt.
+    #[tokio::test]
+    async fn media_routes_count_only_their_text_side() {
+        assert_eq!(Sides::of(Some(RouteClass::Audio), true), Sides::Response);
+        assert_eq!(Sides::of(Some(RouteClass::Audio), false), Sides::Request);
+        assert_eq!(Sides::of(Some(RouteClass::Images), false), Sides::Request);
+        assert_eq!(Sides::of(Some(RouteClass::Chat), true), Sides::Both);
+        let repo = Arc::new(Counts::default());
+        let b = Arc::new(Budgets::new(repo.clone()));
+        let g = grant(None, Some(1_000_000));
+        let cases = [
+            // An 11 s recording uploaded, 40 bytes of transcript: 10 tokens.
+            (Sides::Response, Some(RouteClass::Audio), 352_000, 40, 10),
+            // A 40-byte prompt, a 1 MB picture back: 10 tokens.
+            (Sides::Request, Some(RouteClass::Images), 40, 1_000_000, 10),
+            // Text both ways: (40 + 40) / 4.
+            (Sides::Both, Some(RouteClass::Chat), 40, 40, 20),
+        ];
+        let mut total = 0;
+        for (sides, class, request, response, tokens) in cases {
+            let c = b.admit(&g, class, request, sides).await.unwrap().unwrap();
+            let resp = Response::new(Body::from(vec![b'a'; response]));
+            let body = settle_when_done(resp, c, b.clone()).into_body();
+            axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            total += tokens;
+            b.flush().await;
+            let month = month_of(Utc::now());
+            assert_eq!(
+                repo.month_tokens("key_1", &month).await.unwrap(),
+                total,
+                "{sides:?}"
+            );
+        }
     }
 }

@@ -60,6 +60,7 @@ pub(crate) async fn prepare(
     let mut images = 0usize;
     let mut remote: Vec<PartAt> = Vec::new();
     let mut audio = 0usize;
+    let mut inline_total = 0u64;
     for (i, m) in messages(body).iter().enumerate() {
         let Some(parts) = m.get("content").and_then(Value::as_array) else {
             continue;
@@ -76,7 +77,20 @@ pub(crate) async fn prepare(
                     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
                     if lower.starts_with("http://") || lower.starts_with("https://") {
                         remote.push((i, j));
-                    } else if !lower.starts_with("data:") {
+                    } else if lower.starts_with("data:") {
+                        // Inline images count against the same limits as fetched ones.
+                        let bytes = inline_bytes(url);
+                        if bytes > u64::from(policy.max_image_bytes) {
+                            return Err(ApiError::bad_request(
+                                "image_too_large",
+                                format!(
+                                    "messages[{i}].content[{j}]: the image exceeds {} bytes (media_fetch.max_image_bytes)",
+                                    policy.max_image_bytes
+                                ),
+                            ));
+                        }
+                        inline_total = inline_total.saturating_add(bytes);
+                    } else {
                         // Nothing else is relayed: llama-server would read `file://`
                         // URLs from its --media-path.
                         return Err(ApiError::bad_request(
@@ -105,6 +119,15 @@ pub(crate) async fn prepare(
             ),
         ));
     }
+    if inline_total > u64::from(policy.max_total_bytes) {
+        return Err(ApiError::bad_request(
+            "image_too_large",
+            format!(
+                "the images of this request exceed {} bytes in total (media_fetch.max_total_bytes)",
+                policy.max_total_bytes
+            ),
+        ));
+    }
     narrow(resolved, images > 0, audio > 0)?;
     if remote.is_empty() {
         return Ok(());
@@ -116,7 +139,7 @@ pub(crate) async fn prepare(
             .acquire()
             .await
             .map_err(|_| ApiError::internal("the image fetch slots are closed"))?;
-        let mut remaining = u64::from(policy.max_total_bytes);
+        let mut remaining = u64::from(policy.max_total_bytes).saturating_sub(inline_total);
         let mut out = Vec::with_capacity(remote.len());
         for &(i, j) in &remote {
             let url = messages(body)
@@ -167,6 +190,14 @@ pub(crate) async fn prepare(
         }
     }
     Ok(())
+}
+
+/// Decoded size of a `data:` URL's Base64 payload (an upper bound for other
+/// encodings: the body limit already bounds those).
+fn inline_bytes(url: &str) -> u64 {
+    let payload = url.split_once(',').map_or("", |(_, p)| p);
+    let len = payload.trim_end_matches('=').len() as u64;
+    len.saturating_mul(3) / 4
 }
 
 fn messages(body: &Map<String, Value>) -> &[Value] {

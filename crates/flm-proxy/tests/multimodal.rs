@@ -439,6 +439,14 @@ async fn media_fetch_limits() {
             .contains("max_total_bytes"),
         "{v}"
     );
+    // Inline images count too: 1,500 bytes inline > max_total_bytes 1024, and an
+    // inline image leaves less room for a fetched one.
+    let inline = format!("data:image/png;base64,{}", "A".repeat(2000));
+    let (status, v) = h.chat(image_chat(model, &[inline])).await;
+    assert_eq!((status, code(&v)), (400, "image_too_large"), "{v}");
+    let small = format!("data:image/png;base64,{}", "A".repeat(800));
+    let (status, v) = h.chat(image_chat(model, &[small, u("/pad.png")])).await;
+    assert_eq!((status, code(&v)), (400, "image_too_large"), "{v}");
     let (status, v) = h
         .chat(image_chat(
             model,

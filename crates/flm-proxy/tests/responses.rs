@@ -512,7 +512,10 @@ async fn templates_reach_the_native_relay_as_instructions() {
     )
     .await;
     let sent = vllm.control().last_chat_body().unwrap();
-    assert_eq!(sent["instructions"], "House rules.\n\nClient system.", "{sent}");
+    assert_eq!(
+        sent["instructions"], "House rules.\n\nClient system.",
+        "{sent}"
+    );
     assert_eq!(r["instructions"], "Client system.", "{r}");
     let r = create(&h, json!({"model": "flm://vllm/test-model", "input": "hi"})).await;
     let sent = vllm.control().last_chat_body().unwrap();

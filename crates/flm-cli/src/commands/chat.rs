@@ -218,6 +218,29 @@ pub(super) async fn target(
     ))
 }
 
+/// The CLI error for a request to the proxy that got no answer.
+pub(super) fn send_error(base: &str, e: &reqwest::Error) -> CliError {
+    if e.is_timeout() {
+        CliError::user(
+            "REQUEST_TIMEOUT",
+            format!("the proxy at {base} did not answer in time"),
+        )
+    } else if e.is_connect() {
+        CliError::user(
+            "PROXY_NOT_RUNNING",
+            format!(
+                "cannot connect to the proxy at {base} ({}); start it with `flm proxy start`",
+                root_cause(e)
+            ),
+        )
+    } else {
+        CliError::user(
+            "PROXY_ERROR",
+            format!("request to {base} failed: {}", root_cause(e)),
+        )
+    }
+}
+
 /// A non-2xx answer of the proxy as an error with the proxy's own code.
 pub(super) async fn proxy_error(resp: reqwest::Response) -> CliError {
     let status = resp.status();
@@ -292,27 +315,7 @@ pub(crate) async fn run(app: &App, mut args: ChatArgs, printer: &Printer) -> Res
         let settings = app.config.proxy_settings().await?;
         req = req.timeout(settings.request_timeout + Duration::from_secs(15));
     }
-    let resp = req.send().await.map_err(|e| {
-        if e.is_timeout() {
-            CliError::user(
-                "REQUEST_TIMEOUT",
-                format!("the proxy at {base} did not answer in time"),
-            )
-        } else if e.is_connect() {
-            CliError::user(
-                "PROXY_NOT_RUNNING",
-                format!(
-                    "cannot connect to the proxy at {base} ({}); start it with `flm proxy start`",
-                    root_cause(&e)
-                ),
-            )
-        } else {
-            CliError::user(
-                "PROXY_ERROR",
-                format!("request to {base} failed: {}", root_cause(&e)),
-            )
-        }
-    })?;
+    let resp = req.send().await.map_err(|e| send_error(&base, &e))?;
     if !resp.status().is_success() {
         return Err(proxy_error(resp).await);
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::cli::ChatArgs;
-use crate::client::{error_chain, root_cause};
+use crate::client::error_chain;
 use crate::output::{write_stdout, CliError, Printer};
 
 /// Largest audio file accepted (the proxy's upload limit).
@@ -133,27 +133,7 @@ pub(crate) async fn run(
         .timeout(settings.request_timeout + Duration::from_secs(15))
         .send()
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                CliError::user(
-                    "REQUEST_TIMEOUT",
-                    format!("the proxy at {base} did not answer in time"),
-                )
-            } else if e.is_connect() {
-                CliError::user(
-                    "PROXY_NOT_RUNNING",
-                    format!(
-                        "cannot connect to the proxy at {base} ({}); start it with `flm proxy start`",
-                        root_cause(&e)
-                    ),
-                )
-            } else {
-                CliError::user(
-                    "PROXY_ERROR",
-                    format!("request to {base} failed: {}", root_cause(&e)),
-                )
-            }
-        })?;
+        .map_err(|e| super::chat::send_error(&base, &e))?;
     if !resp.status().is_success() {
         return Err(super::chat::proxy_error(resp).await);
     }

@@ -128,18 +128,28 @@ pub async fn create(
     // Media goes through the bridge, where the chat path's SSRF guard, size limits and
     // capability checks apply: an engine relayed natively would fetch remote URLs
     // itself, from inside the network FLM protects.
-    let native = if carries_media(&items) {
+    let relayed = if carries_media(&items) {
         None
     } else {
         native_candidates(&st, &parsed.model, &access).await
     };
-    if let Some((candidates, model)) = native {
+    if let Some((candidates, model)) = relayed {
         let template = crate::profiles::template_for(&st, &access.0, &parsed.model).await;
         let native_req = NativeRequest {
             obj: &obj,
             template: template.as_deref(),
         };
-        return native(&st, &rid, &key, &parsed, native_req, items, &candidates, model).await;
+        return native(
+            &st,
+            &rid,
+            &key,
+            &parsed,
+            native_req,
+            items,
+            &candidates,
+            model,
+        )
+        .await;
     }
     let chat = bridge::chat_body(&parsed, &items);
     let resp = match handlers::chat_entry(&st, &rid, &key, &access, chat).await {
