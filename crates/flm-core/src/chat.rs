@@ -44,6 +44,27 @@ pub struct ChatMessage {
     /// Images or audio.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Function calls of an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// For a tool result: the function name of the call it answers (resolved from the
+    /// earlier call with `tool_call_id`; Ollama's native API keys results by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+/// A function call asked for by the model (OpenAI's `tool_calls` item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id (`call_…`), echoed back by the tool result.
+    pub id: String,
+    /// Function name.
+    pub name: String,
+    /// Arguments as JSON text, as in OpenAI's API.
+    pub arguments: String,
 }
 
 impl ChatMessage {
@@ -53,6 +74,9 @@ impl ChatMessage {
             role,
             content: content.into(),
             attachments: Vec::new(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            tool_name: None,
         }
     }
 }
@@ -140,6 +164,9 @@ pub struct ChatStreamChunk {
     /// Reasoning text added by this chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// Complete function calls carried by this chunk (engines that send each call whole).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     /// Set on the chunk that ends generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,

@@ -39,7 +39,7 @@ pub mod usage;
 
 pub use chat::{
     Attachment, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChatStreamChunk,
-    EmbeddingRequest, EmbeddingResponse, Role, Usage,
+    EmbeddingRequest, EmbeddingResponse, Role, ToolCall, Usage,
 };
 pub use engine::{
     EngineCapabilities, EngineKind, EngineSource, EngineState, EngineStatus, EngineTarget,

@@ -8,7 +8,7 @@ use flm_core::ports::LlmEngine;
 use flm_core::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, ChatStreamChunk, EmbeddingRequest,
     EmbeddingResponse, EngineCapabilities, EngineError, EngineId, EngineKind, ModelInfo, Role,
-    Usage,
+    ToolCall, Usage,
 };
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -58,6 +58,21 @@ impl OllamaEngine {
             .iter()
             .map(|m| {
                 let mut msg = json!({"role": role_str(m.role), "content": m.content});
+                if !m.tool_calls.is_empty() {
+                    msg["tool_calls"] = Value::Array(
+                        m.tool_calls
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| native_tool_call(i, c))
+                            .collect(),
+                    );
+                }
+                if let Some(name) = &m.tool_name {
+                    msg["tool_name"] = json!(name);
+                }
+                if let Some(id) = &m.tool_call_id {
+                    msg["tool_call_id"] = json!(id);
+                }
                 if !m.attachments.is_empty() {
                     // Ollama wants bare Base64 strings without a `data:` prefix.
                     msg["images"] = Value::Array(
@@ -102,6 +117,75 @@ impl OllamaEngine {
             }
         }
         body
+    }
+}
+
+/// A call in Ollama's form: `arguments` is a JSON object, not a string. The proxy
+/// checked that the arguments parse; anything else is passed on as the string it is.
+fn native_tool_call(index: usize, c: &ToolCall) -> Value {
+    let arguments = serde_json::from_str::<Value>(&c.arguments)
+        .unwrap_or_else(|_| Value::String(c.arguments.clone()));
+    let mut call = json!({"function": {"index": index, "name": c.name, "arguments": arguments}});
+    if !c.id.is_empty() {
+        call["id"] = json!(c.id);
+    }
+    call
+}
+
+/// `message.tool_calls` of an Ollama answer as [`ToolCall`]s: arguments (an object)
+/// become JSON text; calls without an `id` (older Ollama) get a generated `call_…` one.
+fn parse_tool_calls(message: Option<&Value>) -> Vec<ToolCall> {
+    let Some(calls) = message
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            let name = f.get("name").and_then(Value::as_str)?.to_owned();
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => "{}".to_owned(),
+                Some(v) => v.to_string(),
+            };
+            let id = c
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .unwrap_or_else(new_call_id);
+            Some(ToolCall {
+                id,
+                name,
+                arguments,
+            })
+        })
+        .collect()
+}
+
+/// A fresh `call_…` id for a tool call Ollama sent without one (24 hex digits; each
+/// `RandomState` is seeded with fresh randomness, the counter keeps ids apart anyway).
+fn new_call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    format!("call_{:016x}{:08x}", h.finish(), n & 0xffff_ffff)
+}
+
+/// OpenAI's finish reason for an Ollama answer: Ollama says `stop` even when the turn
+/// ended with tool calls.
+fn finish_reason(v: &Value, has_calls: bool) -> String {
+    match v.get("done_reason").and_then(Value::as_str) {
+        Some("length") => "length".to_owned(),
+        _ if has_calls => "tool_calls".to_owned(),
+        Some(r) => r.to_owned(),
+        None => "stop".to_owned(),
     }
 }
 
@@ -243,19 +327,16 @@ impl LlmEngine for OllamaEngine {
             .ok_or_else(|| {
                 EngineError::InvalidResponse(format!("{url} answered without `message.content`"))
             })?;
+        let mut message = ChatMessage::text(Role::Assistant, content);
+        message.tool_calls = parse_tool_calls(v.get("message"));
         Ok(ChatResponse {
             model: v
                 .get("model")
                 .and_then(Value::as_str)
                 .unwrap_or(&request.model)
                 .to_owned(),
-            message: ChatMessage::text(Role::Assistant, content),
-            finish_reason: Some(
-                v.get("done_reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("stop")
-                    .to_owned(),
-            ),
+            finish_reason: Some(finish_reason(&v, !message.tool_calls.is_empty())),
+            message,
             usage: ollama_usage(&v),
         })
     }
@@ -355,12 +436,14 @@ fn ndjson_chunks(
         frames: F,
         first: bool,
         done: bool,
+        saw_calls: bool,
         url: String,
     }
     let st = St {
         frames: Box::pin(frames),
         first: true,
         done: false,
+        saw_calls: false,
         url,
     };
     futures::stream::unfold(st, |mut st| async move {
@@ -387,6 +470,8 @@ fn ndjson_chunks(
                         })
                     } else {
                         let done = v.get("done").and_then(Value::as_bool).unwrap_or(false);
+                        let tool_calls = parse_tool_calls(v.get("message"));
+                        st.saw_calls |= !tool_calls.is_empty();
                         let chunk = ChatStreamChunk {
                             role: st.first.then_some(Role::Assistant),
                             delta: v
@@ -399,12 +484,8 @@ fn ndjson_chunks(
                                 .and_then(Value::as_str)
                                 .filter(|s| !s.is_empty())
                                 .map(str::to_owned),
-                            finish_reason: done.then(|| {
-                                v.get("done_reason")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("stop")
-                                    .to_owned()
-                            }),
+                            tool_calls,
+                            finish_reason: done.then(|| finish_reason(&v, st.saw_calls)),
                             usage: if done { ollama_usage(&v) } else { None },
                         };
                         st.first = false;
@@ -421,4 +502,116 @@ fn ndjson_chunks(
         }
         Some((item, st))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> OllamaEngine {
+        OllamaEngine::new(
+            EngineId::parse("ollama-test").unwrap(),
+            "http://127.0.0.1:1",
+            HttpClient::new().unwrap(),
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn tool_calls_and_results_take_ollamas_form() {
+        let mut asked = ChatMessage::text(Role::Assistant, "");
+        asked.tool_calls = vec![
+            ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into(),
+            },
+            ToolCall {
+                id: String::new(),
+                name: "now".into(),
+                arguments: "{}".into(),
+            },
+        ];
+        let mut result = ChatMessage::text(Role::Tool, "18 °C");
+        result.tool_call_id = Some("call_1".into());
+        result.tool_name = Some("get_weather".into());
+        let req = ChatRequest {
+            model: "m".into(),
+            messages: vec![asked, result],
+            ..ChatRequest::default()
+        };
+        let body = engine().chat_body(&req, false);
+        assert_eq!(
+            body["messages"][0]["tool_calls"],
+            json!([
+                {"id": "call_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}},
+                {"function": {"index": 1, "name": "now", "arguments": {}}},
+            ])
+        );
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "tool", "content": "18 °C", "tool_name": "get_weather", "tool_call_id": "call_1"})
+        );
+    }
+
+    #[test]
+    fn answers_with_tool_calls_become_openai_calls() {
+        let msg = json!({"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_x", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}},
+            {"function": {"index": 1, "name": "g", "arguments": {}}},
+            {"function": {"arguments": {}}},
+        ]});
+        let calls = parse_tool_calls(Some(&msg));
+        assert_eq!(calls.len(), 2, "a call without a name is dropped");
+        assert_eq!(calls[0].id, "call_x");
+        assert_eq!(calls[0].name, "f");
+        assert_eq!(calls[0].arguments, r#"{"a":1}"#);
+        assert!(calls[1].id.starts_with("call_") && calls[1].id.len() > 10);
+        assert_eq!(calls[1].arguments, "{}");
+        assert_ne!(
+            parse_tool_calls(Some(&msg))[1].id,
+            calls[1].id,
+            "generated ids differ"
+        );
+        assert!(parse_tool_calls(Some(&json!({"content": "hi"}))).is_empty());
+    }
+
+    #[test]
+    fn finish_reason_says_tool_calls() {
+        assert_eq!(
+            finish_reason(&json!({"done_reason": "stop"}), true),
+            "tool_calls"
+        );
+        assert_eq!(
+            finish_reason(&json!({"done_reason": "stop"}), false),
+            "stop"
+        );
+        assert_eq!(
+            finish_reason(&json!({"done_reason": "length"}), true),
+            "length"
+        );
+        assert_eq!(finish_reason(&json!({}), false), "stop");
+    }
+
+    #[tokio::test]
+    async fn streamed_tool_calls_reach_the_chunks() {
+        let lines = vec![
+            Ok(Frame::Data(
+                r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"index":0,"name":"f","arguments":{"q":"x"}}}]},"done":false}"#
+                    .to_owned(),
+            )),
+            Ok(Frame::Data(
+                r#"{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":3}"#
+                    .to_owned(),
+            )),
+        ];
+        let chunks: Vec<_> = ndjson_chunks(futures::stream::iter(lines), "u".into())
+            .collect()
+            .await;
+        let first = chunks[0].as_ref().unwrap();
+        assert_eq!(first.tool_calls.len(), 1);
+        assert_eq!(first.tool_calls[0].arguments, r#"{"q":"x"}"#);
+        let last = chunks[1].as_ref().unwrap();
+        assert_eq!(last.finish_reason.as_deref(), Some("tool_calls"));
+    }
 }

@@ -332,6 +332,7 @@ pub(crate) fn parse_chunk(v: &Value) -> ChatStreamChunk {
             .and_then(|d| d.get("reasoning_content").or_else(|| d.get("reasoning")))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        tool_calls: Vec::new(),
         finish_reason: choice
             .and_then(|c| c.get("finish_reason"))
             .and_then(Value::as_str)

@@ -430,7 +430,7 @@ async fn chat_translate(
                 "model": params.model,
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": r.message.content},
+                    "message": crate::relay::assistant_message(&r.message),
                     "finish_reason": r.finish_reason.unwrap_or_else(|| "stop".into()),
                 }],
                 "usage": r.usage.unwrap_or_default(),

@@ -5,7 +5,7 @@
 //! (temperature clamped to 0–2) so the same object can be relayed byte-compatible to
 //! OpenAI-compatible engines.
 
-use flm_core::{Attachment, ChatMessage, ChatRequest, EmbeddingRequest, Role};
+use flm_core::{Attachment, ChatMessage, ChatRequest, EmbeddingRequest, Role, ToolCall};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -363,16 +363,36 @@ fn role(r: &str) -> Role {
 /// Translates a validated OpenAI chat body into a [`ChatRequest`] for `model`.
 pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatRequest, ApiError> {
     let mut messages = Vec::new();
-    for m in body
+    // Function names of earlier calls by id: Ollama keys tool results by `tool_name`.
+    let mut call_names: Vec<(String, String)> = Vec::new();
+    for (i, m) in body
         .get("messages")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
         let mut msg = ChatMessage::text(
             role(m.get("role").and_then(Value::as_str).unwrap_or("user")),
             "",
         );
+        msg.tool_calls = tool_calls(i, m.get("tool_calls"))?;
+        for c in &msg.tool_calls {
+            call_names.push((c.id.clone(), c.name.clone()));
+        }
+        if msg.role == Role::Tool {
+            msg.tool_call_id = m
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            msg.tool_name = msg
+                .tool_call_id
+                .as_deref()
+                .and_then(|id| call_names.iter().rev().find(|(c, _)| c == id))
+                .map(|(_, name)| name.clone())
+                // The legacy `function` role names the function itself.
+                .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_owned));
+        }
         match m.get("content") {
             Some(Value::String(s)) => msg.content = s.clone(),
             Some(Value::Array(parts)) => {
@@ -415,8 +435,32 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
         _ => Vec::new(),
     };
     let mut extra = Map::new();
-    if let Some(t) = body.get("tools") {
-        extra.insert("tools".into(), t.clone());
+    if let Some(t) = body.get("tools").filter(|t| !t.is_null()) {
+        // Ollama has no `tool_choice`: `none` is honoured by not offering the tools,
+        // `auto` is what it does anyway; forcing a call cannot be done, so it is refused
+        // rather than silently ignored.
+        match body.get("tool_choice") {
+            None | Some(Value::Null) => {
+                extra.insert("tools".into(), t.clone());
+            }
+            Some(Value::String(c)) if c == "auto" => {
+                extra.insert("tools".into(), t.clone());
+            }
+            Some(Value::String(c)) if c == "none" => {}
+            Some(other) => {
+                let what = match other {
+                    Value::String(c) => format!("`{c}`"),
+                    _ => "naming a function".to_owned(),
+                };
+                return Err(ApiError::bad_request(
+                    "unsupported_parameter",
+                    format!(
+                        "tool_choice {what} is not supported by this engine: Ollama cannot force \
+                         a tool call (use `auto`, `none`, or leave tool_choice out)"
+                    ),
+                ));
+            }
+        }
     }
     match body
         .get("response_format")
@@ -462,6 +506,74 @@ pub fn to_chat_request(body: &Map<String, Value>, model: &str) -> Result<ChatReq
         presence_penalty: num("presence_penalty"),
         extra,
     })
+}
+
+/// The `tool_calls` of `messages[i]` (OpenAI form: `arguments` is JSON text, which must
+/// parse, since Ollama takes it as an object).
+fn tool_calls(i: usize, v: Option<&Value>) -> Result<Vec<ToolCall>, ApiError> {
+    let bad = |why: String| ApiError::bad_request("invalid_tool_calls", why);
+    let calls = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad(format!("messages[{i}].tool_calls must be an array"))),
+    };
+    let mut out = Vec::with_capacity(calls.len());
+    for (j, c) in calls.iter().enumerate() {
+        let name = c
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                bad(format!(
+                    "messages[{i}].tool_calls[{j}].function.name is required"
+                ))
+            })?;
+        let arguments = match c.pointer("/function/arguments") {
+            None | Some(Value::Null) => "{}".to_owned(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(_)) => s.clone(),
+                Ok(_) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_tool_arguments",
+                        format!(
+                            "messages[{i}].tool_calls[{j}].function.arguments must be a \
+                                 JSON object (as text)"
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_tool_arguments",
+                        format!(
+                            "messages[{i}].tool_calls[{j}].function.arguments is not valid \
+                                 JSON ({e})"
+                        ),
+                    ))
+                }
+            },
+            // Some clients send the object itself; it is what Ollama wants anyway.
+            Some(v @ Value::Object(_)) => v.to_string(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_tool_arguments",
+                    format!(
+                        "messages[{i}].tool_calls[{j}].function.arguments must be a JSON string"
+                    ),
+                ))
+            }
+        };
+        let id = c
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        out.push(ToolCall {
+            id,
+            name: name.to_owned(),
+            arguments,
+        });
+    }
+    Ok(out)
 }
 
 fn image_part(p: &Value) -> Result<Attachment, ApiError> {

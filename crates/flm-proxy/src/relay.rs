@@ -243,6 +243,8 @@ pub fn translate_sse(
         model: String,
         created: i64,
         rid: String,
+        /// Tool calls sent so far: the next one's `index`.
+        calls: usize,
     }
     let deadline = Instant::now() + ceiling;
     let st = St {
@@ -254,6 +256,7 @@ pub fn translate_sse(
         model,
         created: chrono::Utc::now().timestamp(),
         rid: request_id,
+        calls: 0,
     };
     futures::stream::unfold(st, |mut st| async move {
         if st.finished {
@@ -293,6 +296,21 @@ pub fn translate_sse(
                 }
                 if let Some(r) = &c.reasoning {
                     delta.insert("reasoning".into(), json!(r));
+                }
+                if !c.tool_calls.is_empty() {
+                    let calls: Vec<serde_json::Value> = c
+                        .tool_calls
+                        .iter()
+                        .map(|tc| {
+                            let v = json!({
+                                "index": st.calls, "id": tc.id, "type": "function",
+                                "function": {"name": tc.name, "arguments": tc.arguments},
+                            });
+                            st.calls += 1;
+                            v
+                        })
+                        .collect();
+                    delta.insert("tool_calls".into(), serde_json::Value::Array(calls));
                 }
                 if !delta.is_empty() {
                     s.push_str(&frame(&st, serde_json::Value::Object(delta), None));
@@ -345,6 +363,28 @@ pub fn translate_sse(
         };
         Some((Ok(out), st))
     })
+}
+
+/// An engine-neutral assistant message as OpenAI's `choices[].message`: `content` is
+/// null when a turn only calls tools, and `arguments` stay JSON text.
+pub fn assistant_message(m: &flm_core::ChatMessage) -> serde_json::Value {
+    let mut msg = json!({"role": "assistant", "content": m.content});
+    if !m.tool_calls.is_empty() {
+        if m.content.is_empty() {
+            msg["content"] = serde_json::Value::Null;
+        }
+        msg["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|tc| {
+                json!({
+                    "id": tc.id, "type": "function",
+                    "function": {"name": tc.name, "arguments": tc.arguments},
+                })
+            })
+            .collect();
+    }
+    msg
 }
 
 fn stream_message(e: &EngineError) -> String {

@@ -425,6 +425,32 @@ fn done_line(model: &str, message: Value, done_reason: &str, reply: Option<&Repl
     Value::Object(m)
 }
 
+/// Ollama decodes `messages[].tool_calls[].function.arguments` into a map: anything but
+/// a JSON object (such as OpenAI's JSON text) fails the request with Go's decode error.
+fn check_tool_calls(path: &str, body: &Value) -> Result<(), Response> {
+    let messages = body.get("messages").and_then(Value::as_array);
+    for m in messages.into_iter().flatten() {
+        let calls = m.get("tool_calls").and_then(Value::as_array);
+        for c in calls.into_iter().flatten() {
+            match c.pointer("/function/arguments") {
+                None | Some(Value::Null | Value::Object(_)) => {}
+                Some(v) => {
+                    return Err(bad_request(
+                        path,
+                        &format!(
+                            "json: cannot unmarshal {} into Go struct field \
+                             ToolCallFunction.messages.tool_calls.function.arguments of type \
+                             api.ToolCallFunctionArguments",
+                            go_type(v)
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn chat_handler(
     State(st): State<Shared>,
     Extension(behavior): Extension<Behavior>,
@@ -436,6 +462,7 @@ async fn chat_handler(
 fn native_chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult {
     let path = "/api/chat";
     let body = parse_body(path, bytes)?;
+    check_tool_calls(path, &body)?;
     let input = ChatInput::parse(&body);
     let m = chat_model(st, path, &input, !input.tool_names.is_empty())?;
     let think = wants_thinking(&body);
