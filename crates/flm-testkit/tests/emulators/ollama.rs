@@ -226,6 +226,20 @@ async fn native_chat_non_stream_tools_thinking_and_errors() {
         call["arguments"].is_object(),
         "Ollama tool arguments are an object"
     );
+    // The result goes back keyed by name, the arguments as an object: a text answer.
+    let req = json!({"model": "llama3.2", "stream": false, "messages": [
+        {"role": "user", "content": "call get_weather for Paris"},
+        {"role": "assistant", "content": "", "tool_calls": v["message"]["tool_calls"].clone()},
+        {"role": "tool", "tool_name": "get_weather", "content": "18 C"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]});
+    let (status, body) = post(&c, url.clone(), &req).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["message"].get("tool_calls").is_none(), "{body}");
+    assert!(v["message"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello from ollama"));
 
     let req = json!({"model": "qwen3:4b", "stream": false, "think": true,
         "messages": [{"role": "user", "content": "hi"}]});
@@ -247,6 +261,14 @@ async fn native_chat_non_stream_tools_thinking_and_errors() {
             json!({"model": "llama3.2", "think": true, "messages": [{"role": "user", "content": "x"}]}),
             400,
             r#"{"error":"\"llama3.2\" does not support thinking"}"#,
+        ),
+        // OpenAI's arguments (JSON text) are not Ollama's (an object).
+        (
+            json!({"model": "llama3.2", "messages": [
+                {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_name": "f", "content": "x"}]}),
+            400,
+            r#"{"error":"json: cannot unmarshal string into Go struct field ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments"}"#,
         ),
     ];
     for (req, want_status, want_body) in cases {
