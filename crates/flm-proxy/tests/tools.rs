@@ -152,6 +152,38 @@ async fn ollama_function_calling_round_trip() {
         "{events:?}"
     );
 
+    // Older Ollama builds send calls without `id`: FLM makes one up, and a tool result
+    // that echoes it still reaches Ollama with the function's name.
+    ollama.control().set_tool_call_ids(false);
+    let ask = json!({"role": "user", "content": "use get_weather"});
+    let (status, v) = h
+        .chat(json!({"model": model, "tools": tools(), "messages": [ask]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let call = v["choices"][0]["message"]["tool_calls"][0].clone();
+    let id = call["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("call_") && id.len() > 10, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
+    let (_, events) = h
+        .stream(json!({"model": model, "stream": true, "tools": tools(), "messages": [ask]}))
+        .await;
+    assert!(
+        events.iter().any(|e| e.contains("\"id\":\"call_")),
+        "{events:?}"
+    );
+    let (status, v) = h
+        .chat(json!({"model": model, "tools": tools(), "messages": [
+            ask,
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": id, "content": "18 C"},
+        ]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let sent = ollama.control().last_chat_body().unwrap();
+    assert_eq!(sent["messages"][2]["tool_name"], "get_weather", "{sent}");
+    ollama.control().set_tool_call_ids(true);
+
     // tool_choice `none`: the tools are not offered, the model answers in text.
     let (status, v) = h
         .chat(json!({

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub(crate) struct ControlInner {
     extra_response_headers: Mutex<Vec<(HeaderName, HeaderValue)>>,
     /// Models that served a request (Ollama `/api/ps`).
     loaded: Mutex<BTreeSet<String>>,
+    /// Ollama: answer tool calls without `id`, as builds before ids were added do.
+    pub(crate) no_tool_call_ids: AtomicBool,
 }
 
 impl ControlInner {
@@ -208,6 +210,12 @@ impl EmulatorControl {
     /// which a proxy must not pass back).
     pub fn add_response_header(&self, name: HeaderName, value: HeaderValue) {
         lock(&self.inner.extra_response_headers).push((name, value));
+    }
+
+    /// Ollama only: whether native `/api/chat` tool calls carry an `id` (newer builds;
+    /// the default) or not (older builds).
+    pub fn set_tool_call_ids(&self, on: bool) {
+        self.inner.no_tool_call_ids.store(!on, Ordering::SeqCst);
     }
 
     /// Resets counters and recorded requests (not the behaviour).

@@ -398,12 +398,20 @@ fn stats(reply: &Reply) -> Map<String, Value> {
     m
 }
 
-fn native_tool_calls(reply: &Reply) -> Option<Value> {
+/// `message.tool_calls`: arguments as an object; `id` only on newer builds.
+fn native_tool_calls(st: &Shared, reply: &Reply) -> Option<Value> {
+    let with_id = !st
+        .control
+        .no_tool_call_ids
+        .load(std::sync::atomic::Ordering::SeqCst);
     reply.tool_call.as_ref().map(|tc| {
-        json!([{
-            "id": tc.id,
+        let mut call = json!({
             "function": {"index": 0, "name": tc.name, "arguments": tc.arguments},
-        }])
+        });
+        if with_id {
+            call["id"] = json!(tc.id);
+        }
+        json!([call])
     })
 }
 
@@ -496,7 +504,7 @@ fn native_chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult 
         if let Some(r) = &reply.reasoning {
             message.insert("thinking".into(), json!(r));
         }
-        if let Some(calls) = native_tool_calls(&reply) {
+        if let Some(calls) = native_tool_calls(st, &reply) {
             message.insert("tool_calls".into(), calls);
         }
         let full = done_line(echo, Value::Object(message), done_reason, Some(&reply));
@@ -515,7 +523,7 @@ fn native_chat(st: &Shared, behavior: &Behavior, bytes: &[u8]) -> HandlerResult 
             echo, message, false,
         ))));
     }
-    if let Some(calls) = native_tool_calls(&reply) {
+    if let Some(calls) = native_tool_calls(st, &reply) {
         let message = json!({"role": "assistant", "content": "", "tool_calls": calls});
         frames.push(ndjson_frame(&Value::Object(chat_line(
             echo, message, false,

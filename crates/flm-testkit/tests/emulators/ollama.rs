@@ -226,6 +226,18 @@ async fn native_chat_non_stream_tools_thinking_and_errors() {
         call["arguments"].is_object(),
         "Ollama tool arguments are an object"
     );
+    assert!(
+        v["message"]["tool_calls"][0]["id"].is_string(),
+        "newer builds send an id"
+    );
+    emu.control().set_tool_call_ids(false);
+    let (_, older) = post(&c, url.clone(), &req).await;
+    let older: Value = serde_json::from_str(&older).unwrap();
+    assert!(
+        older["message"]["tool_calls"][0].get("id").is_none(),
+        "{older}"
+    );
+    emu.control().set_tool_call_ids(true);
     // The result goes back keyed by name, the arguments as an object: a text answer.
     let req = json!({"model": "llama3.2", "stream": false, "messages": [
         {"role": "user", "content": "call get_weather for Paris"},
