@@ -28,6 +28,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::app::{log_dir, proxy_log_path, resolve_data_dir, state_file_path, App};
 use crate::client;
+use crate::log_file::{RotatingLog, DEFAULT_MAX_SIZE_MB};
 use crate::output::CliError;
 
 /// A daemon in which no proxy was ever started exits after this long (it was
@@ -75,7 +76,7 @@ pub fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(&e),
     };
-    let log_level = match init_logging(&data_dir) {
+    let log_control = match init_logging(&data_dir) {
         Ok(h) => h,
         Err(e) => return fail(&e),
     };
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
             ))
         }
     };
-    let result = runtime.block_on(run(data_dir, log_level));
+    let result = runtime.block_on(run(data_dir, log_control));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,9 +105,10 @@ fn fail(e: &CliError) -> ExitCode {
 }
 
 /// JSON lines at INFO (or `RUST_LOG`) to `<data-dir>/logs/proxy.log`, directory
-/// 0700, file 0600. Returns the handle that applies `log.level` at run time, or
-/// `None` when `RUST_LOG` is set (it wins over the setting).
-fn init_logging(data_dir: &Path) -> Result<Option<LogLevelHandle>, CliError> {
+/// 0700, file 0600, rotated by size ([`RotatingLog`]). Returns what applies the
+/// `log.*` settings at run time (the level handle is `None` when `RUST_LOG` is set:
+/// it wins over the setting).
+fn init_logging(data_dir: &Path) -> Result<LogControl, CliError> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let io = |what: &str, p: &Path, e: std::io::Error| {
@@ -115,14 +117,13 @@ fn init_logging(data_dir: &Path) -> Result<Option<LogLevelHandle>, CliError> {
     let dir = log_dir(data_dir);
     state_file::create_private_dir(&dir).map_err(|e| io("create", &dir, e))?;
     let path = proxy_log_path(data_dir);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts.open(&path).map_err(|e| io("open", &path, e))?;
+    let file = RotatingLog::open(
+        &path,
+        DEFAULT_MAX_SIZE_MB * MIB,
+        crate::log_file::DEFAULT_MAX_FILES,
+    )
+    .map_err(|e| io("open", &path, e))?;
+    let file = Arc::new(file);
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -135,12 +136,25 @@ fn init_logging(data_dir: &Path) -> Result<Option<LogLevelHandle>, CliError> {
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(Arc::new(file))
+                .with_writer(file.clone())
                 .with_ansi(false)
                 .with_current_span(false),
         )
         .try_init();
-    Ok((!env_wins).then_some(handle))
+    Ok(LogControl {
+        level: (!env_wins).then_some(handle),
+        file,
+    })
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// What applies the `log.*` settings to the running daemon.
+struct LogControl {
+    /// `log.level` (`None`: `RUST_LOG` wins).
+    level: Option<LogLevelHandle>,
+    /// `log.max_size_mb`, `log.max_files`.
+    file: Arc<RotatingLog>,
 }
 
 /// Applies `log.level` to the running daemon's log.
@@ -173,17 +187,50 @@ fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(spec)
 }
 
-/// Applies the stored `log.level` now and then about once a second (config.db has
-/// no change marker; one keyed read per second is cheap), so `flm config set`, the
-/// app or any other process changes the running daemon's log without a restart.
-fn watch_log_level(
-    handle: LogLevelHandle,
+/// Applies the stored `log.*` settings now and then about once a second (config.db
+/// has no change marker; a few keyed reads per second are cheap), so `flm config
+/// set`, the app or any other process changes the running daemon's log without a
+/// restart.
+fn watch_log_settings(
+    control: LogControl,
     config: flm_core::services::ConfigService,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
         let mut applied = String::from("info");
+        let mut applied_files = (DEFAULT_MAX_SIZE_MB, crate::log_file::DEFAULT_MAX_FILES);
         loop {
+            let access = config.get("log.access").await.map(|e| e.value != "false");
+            flm_proxy::access_log::set_enabled(access.unwrap_or(true));
+            let number = |v: Result<flm_core::services::ConfigEntry, _>, default: u64| {
+                v.ok()
+                    .and_then(|e| e.value.parse::<u64>().ok())
+                    .unwrap_or(default)
+            };
+            let size_mb = number(config.get("log.max_size_mb").await, DEFAULT_MAX_SIZE_MB);
+            let files = number(
+                config.get("log.max_files").await,
+                crate::log_file::DEFAULT_MAX_FILES as u64,
+            );
+            let files = usize::try_from(files).unwrap_or(crate::log_file::DEFAULT_MAX_FILES);
+            if (size_mb, files) != applied_files {
+                control
+                    .file
+                    .set_limits(size_mb.max(1).saturating_mul(MIB), files);
+                tracing::info!(
+                    max_size_mb = size_mb,
+                    max_files = files,
+                    "log rotation applied"
+                );
+                applied_files = (size_mb, files);
+            }
+            let Some(handle) = control.level.as_ref() else {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            };
             match config.get("log.level").await {
                 Ok(e) if e.value != applied => {
                     let level = if flm_core::config::LOG_LEVELS.contains(&e.value.as_str()) {
@@ -247,7 +294,7 @@ async fn watch_stops(State(w): State<Arc<StopWatch>>, req: Request, next: Next) 
     resp
 }
 
-async fn run(data_dir: PathBuf, log_level: Option<LogLevelHandle>) -> Result<(), CliError> {
+async fn run(data_dir: PathBuf, log_control: LogControl) -> Result<(), CliError> {
     let mut signals = Terminate::new();
     let state_path = state_file_path(&data_dir);
     if let client::Lookup::Running(other) = client::find(&data_dir).await? {
@@ -261,7 +308,7 @@ async fn run(data_dir: PathBuf, log_level: Option<LogLevelHandle>) -> Result<(),
         ));
     }
     let app = App::open(data_dir.clone()).await?;
-    let result = serve(&app, &state_path, &mut signals, log_level).await;
+    let result = serve(&app, &state_path, &mut signals, log_control).await;
     app.store.close().await;
     result
 }
@@ -270,7 +317,7 @@ async fn serve(
     app: &App,
     state_path: &Path,
     signals: &mut Terminate,
-    log_level: Option<LogLevelHandle>,
+    log_control: LogControl,
 ) -> Result<(), CliError> {
     let manager = ProxyManager::new(app.proxy_deps().await?);
     manager.start_audit_retention(app.data_dir.join("archive"), Default::default());
@@ -294,9 +341,7 @@ async fn serve(
         .map_err(|e| CliError::internal("PROXY_DAEMON_ERROR", e.to_string()))?
         .port();
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    if let Some(h) = log_level {
-        watch_log_level(h, app.config.clone(), shutdown_rx.clone());
-    }
+    watch_log_settings(log_control, app.config.clone(), shutdown_rx.clone());
     let ui = start_ui(app, &manager, &cli_key, shutdown_rx.clone()).await;
     let watch_state = Arc::new(StopWatch {
         manager: manager.clone(),

@@ -17,6 +17,7 @@ pub mod cli_service;
 pub mod client;
 mod commands;
 pub mod daemon;
+mod log_file;
 pub mod output;
 pub mod process;
 

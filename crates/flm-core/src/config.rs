@@ -196,6 +196,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "Detail of the daemon's log (logs/proxy.log); applied within a second, no restart. RUST_LOG, when set, wins",
     },
     SettingSpec {
+        key: "log.access",
+        default: "true",
+        ty: SettingType::Bool,
+        help: "One JSON line per proxied request in the daemon's log (target flm::access, at info); applied within a second",
+    },
+    SettingSpec {
+        key: "log.max_size_mb",
+        default: "50",
+        ty: SettingType::Int { min: 1, max: 1_048_576 },
+        help: "The daemon's log (logs/proxy.log) is rotated when it grows past this size; applied within a second",
+    },
+    SettingSpec {
+        key: "log.max_files",
+        default: "5",
+        ty: SettingType::Int { min: 0, max: 100 },
+        help: "Rotated logs kept (proxy.log.1 is the newest); 0: the log is truncated instead",
+    },
+    SettingSpec {
         key: "paths.config",
         default: "",
         ty: SettingType::ReadOnly,

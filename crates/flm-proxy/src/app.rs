@@ -191,7 +191,9 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;
+    let mut error_code = None;
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+        error_code = Some(err.code);
         *resp.body_mut() = Body::from(err.body(&rid.0));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -222,7 +224,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    resp
+    crate::access_log::wrap(resp, &rid.0, method, path, started, error_code)
 }
 
 /// Spec 40-security §5: on every response. The API serves JSON only, so the CSP

@@ -1515,7 +1515,9 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
         if let Ok(mut b) = g.blocklist.try_write() {
             b.note_attempt(ip, now);
         }
-        return blocked_response();
+        let mut resp = blocked_response();
+        resp.extensions_mut().insert(ClientIp(ip));
+        return resp;
     }
     let rid = req
         .extensions()
@@ -1536,7 +1538,7 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
         user_agent: user_agent.as_deref(),
     };
     let cross_site = is_cross_site(req.headers(), &pols.raw.cors.allowed_origins);
-    let resp = match g.admit(&pols, st.exposed, ip, cross_site, &req, &meta, now) {
+    let mut resp = match g.admit(&pols, st.exposed, ip, cross_site, &req, &meta, now) {
         Some(refusal) => refusal,
         None => {
             req.extensions_mut().insert(ClientIp(ip));
@@ -1584,6 +1586,8 @@ pub(crate) async fn layer(State(st): State<SharedState>, mut req: Request, next:
             &resp, rid, path, &method, ip, elapsed,
         )));
     }
+    // For the access log (written by the outermost layer).
+    resp.extensions_mut().insert(ClientIp(ip));
     resp
 }
 

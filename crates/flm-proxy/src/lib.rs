@@ -34,6 +34,7 @@
 //! Besides `flm-core`, the crate uses `flm-tls` and `flm-acme` for certificates;
 //! composition roots hand it the services (engines, keys, audit, certificates).
 
+pub mod access_log;
 mod acme_mode;
 pub mod admin;
 pub mod alert_watch;

@@ -268,7 +268,7 @@ impl HttpBody for Metered {
 }
 
 /// Last position of `needle` in `hay` (usage sits at the end of a body).
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if hay.len() < needle.len() {
         return None;
     }
