@@ -1,7 +1,8 @@
 //! The access log and the rotation of the daemon's log, end to end: requests sent
 //! over real sockets to the daemon's proxy (in front of the vLLM emulator) each
 //! leave one `flm::access` JSON line in `logs/proxy.log` with the request's facts —
-//! a chat (plain and streamed), a 401, a refusal of a banned address and a 404 —;
+//! a chat (plain and streamed), the pass-through, a 404, a 401 and a refusal of a
+//! banned address —;
 //! `log.access false` stops them within about a second; a `proxy.log` past
 //! `log.max_size_mb` is rotated to `proxy.log.1` keeping `log.max_files` files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -163,6 +164,20 @@ async fn one_access_line_per_request_through_the_daemon() {
     );
     assert!(l["output_tokens"].as_u64().unwrap() > 0, "{l}");
     assert!(l["input_tokens"].as_u64().unwrap() > 0, "{l}");
+
+    // The pass-through names its engine in the path.
+    let r = http
+        .get(format!("{base}/engine/v/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let id = rid(&r);
+    let _ = r.bytes().await;
+    let l = line_of(&env, &id).await;
+    assert_eq!(l["route"], "/engine/v/v1/models", "{l}");
+    assert_eq!(l["engine_id"], "v", "{l}");
+    assert_eq!(l["api_key_id"], key_id.as_str(), "{l}");
 
     // A 404 of an unknown route is logged too.
     let r = http

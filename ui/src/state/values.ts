@@ -29,6 +29,9 @@ export const HELPED_SETTINGS = [
   'ui.theme',
   'alert_rules',
   'log.level',
+  'log.access',
+  'log.max_size_mb',
+  'log.max_files',
   'paths.config',
 ] as const;
 
