@@ -316,3 +316,58 @@ async fn the_daemon_log_rotates_past_its_size_keeping_max_files() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_mid_stream_gets_its_line() {
+    let vllm = Emulator::start(
+        EmulatedKind::Vllm,
+        EmulatorOptions {
+            chunk_delay: Duration::from_millis(300),
+            ..EmulatorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let env = Env::new();
+    env.flm(&[
+        "engines",
+        "add",
+        "--kind",
+        "vllm",
+        "--url",
+        &vllm.base_url(),
+        "--id",
+        "slow",
+    ])
+    .await
+    .ok();
+    let _guard = env.guard();
+    let port = free_port();
+    let started = env
+        .flm(&["proxy", "start", "--port", &port.to_string()])
+        .await
+        .ok();
+    let key = started["api_key"]["key"].as_str().unwrap().to_owned();
+    let mut r = client_from("127.0.0.1")
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({
+            "model": "flm://slow/test-model",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = rid(&r);
+    let first = r.chunk().await.unwrap();
+    assert!(first.is_some());
+    // The client goes away: the line is written when the proxy notices.
+    drop(r);
+    let l = line_of(&env, &id).await;
+    assert_eq!(l["status"], 200, "{l}");
+    assert_eq!(l["error_code"], "client_disconnected", "{l}");
+    assert_eq!(l["engine_id"], "slow", "{l}");
+    assert!(l["ttft_ms"].is_u64(), "{l}");
+}
