@@ -212,7 +212,8 @@ fn watch_log_settings(
                 config.get("log.max_files").await,
                 crate::log_file::DEFAULT_MAX_FILES as u64,
             );
-            let files = usize::try_from(files).unwrap_or(crate::log_file::DEFAULT_MAX_FILES);
+            let files =
+                usize::try_from(files.min(100)).unwrap_or(crate::log_file::DEFAULT_MAX_FILES);
             if (size_mb, files) != applied_files {
                 control
                     .file
