@@ -147,6 +147,82 @@ fn init_logging(data_dir: &Path) -> Result<LogControl, CliError> {
     })
 }
 
+/// The log of a proxy served in the foreground (`flm proxy start --no-daemon`, e.g.
+/// under systemd): the daemon's file, rotation and live `log.*` settings — so every
+/// way of starting the proxy logs alike — plus WARN and above on stderr like every
+/// CLI command (the journal gets those). `RUST_LOG` sets both when present. The
+/// settings watcher starts with the proxy ([`watch_foreground_log`]).
+pub(crate) fn init_foreground_logging(data_dir: &Path) -> Result<(), CliError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let dir = log_dir(data_dir);
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CliError::internal("IO_ERROR", format!("cannot {what} {}: {e}", p.display()))
+    };
+    state_file::create_private_dir(&dir).map_err(|e| io("create", &dir, e))?;
+    let path = proxy_log_path(data_dir);
+    let file = Arc::new(
+        RotatingLog::open(
+            &path,
+            DEFAULT_MAX_SIZE_MB * MIB,
+            crate::log_file::DEFAULT_MAX_FILES,
+        )
+        .map_err(|e| io("open", &path, e))?,
+    );
+    let env_filter = || {
+        std::env::var("RUST_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .and_then(|_| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+    };
+    let from_env = env_filter();
+    let env_wins = from_env.is_some();
+    let (file_filter, handle) =
+        tracing_subscriber::reload::Layer::new(from_env.unwrap_or_else(|| log_filter("info")));
+    let stderr_filter = env_filter().unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(file.clone())
+                .with_ansi(false)
+                .with_current_span(false)
+                .with_filter(file_filter),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_current_span(false)
+                .with_filter(stderr_filter),
+        )
+        .try_init();
+    let control = LogControl {
+        level: (!env_wins).then_some(handle),
+        file,
+    };
+    if let Ok(mut slot) = FOREGROUND_LOG.lock() {
+        *slot = Some(control);
+    }
+    Ok(())
+}
+
+/// What [`init_foreground_logging`] set up, until the foreground proxy starts.
+static FOREGROUND_LOG: std::sync::Mutex<Option<LogControl>> = std::sync::Mutex::new(None);
+
+/// Applies the `log.*` settings to a foreground proxy's log until `shutdown` (or
+/// its sender is dropped); nothing when its logging was not set up.
+pub(crate) fn watch_foreground_log(
+    config: flm_core::services::ConfigService,
+    shutdown: watch::Receiver<bool>,
+) {
+    let control = FOREGROUND_LOG.lock().ok().and_then(|mut s| s.take());
+    if let Some(control) = control {
+        watch_log_settings(control, config, shutdown);
+    }
+}
+
 const MIB: u64 = 1024 * 1024;
 
 /// What applies the `log.*` settings to the running daemon.

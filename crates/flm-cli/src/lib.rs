@@ -40,12 +40,26 @@ pub fn flm_main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e, &args),
     };
-    init_tracing();
     let format = cli.format.unwrap_or_else(default_format);
     let printer = Printer { format };
     // A proxy served in the foreground gets every core; everything else is one
     // short request/response sequence and needs no worker threads.
     let serves = matches!(&cli.command, Command::Proxy(ProxyCmd::Start(a)) if a.no_daemon);
+    let foreground_log = serves
+        .then(|| {
+            app::resolve_data_dir(cli.data_dir.clone(), &flm_engines::discovery::process_env()).ok()
+        })
+        .flatten();
+    match foreground_log {
+        // Logs like the daemon (file, rotation, live settings) and on stderr.
+        Some(dir) => {
+            if let Err(e) = daemon::init_foreground_logging(&dir) {
+                init_tracing();
+                tracing::warn!(error = %e.message, "cannot open the proxy log; logging to stderr only");
+            }
+        }
+        None => init_tracing(),
+    }
     let runtime = if serves {
         crate::app::proxy_runtime_builder().build()
     } else {

@@ -371,3 +371,95 @@ async fn a_client_that_goes_away_mid_stream_gets_its_line() {
     assert_eq!(l["engine_id"], "slow", "{l}");
     assert!(l["ttft_ms"].is_u64(), "{l}");
 }
+
+/// `flm proxy start --no-daemon` (how systemd runs FLM) logs like the daemon: the
+/// access lines land in `logs/proxy.log`, `log.access false` stops them within about
+/// a second, and warnings still reach stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_proxy_logs_like_the_daemon() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let env = Env::new();
+    env.flm(&[
+        "engines",
+        "add",
+        "--kind",
+        "vllm",
+        "--url",
+        &vllm.base_url(),
+        "--id",
+        "v",
+    ])
+    .await
+    .ok();
+    let port = free_port();
+    let mut child = env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stderr.next_line().await.unwrap() {
+                Some(l) if l.starts_with("listening on ") => return,
+                Some(_) => continue,
+                None => panic!("flm exited before listening"),
+            }
+        }
+    })
+    .await
+    .expect("listening within 20 s");
+    let started: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let key = started["data"]["api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_id = started["data"]["api_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client_from("127.0.0.1");
+    let chat = || {
+        http.post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "flm://v/test-model", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let r = chat().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = rid(&r);
+    r.bytes().await.unwrap();
+    let line = line_of(&env, &id).await;
+    assert_eq!(line["api_key_id"], key_id.as_str(), "{line}");
+    assert_eq!(line["engine_id"], "v", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(!std::fs::read_to_string(log_path(&env))
+        .unwrap()
+        .contains(&key));
+
+    env.flm(&["config", "set", "log.access", "false"])
+        .await
+        .ok();
+    // The watcher reads the setting about once a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = chat().await.unwrap();
+    let off = rid(&r);
+    r.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        access_lines(&env)
+            .iter()
+            .all(|l| l["request_id"] != off.as_str()),
+        "log.access false still logs in the foreground"
+    );
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}

@@ -209,6 +209,8 @@ async fn foreground(
     manager.start_telemetry(app.store.usage(), app.store.health_log());
     manager.use_profiles(app.store.profiles()).await;
     let handle = manager.start(config).await?;
+    let (log_stop, log_watch) = tokio::sync::watch::channel(false);
+    crate::daemon::watch_foreground_log(app.config.clone(), log_watch);
     print_started(&handle, new_key, false, printer)?;
     // One plain line, in every format: scripts wait for it.
     eprintln!("listening on http://{}", SocketAddr::new(ip, handle.port));
@@ -219,6 +221,7 @@ async fn foreground(
     if let Err(e) = manager.stop(&StopTarget::default()).await {
         tracing::warn!(error = %e, "stopping the proxy failed");
     }
+    let _ = log_stop.send(true);
     if printer.format == Format::Text {
         eprintln!("Proxy stopped.");
     }
