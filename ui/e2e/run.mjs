@@ -143,7 +143,7 @@ async function axe() {
 }
 
 // Words that may stay English in the Japanese UI (spec §6: technical terms, product names).
-const ALLOWED_EN = new Set(['FLM', 'API', 'APIマネージャー', 'LLM', 'URL', 'HTTPS', 'HTTP', 'IP', 'ID', 'JSON', 'JSONL', 'CSV', 'CORS', 'ACME', 'PNG', 'JPEG', 'WebP', 'MB', 'ms', 'English', 'Ollama', 'LM', 'Studio', 'vLLM', 'llama', 'cpp', 'flm', 'ui', 'AI', 'p50', 'p95', 'IPv']);
+const ALLOWED_EN = new Set(['FLM', 'API', 'APIマネージャー', 'LLM', 'URL', 'HTTPS', 'HTTP', 'IP', 'ID', 'JSON', 'JSONL', 'CSV', 'CORS', 'ACME', 'PNG', 'JPEG', 'WebP', 'MB', 'MiB', 'ms', 'English', 'Ollama', 'LM', 'Studio', 'vLLM', 'llama', 'cpp', 'flm', 'ui', 'AI', 'p50', 'p95', 'IPv']);
 // Every text node of the page, plus placeholders, accessible names and titles, except
 // data: `.mono`/code/pre (ids, addresses, model names, JSON), user input values and
 // elements marked `translate="no"` (product names, the language's own name).
