@@ -41,30 +41,7 @@ pub async fn relay(
         rb = rb.body(req.body);
     }
     let resp = rb.send().await.map_err(|e| transport_error(&e, &url))?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
-        })
-        .collect();
-    let body = resp.bytes_stream().map(move |r| {
-        r.map_err(|e| {
-            EngineError::Network(format!(
-                "the answer of {url} broke off: {}",
-                crate::http::root_cause(&e)
-            ))
-        })
-    });
-    Ok(RawResponse {
-        status,
-        headers,
-        body: Box::pin(body),
-    })
+    Ok(raw_response(resp, url))
 }
 
 /// Sends `req` to `base_url` with `body` streamed as the request body (chunked), and
@@ -88,30 +65,7 @@ pub async fn relay_stream(
         .send()
         .await
         .map_err(|e| transport_error(&e, &url))?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
-        })
-        .collect();
-    let body = resp.bytes_stream().map(move |r| {
-        r.map_err(|e| {
-            EngineError::Network(format!(
-                "the answer of {url} broke off: {}",
-                crate::http::root_cause(&e)
-            ))
-        })
-    });
-    Ok(RawResponse {
-        status,
-        headers,
-        body: Box::pin(body),
-    })
+    Ok(raw_response(resp, url))
 }
 
 /// The hot path: hyper's pooled client, no URL re-parsing beyond `http::Uri`.
@@ -169,4 +123,33 @@ async fn relay_hyper(
         headers,
         body: Box::pin(body),
     })
+}
+
+/// The engine's answer as relayed: status, end-to-end headers, the body streamed
+/// (a break names `url`).
+fn raw_response(resp: reqwest::Response, url: String) -> RawResponse {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let body = resp.bytes_stream().map(move |r| {
+        r.map_err(|e| {
+            EngineError::Network(format!(
+                "the answer of {url} broke off: {}",
+                crate::http::root_cause(&e)
+            ))
+        })
+    });
+    RawResponse {
+        status,
+        headers,
+        body: Box::pin(body),
+    }
 }

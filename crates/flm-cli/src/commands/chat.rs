@@ -218,6 +218,33 @@ pub(super) async fn target(
     ))
 }
 
+/// The HTTP client that talks to the proxy, trusting `trust` (a PEM file: the proxy's
+/// own certificate or FLM's CA) when the proxy serves HTTPS.
+pub(super) fn proxy_client(trust: Option<String>) -> Result<reqwest::Client, CliError> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    if let Some(path) = trust {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CliError::user(
+                "IO_ERROR",
+                format!("cannot read the proxy certificate {path}: {e}"),
+            )
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            CliError::user("IO_ERROR", format!("{path} is not a PEM certificate: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| {
+        CliError::internal(
+            "INTERNAL",
+            format!("cannot create an HTTP client: {}", error_chain(&e)),
+        )
+    })
+}
+
 /// The CLI error for a request to the proxy that got no answer.
 pub(super) fn send_error(base: &str, e: &reqwest::Error) -> CliError {
     if e.is_timeout() {
@@ -284,28 +311,7 @@ pub(crate) async fn run(app: &App, mut args: ChatArgs, printer: &Printer) -> Res
         (body, "/v1/chat/completions")
     };
     let (base, key, trust) = target(app, &args, printer).await?;
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
-    if let Some(path) = trust {
-        let pem = std::fs::read(&path).map_err(|e| {
-            CliError::user(
-                "IO_ERROR",
-                format!("cannot read the proxy certificate {path}: {e}"),
-            )
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            CliError::user("IO_ERROR", format!("{path} is not a PEM certificate: {e}"))
-        })?;
-        builder = builder.add_root_certificate(cert);
-    }
-    let client = builder.build().map_err(|e| {
-        CliError::internal(
-            "INTERNAL",
-            format!("cannot create an HTTP client: {}", error_chain(&e)),
-        )
-    })?;
+    let client = proxy_client(trust)?;
     let mut req = client
         .post(format!("{base}{path}"))
         .bearer_auth(&key)

@@ -102,28 +102,7 @@ pub(crate) async fn run(
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (content_type, body) = form(&fields, (&name, mime, &bytes));
     let (base, key, trust) = super::chat::target(app, args, printer).await?;
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
-    if let Some(path) = trust {
-        let pem = std::fs::read(&path).map_err(|e| {
-            CliError::user(
-                "IO_ERROR",
-                format!("cannot read the proxy certificate {path}: {e}"),
-            )
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            CliError::user("IO_ERROR", format!("{path} is not a PEM certificate: {e}"))
-        })?;
-        builder = builder.add_root_certificate(cert);
-    }
-    let client = builder.build().map_err(|e| {
-        CliError::internal(
-            "INTERNAL",
-            format!("cannot create an HTTP client: {}", error_chain(&e)),
-        )
-    })?;
+    let client = super::chat::proxy_client(trust)?;
     let settings = app.config.proxy_settings().await?;
     let resp = client
         .post(format!("{base}/v1/audio/transcriptions"))
