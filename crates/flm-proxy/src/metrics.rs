@@ -219,7 +219,7 @@ pub(crate) fn record(f: &Facts<'_>) {
         req_key
     } else {
         (
-            "other",
+            req_key.0,
             req_key.1,
             "other".to_owned(),
             "other".to_owned(),
@@ -408,5 +408,45 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
         assert_eq!(escape("a\"b\\"), "a\\\"b\\\\");
+    }
+
+    #[test]
+    fn label_sets_beyond_the_cap_become_other() {
+        let models: Vec<String> = (0..MAX_SERIES + 50).map(|i| format!("e/m{i}")).collect();
+        for m in &models {
+            record(&Facts {
+                method: "POST",
+                route: "/v1/chat/completions",
+                engine_id: Some("e"),
+                engine_kind: Some("vllm"),
+                model: Some(m),
+                status: 200,
+                error_code: None,
+                duration: Duration::from_millis(5),
+                ttft: None,
+                tokens: Some((3, 4)),
+            });
+        }
+        let mut out = String::new();
+        render(&mut out);
+        let requests: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("flm_requests_total{"))
+            .collect();
+        assert!(requests.len() <= MAX_SERIES + 1, "{}", requests.len());
+        assert!(requests.iter().any(|l| l.contains("model=\"other\"")));
+        let durations = out
+            .lines()
+            .filter(|l| l.starts_with("gen_ai_server_request_duration_seconds_count{"))
+            .count();
+        assert!(durations <= MAX_SERIES + 1, "{durations}");
+        assert!(out.contains("gen_ai_request_model=\"other\""));
+        // Nothing is lost: every request is counted somewhere.
+        let total: u64 = requests
+            .iter()
+            .filter(|l| l.contains("route=\"/v1/chat/completions\""))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        assert!(total >= models.len() as u64);
     }
 }
