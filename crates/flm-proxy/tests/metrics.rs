@@ -168,6 +168,37 @@ async fn request_metrics_follow_the_requests() {
     if let Ok(dir) = std::env::var("FLM_METRICS_DUMP") {
         std::fs::write(format!("{dir}/metrics.txt"), &text).unwrap();
     }
+    // `promtool check metrics`, when given (`FLM_PROMTOOL=/path/to/promtool`): only
+    // the two historical counter names (kept unchanged) may draw lint remarks.
+    if let Ok(promtool) = std::env::var("FLM_PROMTOOL") {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in report.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.starts_with("flm_proxy_anomalies_detected ")
+                    || line.starts_with("flm_proxy_intrusions_detected "),
+                "promtool: {report}"
+            );
+        }
+    }
     // The old counters are still there.
     for old in [
         "flm_proxy_audit_written_total",
