@@ -10,15 +10,18 @@
 //! (streams: time to the first body byte), `input_tokens`, `output_tokens` (from the
 //! engine's `usage`, when it sent one). Unknown fields are left out.
 //!
-//! Cost: when the event is disabled (setting off, or the level filters it out) the
-//! response is returned untouched; otherwise one small allocation for the state and
-//! a scan of each body chunk for a `usage` object.
+//! The same facts feed the request metrics of `GET /metrics` ([`crate::metrics`]),
+//! which are recorded whether the access event is written or not.
+//!
+//! Cost: one small allocation for the state and a scan of each body chunk for a
+//! `usage` object; when the event is disabled (setting off, or the level filters it
+//! out) the per-request strings only the log line needs are not copied.
 
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Method};
@@ -49,16 +52,19 @@ struct Entry {
     client_ip: Option<IpAddr>,
     api_key_id: Option<String>,
     engine_id: Option<String>,
+    engine_kind: Option<&'static str>,
     model: Option<String>,
     status: u16,
     error_code: Option<&'static str>,
     stream: bool,
-    ttft_ms: Option<u64>,
+    ttft: Option<Duration>,
     tokens: Option<(u64, u64)>,
+    /// Whether the access event is written for this request.
+    log: bool,
 }
 
-/// Wraps `resp` so that its access event is written when the body ends (or is
-/// dropped); returns `resp` untouched when the access log is off.
+/// Wraps `resp` so that its access event is written and its metrics recorded when
+/// the body ends (or is dropped).
 pub(crate) fn wrap(
     resp: Response,
     request_id: &str,
@@ -67,12 +73,11 @@ pub(crate) fn wrap(
     started: Instant,
     error_code: Option<&'static str>,
 ) -> Response {
-    if !active() {
-        return resp;
-    }
+    let log = active();
     let served = resp.extensions().get::<crate::telemetry::Served>();
     let mut engine_id = served.map(|s| s.engine_id.clone());
     let model = served.map(|s| s.model.clone());
+    let engine_kind = served.map(|s| s.kind);
     if engine_id.is_none() {
         // The pass-through names its engine in the path.
         engine_id = route
@@ -82,19 +87,25 @@ pub(crate) fn wrap(
             .map(str::to_owned);
     }
     let entry = Entry {
-        request_id: request_id.to_owned(),
+        request_id: if log {
+            request_id.to_owned()
+        } else {
+            String::new()
+        },
         method,
         route,
         client_ip: resp
             .extensions()
             .get::<crate::defence::ClientIp>()
-            .map(|c| c.0),
+            .map(|c| c.0)
+            .filter(|_| log),
         api_key_id: resp
             .extensions()
             .get::<crate::app::KeyId>()
-            .map(|k| k.0.clone())
-            .filter(|k| !k.is_empty()),
+            .filter(|k| log && !k.0.is_empty())
+            .map(|k| k.0.clone()),
         engine_id,
+        engine_kind,
         model,
         status: resp.status().as_u16(),
         error_code,
@@ -102,8 +113,9 @@ pub(crate) fn wrap(
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
-        ttft_ms: None,
+        ttft: None,
         tokens: None,
+        log,
     };
     let (parts, body) = resp.into_parts();
     Response::from_parts(
@@ -123,8 +135,8 @@ struct Logged {
     started: Instant,
 }
 
-fn elapsed_ms(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Logged {
@@ -134,8 +146,8 @@ impl Logged {
             return;
         };
         if e.stream {
-            if e.ttft_ms.is_none() {
-                e.ttft_ms = Some(elapsed_ms(started));
+            if e.ttft.is_none() {
+                e.ttft = Some(started.elapsed());
             }
             if e.error_code.is_none()
                 && (crate::telemetry::find(data, b"data: {\"error\"").is_some()
@@ -156,6 +168,22 @@ impl Logged {
         let error_code = e
             .error_code
             .or(client_gone.then_some("client_disconnected"));
+        let duration = self.started.elapsed();
+        crate::metrics::record(&crate::metrics::Facts {
+            method: e.method.as_str(),
+            route: &e.route,
+            engine_id: e.engine_id.as_deref(),
+            engine_kind: e.engine_kind,
+            model: e.model.as_deref(),
+            status: e.status,
+            error_code,
+            duration,
+            ttft: e.ttft,
+            tokens: e.tokens,
+        });
+        if !e.log {
+            return;
+        }
         tracing::info!(
             target: TARGET,
             request_id = %e.request_id,
@@ -167,8 +195,8 @@ impl Logged {
             model = e.model.as_deref(),
             status = e.status,
             error_code,
-            duration_ms = elapsed_ms(self.started),
-            ttft_ms = e.ttft_ms,
+            duration_ms = ms(duration),
+            ttft_ms = e.ttft.map(ms),
             input_tokens = e.tokens.map(|t| t.0),
             output_tokens = e.tokens.map(|t| t.1),
             "request"

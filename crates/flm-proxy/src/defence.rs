@@ -1663,8 +1663,8 @@ impl Guard {
     }
 }
 
-/// `GET /metrics` (behind an API key): the defence's counters in the Prometheus text
-/// format.
+/// `GET /metrics` (behind an API key): the defence's counters and the request
+/// metrics ([`crate::metrics`]) in the Prometheus text format.
 pub(crate) async fn metrics(State(st): State<SharedState>) -> Response {
     let rows = st.guard.counters();
     let mut out = String::with_capacity(2048);
@@ -1673,6 +1673,7 @@ pub(crate) async fn metrics(State(st): State<SharedState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    crate::metrics::render(&mut out);
     (
         [(
             header::CONTENT_TYPE,

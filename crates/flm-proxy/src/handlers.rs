@@ -192,6 +192,7 @@ fn served_by(r: Result<Response, ApiError>, entry: &EngineEntry, model: &str) ->
     resp.extensions_mut().insert(crate::telemetry::Served {
         engine_id: entry.id.to_string(),
         model: flm_core::ModelId::new(entry.id.clone(), model).to_string(),
+        kind: entry.kind.slug(),
     });
     resp
 }

@@ -50,6 +50,7 @@ mod keys;
 pub mod manager;
 mod media;
 mod media_fetch;
+mod metrics;
 mod multimodal;
 mod multipart;
 mod openai_req;

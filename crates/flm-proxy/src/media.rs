@@ -168,6 +168,7 @@ fn served(mut resp: Response, entry: &EngineEntry, model: &str) -> Response {
     resp.extensions_mut().insert(crate::telemetry::Served {
         engine_id: entry.id.to_string(),
         model: flm_core::ModelId::new(entry.id.clone(), model).to_string(),
+        kind: entry.kind.slug(),
     });
     resp
 }

@@ -58,6 +58,8 @@ pub(crate) struct Served {
     pub(crate) engine_id: String,
     /// Canonical model id.
     pub(crate) model: String,
+    /// Engine kind slug (`vllm`, `ollama`, …).
+    pub(crate) kind: &'static str,
 }
 
 /// The in-memory usage table of one manager (shared by its proxy instances).
