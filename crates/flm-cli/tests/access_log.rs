@@ -377,7 +377,6 @@ async fn a_client_that_goes_away_mid_stream_gets_its_line() {
 /// a second, and warnings still reach stderr.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreground_proxy_logs_like_the_daemon() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let vllm = Emulator::start(EmulatedKind::Vllm, EmulatorOptions::default())
         .await
         .unwrap();
@@ -394,38 +393,8 @@ async fn a_foreground_proxy_logs_like_the_daemon() {
     ])
     .await
     .ok();
-    let port = free_port();
-    let mut child = env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stderr.next_line().await.unwrap() {
-                Some(l) if l.starts_with("listening on ") => return,
-                Some(_) => continue,
-                None => panic!("flm exited before listening"),
-            }
-        }
-    })
-    .await
-    .expect("listening within 20 s");
-    let started: Value = serde_json::from_str(
-        &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
-    let key = started["data"]["api_key"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key_id = started["data"]["api_key"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let base = format!("http://127.0.0.1:{port}");
+    let fg = common::Foreground::start(&env).await;
+    let (key, key_id, base) = (fg.key.clone(), fg.key_id.clone(), fg.base.clone());
     let http = client_from("127.0.0.1");
     let chat = || {
         http.post(format!("{base}/v1/chat/completions"))
@@ -460,6 +429,5 @@ async fn a_foreground_proxy_logs_like_the_daemon() {
             .all(|l| l["request_id"] != off.as_str()),
         "log.access false still logs in the foreground"
     );
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    fg.stop().await;
 }

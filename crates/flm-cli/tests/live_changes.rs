@@ -12,13 +12,12 @@
 mod common;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Env};
+use common::{free_port, Env, Foreground};
 use flm_testkit::{EmulatedKind, Emulator, EmulatorOptions};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 /// The bound of every "takes effect" wait (the requirement).
 const WITHIN: Duration = Duration::from_secs(1);
@@ -87,80 +86,6 @@ async fn vllm_env() -> (Env, Emulator) {
     .await
     .ok();
     (env, vllm)
-}
-
-/// `flm proxy start --no-daemon` as a child; its stderr (JSON logs) is collected.
-struct Foreground {
-    child: tokio::process::Child,
-    base: String,
-    key_id: String,
-    key: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Foreground {
-    async fn start(env: &Env) -> Self {
-        let port = free_port();
-        let mut child =
-            env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match stderr.next_line().await.unwrap() {
-                    Some(l) if l.starts_with("listening on ") => return,
-                    Some(_) => continue,
-                    None => panic!("flm exited before listening"),
-                }
-            }
-        })
-        .await
-        .expect("listening within 20 s");
-        let started: Value = serde_json::from_str(
-            &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(started["data"]["daemon"], false, "{started}");
-        // Keep draining both pipes: a full pipe would stall the proxy's logging.
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = stderr.next_line().await {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            key_id: started["data"]["api_key"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            key: started["data"]["api_key"]["key"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            stderr: lines,
-        }
-    }
-
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("stopped within 15 s")
-            .unwrap();
-        assert!(status.success(), "{status}");
-    }
 }
 
 /// `sqlite3` on `security.db`, as another process writing by hand.

@@ -655,48 +655,8 @@ async fn the_daemon_applies_profile_and_template_changes_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreground_proxy_applies_profile_and_template_changes_within_a_second() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let (env, vllm) = vllm_env().await;
-    let port = free_port();
-    let mut child = env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stderr.next_line().await.unwrap() {
-                Some(l) if l.starts_with("listening on ") => return,
-                Some(_) => continue,
-                None => panic!("flm exited before listening"),
-            }
-        }
-    })
-    .await
-    .expect("listening within 20 s");
-    let started: Value = serde_json::from_str(
-        &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(started["data"]["daemon"], false, "{started}");
-    let key = started["data"]["api_key"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    let base = format!("http://127.0.0.1:{port}");
-    follows_profile_changes(&env, &vllm.control(), &base, &key).await;
-    let pid = child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("stopped within 15 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    let fg = common::Foreground::start(&env).await;
+    follows_profile_changes(&env, &vllm.control(), &fg.base, &fg.key).await;
+    fg.stop().await;
 }

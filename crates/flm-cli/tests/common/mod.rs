@@ -4,11 +4,13 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flm_testkit::llama::{LlamaServer, TinyModel};
 use serde_json::Value;
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// An isolated environment: its own data dir, HOME and PATH, and every default
 /// engine address pointed at a closed port so nothing on this machine leaks in.
@@ -293,5 +295,80 @@ impl AppSession {
         let status = r.status().as_u16();
         assert!(r.headers().contains_key("x-request-id"));
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `flm proxy start --no-daemon` as a child; its stderr (JSON logs) is collected.
+pub struct Foreground {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub key_id: String,
+    pub key: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Foreground {
+    pub async fn start(env: &Env) -> Self {
+        let port = free_port();
+        let mut child =
+            env.spawn_flm(&["proxy", "start", "--no-daemon", "--port", &port.to_string()]);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stderr.next_line().await.unwrap() {
+                    Some(l) if l.starts_with("listening on ") => return,
+                    Some(_) => continue,
+                    None => panic!("flm exited before listening"),
+                }
+            }
+        })
+        .await
+        .expect("listening within 20 s");
+        let started: Value = serde_json::from_str(
+            &tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(started["data"]["daemon"], false, "{started}");
+        // Keep draining both pipes: a full pipe would stall the proxy's logging.
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = stderr.next_line().await {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            key_id: started["data"]["api_key"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            key: started["data"]["api_key"]["key"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            stderr: lines,
+        }
+    }
+
+    /// SIGTERM, then a clean exit within 15 s.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("stopped within 15 s")
+            .unwrap();
+        assert!(status.success(), "{status}");
     }
 }
