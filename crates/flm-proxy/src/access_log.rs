@@ -224,8 +224,7 @@ impl HttpBody for Logged {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let data = data.clone();
-                    self.observe(&data);
+                    self.observe(data);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
